@@ -1,0 +1,4 @@
+from ciwatch.cli import main
+
+if __name__ == "__main__":
+    main()

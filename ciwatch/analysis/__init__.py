@@ -1,0 +1,1 @@
+"""Analysis of a record: the process tree and the hooks it ran."""

@@ -1,0 +1,165 @@
+"""Recognising package managers and the lifecycle hooks they run.
+
+The identity of each hook comes from what the package manager itself sets up at the
+boundary (notes/package-managers.md, table A):
+
+- npm, yarn, pnpm, bun: ``npm_package_name``, ``npm_package_version`` and
+  ``npm_lifecycle_event`` on the first exec under the package manager's node process;
+- pip (PEP 517): ``_in_process.py <hook>``, name and version from PKG-INFO in its cwd; legacy
+  ``setup.py``;
+- cargo: ``build-script-build`` with ``CARGO_PKG_NAME`` and ``CARGO_PKG_VERSION``;
+- dpkg: ``DPKG_MAINTSCRIPT_PACKAGE`` and ``DPKG_MAINTSCRIPT_NAME``;
+- gem: ``extconf.rb`` run in ``gems/<name>-<version>/ext/...``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from ciwatch.record.events import ProcessExec
+
+#: Program names (argv[0], or the script an interpreter runs) -> ecosystem.
+_PACKAGE_MANAGERS = {
+    "npm": "npm",
+    "npm-cli.js": "npm",
+    "npx": "npm",
+    "npx-cli.js": "npm",
+    "yarn": "yarn",
+    "yarn.js": "yarn",
+    "yarn.cjs": "yarn",
+    "yarnpkg": "yarn",
+    "pnpm": "pnpm",
+    "pnpm.cjs": "pnpm",
+    "pnpm.js": "pnpm",
+    "bun": "bun",
+    "pip": "pip",
+    "pip3": "pip",
+    "__pip-runner__.py": "pip",
+    "uv": "pip",
+    "poetry": "pip",
+    "pipenv": "pip",
+    "cargo": "cargo",
+    "dpkg": "dpkg",
+    "apt": "dpkg",
+    "apt-get": "dpkg",
+    "gem": "gem",
+    "bundle": "gem",
+    "bundler": "gem",
+    "go": "go",
+    "mvn": "maven",
+    "gradle": "gradle",
+}
+_PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
+_GEM_DIR = re.compile(r"/gems/(?P<name>[^/]+?)-(?P<version>\d[^/]*)/ext(?:/|$)")
+_PIP_BUILD_DIR = re.compile(r"/pip-install-[^/]+/(?P<name>[^/]+?)_[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class HookAttribution:
+    ecosystem: str
+    package: str
+    version: str
+    hook: str
+    pid: int
+    """The process at the hook's boundary."""
+    seq: int
+    """The sequence number of the exec that started it."""
+
+    @property
+    def package_ref(self) -> str:
+        return f"{self.package}@{self.version}" if self.version else self.package
+
+    @property
+    def label(self) -> str:
+        return f"{self.hook} of {self.package_ref}"
+
+
+def package_manager_of(argv: list[str]) -> str | None:
+    """The ecosystem of a package-manager process, from its argv; None for anything else."""
+    if not argv:
+        return None
+    candidates = [os.path.basename(argv[0])]
+    if len(argv) > 1:
+        candidates.append(os.path.basename(argv[1]))
+        if argv[1] == "-m" and len(argv) > 2:
+            candidates.append(argv[2])
+    for name in candidates:
+        if name in _PACKAGE_MANAGERS:
+            return _PACKAGE_MANAGERS[name]
+        if _PIP_VERSIONED.match(name):
+            return "pip"
+    return None
+
+
+def _npm_family(event: ProcessExec, parent_ecosystem: str | None) -> HookAttribution | None:
+    env = event.env
+    if parent_ecosystem not in ("npm", "yarn", "pnpm", "bun"):
+        return None
+    name, lifecycle = env.get("npm_package_name"), env.get("npm_lifecycle_event")
+    if not name or not lifecycle:
+        return None
+    return HookAttribution(parent_ecosystem, name, env.get("npm_package_version", ""), lifecycle, event.pid, 0)
+
+
+def _pip(event: ProcessExec) -> HookAttribution | None:
+    argv = event.argv
+    hook = None
+    for index, arg in enumerate(argv[:4]):
+        if arg.endswith("_in_process.py") and index + 1 < len(argv):
+            hook = argv[index + 1]
+            break
+    if hook is None and any(arg.endswith("setup.py") or "setup.py" in arg for arg in argv[1:3]):
+        hook = "setup.py"
+    if hook is None:
+        return None
+    name = event.package.get("name", "")
+    version = event.package.get("version", "")
+    if not name:
+        match = _PIP_BUILD_DIR.search(event.cwd)
+        name = match.group("name") if match else os.path.basename(event.cwd)
+    return HookAttribution("pip", name, version, hook, event.pid, 0)
+
+
+def _cargo(event: ProcessExec) -> HookAttribution | None:
+    if not os.path.basename(event.path).startswith("build-script-"):
+        return None
+    name = event.env.get("CARGO_PKG_NAME")
+    if not name:
+        return None
+    return HookAttribution("cargo", name, event.env.get("CARGO_PKG_VERSION", ""), "build.rs", event.pid, 0)
+
+
+def _dpkg(event: ProcessExec) -> HookAttribution | None:
+    package, script = event.env.get("DPKG_MAINTSCRIPT_PACKAGE"), event.env.get("DPKG_MAINTSCRIPT_NAME")
+    if not package or not script:
+        return None
+    return HookAttribution("dpkg", package, "", script, event.pid, 0)
+
+
+def _gem(event: ProcessExec) -> HookAttribution | None:
+    if not any(arg.endswith("extconf.rb") for arg in event.argv[1:]):
+        return None
+    match = _GEM_DIR.search(event.cwd)
+    if match is None:
+        return None
+    return HookAttribution("gem", match.group("name"), match.group("version"), "extconf.rb", event.pid, 0)
+
+
+def detect_hook(event: ProcessExec, parent: ProcessExec | None, pid: int, seq: int) -> HookAttribution | None:
+    """The hook this exec starts, if it is the boundary of one. ``parent`` is the parent
+    process's latest exec: a hook's boundary must sit directly under a package manager."""
+    parent_ecosystem = package_manager_of(parent.argv) if parent else None
+    if parent_ecosystem is None:
+        return None
+    found = _npm_family(event, parent_ecosystem) or _cargo(event)
+    if found is None and parent_ecosystem == "pip":
+        found = _pip(event)
+    if found is None and parent_ecosystem == "dpkg":
+        found = _dpkg(event)
+    if found is None and parent_ecosystem == "gem":
+        found = _gem(event)
+    if found is None:
+        return None
+    return HookAttribution(found.ecosystem, found.package, found.version, found.hook, pid, seq)

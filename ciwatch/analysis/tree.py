@@ -1,0 +1,145 @@
+"""The process tree of a record, and which package-manager hook each process belongs to.
+
+A hook is found where it starts: the first exec, under a package manager, that carries the
+hook's identity (see ``ciwatch.analysis.hooks``). Every descendant inherits it; identity
+variables further down are not trusted, since a hook can give its children any environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ciwatch.analysis.hooks import HookAttribution, detect_hook, package_manager_of
+from ciwatch.record.events import ProcessExec, ProcessExit, ProcessStart
+from ciwatch.record.reader import Record
+
+#: Interpreters whose first argument is the program that actually runs.
+_INTERPRETERS = frozenset({"node", "nodejs", "python", "python3", "ruby", "perl", "bash", "sh", "dash", "java"})
+
+
+def short_command(argv: list[str], limit: int = 3) -> str:
+    """A few words that say what a process is: ``npm ci``, ``curl``, ``sh -c``."""
+    if not argv:
+        return "?"
+    words = [os.path.basename(argv[0])]
+    rest = argv[1:]
+    if words[0].rstrip("0123456789.") in _INTERPRETERS and rest and not rest[0].startswith("-"):
+        words = [os.path.basename(rest[0]).removesuffix(".js").removesuffix("-cli")]
+        rest = rest[1:]
+    if package_manager_of(argv) is not None:
+        words += [arg for arg in rest[:2] if not arg.startswith("-")][: limit - 1]
+    elif rest and rest[0].startswith("-") and len(rest[0]) <= 3:
+        words.append(rest[0])
+    return " ".join(words)
+
+
+@dataclass
+class ProcessNode:
+    pid: int
+    ppid: int
+    start_seq: int
+    parent: ProcessNode | None = None
+    children: list[ProcessNode] = field(default_factory=list)
+    execs: list[tuple[int, ProcessExec]] = field(default_factory=list)
+    """(sequence number, exec) in order."""
+    exit: ProcessExit | None = None
+    hook: HookAttribution | None = None
+    """The hook this process runs in (its own, or inherited from an ancestor)."""
+    starts_hook: bool = False
+
+    @property
+    def argv(self) -> list[str]:
+        return self.execs[-1][1].argv if self.execs else (self.parent.argv if self.parent else [])
+
+    @property
+    def name(self) -> str:
+        return short_command(self.argv)
+
+    def ancestors(self) -> list[ProcessNode]:
+        """From the root down to this node's parent."""
+        chain = []
+        node = self.parent
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        return list(reversed(chain))
+
+
+class ProcessTree:
+    def __init__(self, record: Record) -> None:
+        self.record = record
+        self.nodes: list[ProcessNode] = []
+        self.roots: list[ProcessNode] = []
+        self.hooks: list[HookAttribution] = []
+        self._current: dict[int, ProcessNode] = {}
+        self._by_seq: dict[int, ProcessNode] = {}
+        for item in record.events:
+            event = item.event
+            if isinstance(event, ProcessStart):
+                self._start(item.seq, event)
+            elif isinstance(event, ProcessExec):
+                self._exec(item.seq, event)
+            elif isinstance(event, ProcessExit):
+                node = self._current.get(event.pid)
+                if node is not None:
+                    node.exit = event
+            pid = getattr(event, "pid", None)
+            if pid is not None and pid in self._current:
+                self._by_seq[item.seq] = self._current[pid]
+
+    def _start(self, seq: int, event: ProcessStart) -> None:
+        parent = self._current.get(event.ppid)
+        node = ProcessNode(event.pid, event.ppid, seq, parent=parent, hook=parent.hook if parent else None)
+        if parent is None:
+            self.roots.append(node)
+        else:
+            parent.children.append(node)
+        self.nodes.append(node)
+        self._current[event.pid] = node  # a reused pid names the newer process from now on
+
+    def _exec(self, seq: int, event: ProcessExec) -> None:
+        node = self._current.get(event.pid)
+        if node is None:
+            self._start(seq, ProcessStart(pid=event.pid, ppid=0))
+            node = self._current[event.pid]
+        node.execs.append((seq, event))
+        if node.starts_hook:
+            return  # the hook's own process exec'ing again (sh -c exec curl) stays that hook
+        parent_exec = node.parent.execs[-1][1] if node.parent and node.parent.execs else None
+        hook = detect_hook(event, parent_exec, node.pid, seq)
+        if hook is not None:
+            node.hook = hook
+            node.starts_hook = True
+            self.hooks.append(hook)
+            for child in node.children:  # forked before the exec that revealed the hook
+                self._inherit(child, hook)
+
+    def _inherit(self, node: ProcessNode, hook: HookAttribution) -> None:
+        if not node.starts_hook:
+            node.hook = hook
+            for child in node.children:
+                self._inherit(child, hook)
+
+    def node_at(self, seq: int) -> ProcessNode | None:
+        """The process an event (by sequence number) came from."""
+        return self._by_seq.get(seq)
+
+    def lineage(self, node: ProcessNode) -> str:
+        """``npm ci > postinstall of pkg@1.2.3 > sh > curl``: the path from the build's root
+        to this process, with each hook named and processes that never exec'd left out."""
+        parts: list[str] = []
+        for step in [*node.ancestors(), node]:
+            if step.starts_hook and step.hook is not None:
+                label = step.hook.label
+            elif step.execs or step.parent is None:
+                label = step.name
+            else:
+                continue  # a fork that didn't exec (a subshell) adds nothing to read
+            if not parts or parts[-1] != label:
+                parts.append(label)
+        return " > ".join(parts)
+
+    def lineage_at(self, seq: int) -> str:
+        node = self.node_at(seq)
+        return self.lineage(node) if node else "?"

@@ -1,0 +1,179 @@
+"""The command line: parse options, call the core, render errors, map outcomes to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from ciwatch import __version__, capabilities, session, supervise
+from ciwatch.errors import CiwatchError, EnvironmentNotSupported, UsageError
+from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, USAGE_ERROR
+from ciwatch.record import read_record
+from ciwatch.report import terminal
+
+log = logging.getLogger("ciwatch")
+
+
+def _render_error(error: BaseException, verbose: bool) -> int:
+    if verbose:
+        traceback.print_exception(error)
+    if isinstance(error, CiwatchError):
+        click.secho(f"ciwatch: error: {error}", fg="red", err=True)
+        if error.hint:
+            click.echo(f"  hint: {error.hint}", err=True)
+        if isinstance(error, UsageError):
+            return USAGE_ERROR
+        if isinstance(error, EnvironmentNotSupported):
+            return ENVIRONMENT_ERROR
+        return INTERNAL_ERROR
+    click.secho(f"ciwatch: internal error: {type(error).__name__}: {error}", fg="red", err=True)
+    click.echo("  hint: run again with -v for the traceback, and please report it.", err=True)
+    return INTERNAL_ERROR
+
+
+def _guarded(verbose: bool, action: Callable[[], int]) -> NoReturn:
+    try:
+        code = action()
+    except Exception as error:  # noqa: BLE001 - every failure is rendered, none escapes
+        code = _render_error(error, verbose)
+    sys.exit(code)
+
+
+class _CommandAfterDoubleDash(click.Command):
+    """``ciwatch run`` takes the build command only after ``--``, so that an option meant
+    for the build is never taken for one of ciwatch's (or the other way round)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args:
+            if not args or args[0].startswith("-"):
+                raise click.UsageError("missing `--` before the command, e.g.: ciwatch run -- npm ci", ctx)
+            raise click.UsageError(
+                f"missing `--` before the command; write: ciwatch run [OPTIONS] -- {' '.join(args)}", ctx
+            )
+        return super().parse_args(ctx, args)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ciwatch")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Trace a CI build step: what it ran, wrote and talked to."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="ciwatch: %(message)s")
+    ctx.obj = {"verbose": verbose}
+
+
+@main.command(cls=_CommandAfterDoubleDash)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("ciwatch-out"),
+    show_default=True,
+    help="Directory for record.jsonl (created if missing).",
+)
+@click.option(
+    "--leftovers",
+    type=click.Choice([a.value for a in session.LeftoverAction]),
+    default=session.LeftoverAction.LEAVE.value,
+    show_default=True,
+    help="Processes still running when the build's root exits: leave them running, kill them, or wait for them.",
+)
+@click.option(
+    "--net",
+    type=click.Choice([m.value for m in session.NetMode]),
+    default=session.NetMode.OFF.value,
+    show_default=True,
+    help="How outbound traffic is observed (only `off` is available in this version).",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def run(ctx: click.Context, out_dir: Path, leftovers: str, net: str, command: tuple[str, ...]) -> None:
+    """Run COMMAND with its whole process tree traced; write DIR/record.jsonl.
+
+    The build's stdin, stdout, stderr and exit code pass through untouched.
+    """
+    verbose = ctx.obj["verbose"]
+    options = session.RunOptions(
+        command=list(command),
+        out_dir=out_dir,
+        leftovers=session.LeftoverAction(leftovers),
+        net=session.NetMode(net),
+    )
+
+    def validate() -> int:
+        session.check_command(options.command)
+        session.prepare_out_dir(options.out_dir)
+        if options.net is not session.NetMode.OFF:
+            raise UsageError(
+                f"--net {options.net} is not available in this version of ciwatch",
+                hint="Use --net off (the tracer still records every connect and DNS query).",
+            )
+        return 0
+
+    try:
+        validate()
+    except Exception as error:  # noqa: BLE001
+        sys.exit(_render_error(error, verbose))
+
+    def in_tracer(report_root: Callable[[int], None]) -> tuple[int, Callable[[], None] | None]:
+        try:
+            result = session.run(options, dict(os.environ), on_root_started=report_root)
+        except Exception as error:  # noqa: BLE001
+            return _render_error(error, verbose), None
+        if result.launch_error:
+            click.secho(f"ciwatch: {result.launch_error}", fg="red", err=True)
+        if result.leftovers:
+            click.echo(
+                f"ciwatch: {len(result.leftovers)} process(es) still running after the build "
+                f"({options.leftovers}): {', '.join(map(str, result.leftovers))}",
+                err=True,
+            )
+        background = result.tracer
+        return result.exit_code, (background.run_until_all_exit if background else None)
+
+    sys.exit(supervise.run_split(in_tracer))
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path), default=Path("ciwatch-out"))
+@click.option("--color/--no-color", default=None, help="Colour (default: only on a terminal).")
+@click.pass_context
+def report(ctx: click.Context, path: Path, color: bool | None) -> None:
+    """Summarise a record: hooks and what they ran, executables written, hosts contacted."""
+
+    def action() -> int:
+        record = read_record(path)
+        use_color = sys.stdout.isatty() if color is None else color
+        click.echo(terminal.render(record, color=use_color), color=use_color)
+        return 0
+
+    _guarded(ctx.obj["verbose"], action)
+
+
+@main.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """What this machine allows, which modes therefore work, and how to fix the rest."""
+
+    def action() -> int:
+        probes = capabilities.probe_all()
+        for probe in probes:
+            mark = click.style("ok ", fg="green") if probe.ok else click.style("no ", fg="red")
+            click.echo(f"{mark} {probe.name}: {probe.detail}")
+            if not probe.ok and probe.fix:
+                click.echo(f"     fix: {probe.fix}")
+        click.echo("")
+        for mode, works in capabilities.modes_available(probes).items():
+            mark = click.style("works", fg="green") if works else click.style("unavailable", fg="red")
+            click.echo(f"--net {mode:<9} {mark}")
+        return 0
+
+    _guarded(ctx.obj["verbose"], action)

@@ -1,0 +1,33 @@
+"""The errors ciwatch reports to its user.
+
+Each error carries a message that says what went wrong and a hint that says what to do
+next; only ``cli.py`` renders them.
+"""
+
+from __future__ import annotations
+
+
+class CiwatchError(Exception):
+    """Base of every error that ciwatch explains to its user."""
+
+    #: What to do about it, shown under the message.
+    hint: str = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class UsageError(CiwatchError):
+    """The command line or an input file is wrong; nothing was run."""
+
+
+class EnvironmentNotSupported(CiwatchError):
+    """This machine can't provide what was asked (ptrace, seccomp, a network mode)."""
+
+    hint = "Run `ciwatch doctor` to see what this machine allows and how to fix it."
+
+
+class InternalError(CiwatchError):
+    """ciwatch itself failed; the build's own result is still reported when it is known."""

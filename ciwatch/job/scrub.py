@@ -1,0 +1,93 @@
+"""Keeping secrets out of the record.
+
+A record is uploaded as a CI artifact, which CI systems don't mask. Before an event is
+written, every string in it (argv, paths, URLs, attribution values) loses the values of the
+job's secret-looking environment variables and anything shaped like a well-known token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+REDACTED = "[REDACTED]"
+
+_SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASSW(OR)?D|PASSPHRASE|CREDENTIAL|PRIVATE|_KEY$|^KEY_|_KEY_|APIKEY|API_KEY|AUTH|COOKIE|SESSION|_PAT$|^PAT_|DSN$",
+    re.IGNORECASE,
+)
+#: Values shorter than this are too likely to occur by chance (``true``, ``1``, ``npm``).
+_MIN_SECRET_LENGTH = 6
+
+_TOKEN_PATTERNS = [
+    r"gh[pousr]_[A-Za-z0-9]{30,}",
+    r"github_pat_[A-Za-z0-9_]{40,}",
+    r"gl(?:pat|dt|rt|ptt|ft|cbt|oas|soat|agent)-[A-Za-z0-9_\-]{20,}",
+    r"(?:AKIA|ASIA)[0-9A-Z]{16}",
+    r"xox[abposr]-[A-Za-z0-9-]{10,}",
+    r"npm_[A-Za-z0-9]{36}",
+    r"pypi-AgE[A-Za-z0-9_\-]{50,}",
+    r"sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}",
+    r"AIza[0-9A-Za-z_\-]{35}",
+    r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}",
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[^-]*-----END [A-Z ]*PRIVATE KEY-----",
+]
+#: user:password@ in a URL keeps the user and loses the password.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/@:\s]*):(?P<password>[^/@\s]+)@")
+_TOKENS = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
+#: Bearer/Basic values and --token=... style arguments.
+_INLINE = re.compile(
+    r"(?P<prefix>(?:authorization:\s*(?:bearer|basic|token)\s+|--?(?:token|password|passwd|secret|api-key|auth)[=\s]))(?P<value>\S+)",
+    re.IGNORECASE,
+)
+
+T = TypeVar("T")
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """The values of the variables whose names look like they hold a secret, longest first."""
+    values = {value for name, value in env.items() if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_LENGTH}
+    return sorted(values, key=len, reverse=True)
+
+
+class Scrubber:
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = secrets
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> Scrubber:
+        return cls(secret_values(env))
+
+    def text(self, value: str) -> str:
+        for secret in self.secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        if _TOKENS.search(value):
+            value = _TOKENS.sub(REDACTED, value)
+        if "@" in value and "://" in value:
+            value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
+        if "-" in value or ":" in value:
+            value = _INLINE.sub(lambda m: m["prefix"] + REDACTED, value)
+        return value
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.value(item) for key, item in value.items()}
+        return value
+
+    def event(self, event: T) -> T:
+        """The event with every string field scrubbed (the same object when nothing changed)."""
+        changes = {}
+        for item in dataclasses.fields(event):  # type: ignore[arg-type]
+            current = getattr(event, item.name)
+            if isinstance(current, (str, list, dict)):
+                scrubbed = self.value(current)
+                if scrubbed != current:
+                    changes[item.name] = scrubbed
+        return dataclasses.replace(event, **changes) if changes else event  # type: ignore[type-var]

@@ -1,0 +1,232 @@
+"""The events of a provenance record.
+
+Every event is a frozen dataclass with a ``kind``; the record writer adds the sequence
+number, timestamp and job key when it appends the event. Strings that came from a traced
+process (paths, argv) may hold bytes that are not UTF-8: they are decoded with
+``surrogateescape`` (PEP 383) so that the record keeps them losslessly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class EventKind(StrEnum):
+    HEADER = "header"
+    PROCESS_START = "process-start"
+    PROCESS_EXEC = "process-exec"
+    PROCESS_EXIT = "process-exit"
+    FILE_WRITE = "file-write"
+    FILE_HASH = "file-hash"
+    NET_CONNECT = "net-connect"
+    NET_SEND = "net-send"
+    DNS_QUERY = "dns-query"
+    ANOMALY = "anomaly"
+    LEFTOVER = "leftover-process"
+    END = "end"
+
+
+class FileOp(StrEnum):
+    OPEN = "open"
+    CREAT = "creat"
+    RENAME = "rename"
+    LINK = "link"
+    SYMLINK = "symlink"
+    CHMOD = "chmod"
+    UNLINK = "unlink"
+    MEMFD = "memfd"
+
+
+class AnomalyKind(StrEnum):
+    IO_URING = "io-uring"
+    PTRACE = "ptrace"
+    FOREIGN_ABI = "foreign-abi"
+    MEMFD_EXEC = "memfd-exec"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[EventKind]
+
+
+@dataclass(frozen=True)
+class Header(Event):
+    kind: ClassVar[EventKind] = EventKind.HEADER
+    schema: int
+    ciwatch_version: str
+    host: str
+    command: list[str]
+    cwd: str
+    started_at: str
+    """ISO 8601 UTC time the run started."""
+    job_context: dict[str, str]
+    """The CI job's identifiers (provider, repository, run id...), see ``ciwatch.job``."""
+    capabilities: dict[str, bool]
+    """What this machine allowed the run to use (ptrace, seccomp, ...)."""
+    net_mode: str
+
+
+@dataclass(frozen=True)
+class ProcessStart(Event):
+    kind: ClassVar[EventKind] = EventKind.PROCESS_START
+    pid: int
+    ppid: int
+    """The process that forked it (the tracer's view, not getppid after reparenting)."""
+
+
+@dataclass(frozen=True)
+class ProcessExec(Event):
+    kind: ClassVar[EventKind] = EventKind.PROCESS_EXEC
+    pid: int
+    path: str
+    """The file that was executed, as an absolute path (a script, not its interpreter)."""
+    exe: str
+    """What the kernel runs: the interpreter of a script, ``/memfd:... (deleted)`` for a memfd."""
+    argv: list[str]
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)
+    """Values of the attribution variables only (see ``ciwatch.trace.attribution_env``)."""
+    package: dict[str, str] = field(default_factory=dict)
+    """Name and version read from the file system where the exec reveals a build hook
+    (pip's PKG-INFO beside ``_in_process.py``), at the moment of the exec."""
+    from_tid: int | None = None
+    """Set when a non-leader thread called exec (the kernel gave it the leader's pid)."""
+
+
+@dataclass(frozen=True)
+class ProcessExit(Event):
+    kind: ClassVar[EventKind] = EventKind.PROCESS_EXIT
+    pid: int
+    exit_code: int | None
+    signal: int | None
+
+
+@dataclass(frozen=True)
+class FileWrite(Event):
+    kind: ClassVar[EventKind] = EventKind.FILE_WRITE
+    pid: int
+    op: FileOp
+    path: str
+    """Absolute path, resolved against the process's cwd or dirfd (symlinks not followed)."""
+    target: str | None = None
+    """The new name of a rename or link, the target text of a symlink."""
+    flags: int | None = None
+    """open flags, or the mode of chmod/creat."""
+
+
+@dataclass(frozen=True)
+class FileHash(Event):
+    kind: ClassVar[EventKind] = EventKind.FILE_HASH
+    path: str
+    sha256: str
+    size: int
+    mode: int
+    file_type: str
+    """``elf``, ``script`` (starts with ``#!``) or ``executable`` (only the +x bit)."""
+    written_by: int
+    """The pid that last wrote it."""
+
+
+@dataclass(frozen=True)
+class NetConnect(Event):
+    kind: ClassVar[EventKind] = EventKind.NET_CONNECT
+    pid: int
+    family: str
+    """``inet`` or ``inet6``."""
+    address: str
+    port: int
+    protocol: str
+    """``tcp``, ``udp`` or ``raw``."""
+    result: int | None
+    """0, or the negative errno (``-115`` is EINPROGRESS for a non-blocking connect)."""
+
+
+@dataclass(frozen=True)
+class NetSend(Event):
+    kind: ClassVar[EventKind] = EventKind.NET_SEND
+    pid: int
+    family: str
+    address: str
+    port: int
+    protocol: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DnsQuery(Event):
+    kind: ClassVar[EventKind] = EventKind.DNS_QUERY
+    pid: int
+    name: str
+    qtype: str
+    server: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Anomaly(Event):
+    kind: ClassVar[EventKind] = EventKind.ANOMALY
+    pid: int
+    anomaly: AnomalyKind
+    detail: str
+
+
+@dataclass(frozen=True)
+class Leftover(Event):
+    kind: ClassVar[EventKind] = EventKind.LEFTOVER
+    pid: int
+    argv: list[str]
+    action: str
+    """What ciwatch did about it: ``left-running``, ``killed`` or ``waited``."""
+
+
+@dataclass(frozen=True)
+class End(Event):
+    kind: ClassVar[EventKind] = EventKind.END
+    exit_code: int
+    """The exit code ciwatch passes on for the build (128+N for a signal)."""
+    build_exit_code: int | None
+    build_signal: int | None
+    duration_s: float
+    event_counts: dict[str, int]
+    clean: bool
+    """False when tracing was cut short (ciwatch interrupted or a tracer failure)."""
+    error: str | None = None
+
+
+EVENT_TYPES: dict[EventKind, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        Header,
+        ProcessStart,
+        ProcessExec,
+        ProcessExit,
+        FileWrite,
+        FileHash,
+        NetConnect,
+        NetSend,
+        DnsQuery,
+        Anomaly,
+        Leftover,
+        End,
+    )
+}
+
+
+def to_json_dict(event: Event) -> dict[str, Any]:
+    """The event's fields as a JSON-ready dict, its ``kind`` first."""
+    return {"kind": str(event.kind), **dataclasses.asdict(event)}
+
+
+def from_json_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from a record line; unknown fields are ignored (forward compatible)."""
+    cls = EVENT_TYPES[EventKind(data["kind"])]
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in data.items() if k in names}
+    if cls is FileWrite:
+        values["op"] = FileOp(values["op"])
+    elif cls is Anomaly:
+        values["anomaly"] = AnomalyKind(values["anomaly"])
+    return cls(**values)

@@ -1,0 +1,1 @@
+"""Reporters: turning a record (and later a verdict) into something people read."""

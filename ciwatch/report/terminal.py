@@ -1,0 +1,151 @@
+"""The one-screen terminal summary of a record (``ciwatch report``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import click
+
+from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.record.events import Anomaly, DnsQuery, FileHash, Leftover, NetConnect, NetSend
+from ciwatch.record.reader import Record
+
+#: Lines per section before "... and N more": the summary must fit on one screen.
+_MAX_LINES = 12
+
+
+@dataclass
+class _Section:
+    title: str
+    lines: list[str] = field(default_factory=list)
+
+
+def _style(text: str, color: bool, **style: object) -> str:
+    return click.style(text, **style) if color else text  # type: ignore[arg-type]
+
+
+def _capped(lines: list[str]) -> list[str]:
+    if len(lines) <= _MAX_LINES:
+        return lines
+    return [*lines[: _MAX_LINES - 1], f"... and {len(lines) - _MAX_LINES + 1} more"]
+
+
+def _spawned_by_hook(tree: ProcessTree) -> dict[int, list[str]]:
+    """For each hook (by boundary pid), the distinct commands its tree ran, in order."""
+    spawned: dict[int, list[str]] = defaultdict(list)
+    for node in tree.nodes:
+        if node.hook is None or node.starts_hook or not node.execs:
+            continue
+        name = node.name
+        seen = spawned[node.hook.pid]
+        if name not in seen:
+            seen.append(name)
+    return spawned
+
+
+def render(record: Record, color: bool = False) -> str:
+    tree = ProcessTree(record)
+    header = record.header
+    out: list[str] = []
+    title = " ".join(header.command)
+    out.append(_style(f"ciwatch record: {title}", color, bold=True))
+    job = header.job_context
+    ids = [f"{k}={v}" for k, v in job.items() if k in ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_JOB", "CI_PROJECT_PATH", "CI_JOB_ID", "user", "host")]
+    out.append(f"  job: {job.get('provider', '?')} {' '.join(ids)}".rstrip())
+    if record.end is None:
+        out.append(_style("  the record has no end: ciwatch was killed before the run finished", color, fg="yellow"))
+    else:
+        end = record.end
+        how = f"signal {end.build_signal}" if end.build_signal else f"exit {end.build_exit_code}"
+        state = "" if end.clean else _style(f" (not clean: {end.error})", color, fg="yellow")
+        out.append(f"  finished: {how} -> exit code {end.exit_code} in {end.duration_s:.1f}s{state}")
+
+    sections = [
+        _hooks_section(tree),
+        _executables_section(record, tree),
+        _network_section(record, tree),
+        _anomalies_section(record, tree),
+    ]
+    for section in sections:
+        out.append("")
+        out.append(_style(section.title, color, bold=True))
+        out.extend("  " + line for line in (_capped(section.lines) or ["none"]))
+    return "\n".join(out)
+
+
+def _hooks_section(tree: ProcessTree) -> _Section:
+    section = _Section("Hooks")
+    spawned = _spawned_by_hook(tree)
+    managers = [node for node in tree.nodes if node.execs and _is_package_manager(node)]
+    if managers:
+        names = sorted({node.name for node in managers})
+        section.lines.append("package managers: " + ", ".join(names))
+    for hook in tree.hooks:
+        ran = spawned.get(hook.pid, [])
+        line = f"{hook.ecosystem}: {hook.label}"
+        if ran:
+            line += " -> " + ", ".join(ran[:8]) + (f" (+{len(ran) - 8})" if len(ran) > 8 else "")
+        section.lines.append(line)
+    if not tree.hooks:
+        section.lines.append("no lifecycle hooks ran")
+    return section
+
+
+def _is_package_manager(node: ProcessNode) -> bool:
+    from ciwatch.analysis.hooks import package_manager_of
+
+    return package_manager_of(node.argv) is not None
+
+
+def _executables_section(record: Record, tree: ProcessTree) -> _Section:
+    section = _Section("Executables and scripts written")
+    writers = _writers(record)
+    for item in record.events:
+        event = item.event
+        if isinstance(event, FileHash):
+            by = writers.get(event.path)
+            who = tree.lineage_at(by) if by else f"pid {event.written_by}"
+            section.lines.append(f"{event.path} ({event.file_type}, sha256 {event.sha256[:12]}) by {who}")
+    return section
+
+
+def _writers(record: Record) -> dict[str, int]:
+    from ciwatch.record.events import FileWrite
+
+    last: dict[str, int] = {}
+    for item in record.events:
+        event = item.event
+        if isinstance(event, FileWrite):
+            last[event.target or event.path] = item.seq
+    return last
+
+
+def _network_section(record: Record, tree: ProcessTree) -> _Section:
+    section = _Section("Network")
+    seen: dict[str, set[str]] = defaultdict(set)
+    for item in record.events:
+        event = item.event
+        if isinstance(event, DnsQuery):
+            key = f"dns {event.name} ({event.qtype})"
+        elif isinstance(event, NetConnect):
+            key = f"{event.protocol} {event.address}:{event.port}"
+        elif isinstance(event, NetSend):
+            key = f"{event.protocol} send {event.address}:{event.port}"
+        else:
+            continue
+        seen[key].add(tree.lineage_at(item.seq))
+    for key, lineages in seen.items():
+        section.lines.append(f"{key} from {'; '.join(sorted(lineages)[:2])}")
+    return section
+
+
+def _anomalies_section(record: Record, tree: ProcessTree) -> _Section:
+    section = _Section("Anomalies and leftovers")
+    for item in record.events:
+        event = item.event
+        if isinstance(event, Anomaly):
+            section.lines.append(f"{event.anomaly}: {event.detail} in {tree.lineage_at(item.seq)}")
+        elif isinstance(event, Leftover):
+            section.lines.append(f"still running after the build ({event.action}): pid {event.pid} {' '.join(event.argv)[:80]}")
+    return section

@@ -1,0 +1,218 @@
+"""A run: the build started under the tracer, every event into the record, the record ended.
+
+The session wires the stages together; it never prints and never exits (``cli.py`` does).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from ptrace import PtraceError
+
+from ciwatch import __version__, capabilities
+from ciwatch.errors import EnvironmentNotSupported, UsageError
+from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
+from ciwatch.job import Scrubber, detect_job
+from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
+from ciwatch.record.events import End, Event, FileHash, Header, Leftover
+from ciwatch.trace import BuildExit, Tracer
+from ciwatch.trace.executables import inspect_executable
+from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting
+
+
+class LeftoverAction(StrEnum):
+    """What to do with the build's processes still running when its root process exits."""
+
+    LEAVE = "leave"
+    """Report them, and keep them running (untraced in the record) after ciwatch returns."""
+    KILL = "kill"
+    WAIT = "wait"
+    """Keep tracing and recording until they exit too."""
+
+
+class NetMode(StrEnum):
+    REDIRECT = "redirect"
+    SANDBOX = "sandbox"
+    ENV = "env"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    command: list[str]
+    out_dir: Path
+    leftovers: LeftoverAction = LeftoverAction.LEAVE
+    net: NetMode = NetMode.OFF
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    build: BuildExit | None
+    record_path: Path
+    launch_error: str | None = None
+    leftovers: list[int] = field(default_factory=list)
+    tracer: Tracer | None = None
+    """Still tracing leftovers that were left running (LeftoverAction.LEAVE)."""
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create ``--out`` and check that the record can be written there, before the build."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".ciwatch-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(
+            f"cannot write the record to {out_dir}: {error.strerror}",
+            hint="Pass --out with a directory you can write to (it is created if missing).",
+        ) from None
+    return out_dir / RECORD_FILE
+
+
+def check_command(command: Sequence[str]) -> None:
+    if not command:
+        raise UsageError("no command to run", hint="Put the build command after `--`: ciwatch run -- npm ci")
+
+
+def run(
+    options: RunOptions,
+    env: Mapping[str, str],
+    on_root_started: Callable[[int], None] = lambda pid: None,
+) -> RunResult:
+    """Run the build traced; returns once its root process has exited and the record is ended."""
+    check_command(options.command)
+    record_path = prepare_out_dir(options.out_dir)
+    started = time.monotonic()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    job = detect_job(env, started_at)
+    scrubber = Scrubber.from_environment(env)
+    writer = RecordWriter(record_path, job.key)
+
+    def sink(event: Event) -> None:
+        writer.append(scrubber.event(event))
+
+    sink(
+        Header(
+            schema=SCHEMA_VERSION,
+            ciwatch_version=__version__,
+            host=socket.gethostname(),
+            command=list(options.command),
+            cwd=os.getcwd(),
+            started_at=started_at,
+            job_context={"provider": str(job.provider), **job.identifiers},
+            capabilities=capabilities.for_record(),
+            net_mode=str(options.net),
+        )
+    )
+    tracer = Tracer(sink)
+    clean = True
+    error: str | None = None
+    build: BuildExit | None = None
+    launch_error: str | None = None
+    leftovers: list[int] = []
+    background = False
+    try:
+        root = spawn_waiting(options.command, env)
+        try:
+            tracer.start(root.pid, os.getpid())
+        except PtraceError as failure:
+            os.kill(root.pid, 9)
+            os.waitpid(root.pid, 0)
+            raise EnvironmentNotSupported(f"cannot trace the build: ptrace failed ({failure})") from None
+        release(root)
+        on_root_started(root.pid)
+        build = tracer.run_until_root_exits()
+        exec_error = read_exec_error(root)
+        if exec_error is not None:
+            launch_error = _describe_exec_error(options.command[0], *exec_error)
+            if SECCOMP_FAILURE in exec_error[1]:
+                raise EnvironmentNotSupported(launch_error)
+        leftovers = [pid for pid in tracer.live_processes() if pid != root.pid]
+        action = {
+            LeftoverAction.LEAVE: "left-running",
+            LeftoverAction.KILL: "killed",
+            LeftoverAction.WAIT: "waited",
+        }[options.leftovers]
+        for pid in leftovers:
+            sink(Leftover(pid=pid, argv=tracer.argv_of(pid), action=action))
+        if leftovers and options.leftovers is LeftoverAction.KILL:
+            tracer.kill_all()
+            tracer.run_until_all_exit()
+        elif leftovers and options.leftovers is LeftoverAction.WAIT:
+            tracer.run_until_all_exit()
+        background = bool(leftovers) and options.leftovers is LeftoverAction.LEAVE
+        _hash_written_executables(tracer, sink)
+    except KeyboardInterrupt:
+        clean, error = False, "interrupted"
+        tracer.kill_all()
+        raise
+    except Exception as failure:
+        clean, error = False, f"{type(failure).__name__}: {failure}"
+        tracer.kill_all()
+        raise
+    finally:
+        if build is not None:
+            exit_code = from_wait_status(build.exit_code, build.signal)
+        else:
+            exit_code = INTERNAL_ERROR
+        writer.append(
+            End(
+                exit_code=exit_code,
+                build_exit_code=build.exit_code if build else None,
+                build_signal=build.signal if build else None,
+                duration_s=round(time.monotonic() - started, 3),
+                event_counts=dict(writer.counts),
+                clean=clean,
+                error=error,
+            )
+        )
+        writer.close()
+    return RunResult(
+        exit_code=exit_code,
+        build=build,
+        record_path=record_path,
+        launch_error=launch_error,
+        leftovers=leftovers,
+        tracer=tracer if background else None,
+    )
+
+
+def _describe_exec_error(program: str, code: int, message: str) -> str:
+    if code == 2:
+        return f"{program}: command not found"
+    return f"{program}: cannot execute: {message.strip()}"
+
+
+def _hash_written_executables(tracer: Tracer, sink: Callable[[Event], None]) -> None:
+    for path, pid in sorted(tracer.written.items()):
+        found = inspect_executable(path)
+        if found is not None:
+            sink(
+                FileHash(
+                    path=found.path,
+                    sha256=found.sha256,
+                    size=found.size,
+                    mode=found.mode,
+                    file_type=found.file_type,
+                    written_by=pid,
+                )
+            )
+
+
+__all__ = [
+    "LeftoverAction",
+    "NetMode",
+    "RunOptions",
+    "RunResult",
+    "prepare_out_dir",
+    "run",
+]

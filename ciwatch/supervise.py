@@ -1,0 +1,130 @@
+"""The two processes of ``ciwatch run``.
+
+The process the shell started (the front) forks the tracer and waits for the build's exit
+code. The split exists because a process that installed our seccomp filter can't run
+untraced: without a tracer its filtered syscalls fail with ENOSYS. So when the build leaves
+processes running (a daemon, a cache server), the tracer stays behind to keep them working
+while the front returns the build's exit code at once.
+
+- Signals sent to the front (``kill``, a CI runner cancelling the step) are forwarded to the
+  build's root. Terminal-generated ones (Ctrl-C) already reached the whole foreground
+  process group, so they are not sent twice.
+- If the front is killed, the tracer dies with it (PDEATHSIG), and with the tracer every
+  tracee (PTRACE_O_EXITKILL): nothing is left behind. The record stays readable.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from ciwatch.exitcodes import INTERNAL_ERROR
+
+_PR_SET_PDEATHSIG = 1
+_SI_KERNEL = 0x80
+_FORWARDED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
+
+#: The tracer side: run the build, call ``report_root`` once it started, return the exit
+#: code, and optionally a function to run after the front has been released.
+TracerWork = Callable[[Callable[[int], None]], tuple[int, Callable[[], None] | None]]
+
+
+def _set_parent_death_signal(sig: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def run_split(work: TracerWork) -> int:
+    """Fork the tracer process, forward signals to the build, return the build's exit code."""
+    front_pid = os.getpid()
+    read_fd, write_fd = os.pipe()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _tracer_main(work, write_fd, front_pid)
+    os.close(write_fd)
+    return _front_main(read_fd, pid)
+
+
+def _tracer_main(work: TracerWork, write_fd: int, front_pid: int) -> None:
+    code = INTERNAL_ERROR
+    after: Callable[[], None] | None = None
+    try:
+        _set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != front_pid:
+            os._exit(INTERNAL_ERROR)
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
+
+        def report_root(root_pid: int) -> None:
+            os.write(write_fd, f"root {root_pid}\n".encode())
+
+        code, after = work(report_root)
+    except BaseException:  # the work renders its own errors; anything else is a bug
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if after is not None:
+            _set_parent_death_signal(0)
+        os.write(write_fd, f"exit {code}\n".encode())
+        os.close(write_fd)
+    if after is not None:
+        # The front has returned; don't hold the job's terminal or pipes open.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        try:
+            after()
+        finally:
+            os._exit(0)
+    os._exit(0)
+
+
+def _front_main(read_fd: int, tracer_pid: int) -> int:
+    root_pid = 0
+    outcome: list[int] = []
+    done = threading.Event()
+
+    def read_messages() -> None:
+        nonlocal root_pid
+        buffer = b""
+        while chunk := os.read(read_fd, 1024):
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                word, _, value = line.decode().partition(" ")
+                if word == "root":
+                    root_pid = int(value)
+                elif word == "exit":
+                    outcome.append(int(value))
+        done.set()
+        os.kill(os.getpid(), signal.SIGCHLD)  # wake sigwaitinfo
+
+    threading.Thread(target=read_messages, daemon=True).start()
+    waited = set(_FORWARDED) | {signal.SIGCHLD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    while not done.is_set():
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo == signal.SIGCHLD:
+            continue
+        if info.si_code != _SI_KERNEL and root_pid:
+            try:
+                os.kill(root_pid, info.si_signo)
+            except ProcessLookupError:
+                pass
+    if not outcome:
+        # The tracer process died without a word (killed): reap it and say so.
+        os.waitpid(tracer_pid, 0)
+        print("ciwatch: the tracer process ended unexpectedly; the record may be incomplete", file=sys.stderr)
+        return INTERNAL_ERROR
+    if outcome and os.waitpid(tracer_pid, os.WNOHANG)[0] == 0:
+        pass  # the tracer stays for leftover processes; it is reparented when we exit
+    return outcome[0]

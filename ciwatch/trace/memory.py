@@ -1,0 +1,75 @@
+"""Reading a stopped tracee's memory with process_vm_readv (one syscall per page)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+_process_vm_readv = _libc.process_vm_readv
+_process_vm_readv.argtypes = [
+    ctypes.c_int,
+    ctypes.POINTER(_IoVec),
+    ctypes.c_ulong,
+    ctypes.POINTER(_IoVec),
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+_process_vm_readv.restype = ctypes.c_ssize_t
+
+_buffer = ctypes.create_string_buffer(_PAGE * 2)
+_local = _IoVec(ctypes.cast(_buffer, ctypes.c_void_p), 0)
+_remote = _IoVec(0, 0)
+
+
+def read_bytes(pid: int, address: int, size: int) -> bytes:
+    """Up to ``size`` bytes at ``address`` (fewer if the mapping ends); b"" if unreadable."""
+    if address == 0 or size <= 0:
+        return b""
+    out = bytearray()
+    while size > 0:
+        chunk = min(size, len(_buffer))
+        _local.len = chunk
+        _remote.base = address
+        _remote.len = chunk
+        got = _process_vm_readv(pid, ctypes.byref(_local), 1, ctypes.byref(_remote), 1, 0)
+        if got <= 0:
+            break
+        out += _buffer.raw[:got]
+        if got < chunk:
+            break
+        address += got
+        size -= got
+    return bytes(out)
+
+
+def read_cstring(pid: int, address: int, limit: int = 65536) -> bytes:
+    """The NUL-terminated string at ``address``, read page by page so that a string that
+    ends just before an unmapped page is still read."""
+    if address == 0:
+        return b""
+    out = bytearray()
+    while len(out) < limit:
+        to_page_end = _PAGE - (address % _PAGE)
+        chunk = read_bytes(pid, address, to_page_end)
+        if not chunk:
+            break
+        nul = chunk.find(b"\0")
+        if nul >= 0:
+            out += chunk[:nul]
+            return bytes(out)
+        out += chunk
+        address += len(chunk)
+    return bytes(out)
+
+
+def read_u64(pid: int, address: int) -> int | None:
+    data = read_bytes(pid, address, 8)
+    return int.from_bytes(data, "little") if len(data) == 8 else None

@@ -1,0 +1,117 @@
+"""What the tracer reads from /proc about a stopped tracee."""
+
+from __future__ import annotations
+
+import os
+import re
+
+#: The only environment variables whose values a record holds: they say which package
+#: manager, package and hook a process belongs to. Everything else (tokens!) stays out.
+ATTRIBUTION_ENV = frozenset(
+    {
+        "npm_package_name",
+        "npm_package_version",
+        "npm_lifecycle_event",
+        "npm_lifecycle_script",
+        "npm_package_json",
+        "npm_package_resolved",
+        "npm_package_integrity",
+        "npm_command",
+        "npm_execpath",
+        "npm_config_user_agent",
+        "INIT_CWD",
+        "PNPM_SCRIPT_SRC_DIR",
+        "BERRY_BIN_FOLDER",
+        "PROJECT_CWD",
+        "CARGO_PKG_NAME",
+        "CARGO_PKG_VERSION",
+        "CARGO_MANIFEST_DIR",
+        "CARGO_PRIMARY_PACKAGE",
+        "DPKG_MAINTSCRIPT_PACKAGE",
+        "DPKG_MAINTSCRIPT_NAME",
+        "DPKG_MAINTSCRIPT_ARCH",
+        "DPKG_RUNNING_VERSION",
+        "PEP517_BUILD_BACKEND",
+        "_PYPROJECT_HOOKS_BUILD_BACKEND",
+        "PIP_BUILD_TRACKER",
+        "MAVEN_PROJECTBASEDIR",
+    }
+)
+
+
+def fsdecode(raw: bytes) -> str:
+    """Bytes from a tracee as str, losslessly (undecodable bytes become lone surrogates)."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError:
+        return b""
+
+
+def readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def cmdline(pid: int) -> list[str]:
+    raw = read_file(f"/proc/{pid}/cmdline")
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return [fsdecode(arg) for arg in raw.split(b"\0")] if raw else []
+
+
+def attribution_env(pid: int) -> dict[str, str]:
+    env = {}
+    for entry in read_file(f"/proc/{pid}/environ").split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and fsdecode(name) in ATTRIBUTION_ENV:
+            env[fsdecode(name)] = fsdecode(value)
+    return env
+
+
+def cwd(pid: int) -> str:
+    return readlink(f"/proc/{pid}/cwd")
+
+
+def fd_path(pid: int, fd: int) -> str:
+    return readlink(f"/proc/{pid}/fd/{fd}")
+
+
+_TGID = re.compile(rb"^Tgid:\s*(\d+)", re.MULTILINE)
+_PPID = re.compile(rb"^PPid:\s*(\d+)", re.MULTILINE)
+
+
+def tgid_and_ppid(tid: int) -> tuple[int, int] | None:
+    status = read_file(f"/proc/{tid}/status")
+    tgid, ppid = _TGID.search(status), _PPID.search(status)
+    if tgid is None or ppid is None:
+        return None
+    return int(tgid.group(1)), int(ppid.group(1))
+
+
+def is_alive(pid: int) -> bool:
+    status = read_file(f"/proc/{pid}/stat")
+    if not status:
+        return False
+    # The state follows the command name in parentheses; Z is a zombie (already exited).
+    state = status.rsplit(b")", 1)[-1].split()[0:1]
+    return state != [b"Z"] and state != [b"X"]
+
+
+_PKG_INFO_FIELD = re.compile(rb"^(Name|Version):\s*(\S+)", re.MULTILINE)
+
+
+def python_build_package(directory: str) -> dict[str, str]:
+    """Name and version of the sdist being built in ``directory`` (pip's PEP 517 hooks run
+    there) from its PKG-INFO; {} if there is none."""
+    found = {}
+    for match in _PKG_INFO_FIELD.finditer(read_file(os.path.join(directory, "PKG-INFO"))[:8192]):
+        key = match.group(1).decode().lower()
+        found.setdefault(key, fsdecode(match.group(2)))
+    return found

@@ -1,0 +1,123 @@
+"""The seccomp-bpf pre-filter: the kernel stops the tracee only for syscalls that matter.
+
+Everything else runs at full speed (SECCOMP_RET_ALLOW). A syscall of a foreign ABI
+(i386 via int 0x80, or x32) is always handed to the tracer, never silently allowed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+
+from ciwatch.trace import syscalls as nr
+from ciwatch.trace.ptrace_api import AUDIT_ARCH_X86_64
+
+_BPF_LD_W_ABS = 0x20
+_BPF_JEQ_K = 0x15
+_BPF_JGE_K = 0x35
+_BPF_JSET_K = 0x45
+_BPF_RET_K = 0x06
+
+SECCOMP_RET_ALLOW = 0x7FFF0000
+SECCOMP_RET_TRACE = 0x7FF00000
+
+_OFFSET_NR = 0
+_OFFSET_ARCH = 4
+
+
+def _arg_low(index: int) -> int:
+    return 16 + 8 * index
+
+
+def _arg_high(index: int) -> int:
+    return 16 + 8 * index + 4
+
+
+class _Program:
+    """A tiny assembler: jumps name labels, resolved once the program is complete."""
+
+    def __init__(self) -> None:
+        self.code: list[tuple[int, int | str, int | str, int]] = []
+        self.labels: dict[str, int] = {}
+
+    def label(self, name: str) -> None:
+        self.labels[name] = len(self.code)
+
+    def emit(self, code: int, k: int, jt: int | str = 0, jf: int | str = 0) -> None:
+        self.code.append((code, jt, jf, k))
+
+    def assemble(self) -> bytes:
+        out = bytearray()
+        for index, (code, jt, jf, k) in enumerate(self.code):
+            out += struct.pack("<HBBI", code, self._offset(index, jt), self._offset(index, jf), k)
+        return bytes(out)
+
+    def _offset(self, index: int, target: int | str) -> int:
+        if isinstance(target, int):
+            return target
+        offset = self.labels[target] - index - 1
+        assert 0 <= offset < 256, f"jump to {target} out of range"
+        return offset
+
+
+def build_filter() -> bytes:
+    """The BPF program, as the bytes of a ``struct sock_filter`` array."""
+    p = _Program()
+    p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
+    p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "trace")
+    p.emit(_BPF_LD_W_ABS, _OFFSET_NR)
+    p.emit(_BPF_JGE_K, nr.X32_SYSCALL_BIT, "trace", 0)
+    for number in nr.ALWAYS_TRACED:
+        p.emit(_BPF_JEQ_K, number, "trace", 0)
+    p.emit(_BPF_JEQ_K, nr.OPEN, "open", 0)
+    p.emit(_BPF_JEQ_K, nr.OPENAT, "openat", 0)
+    p.emit(_BPF_JEQ_K, nr.SENDTO, "sendto", 0)
+    p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
+    # open(path, flags, mode) and openat(dirfd, path, flags, mode): only opens that can write.
+    p.label("open")
+    p.emit(_BPF_LD_W_ABS, _arg_low(1))
+    p.emit(_BPF_JSET_K, nr.WRITE_OPEN_FLAGS, "trace", "allow")
+    p.label("openat")
+    p.emit(_BPF_LD_W_ABS, _arg_low(2))
+    p.emit(_BPF_JSET_K, nr.WRITE_OPEN_FLAGS, "trace", "allow")
+    # sendto(fd, buf, len, flags, dest_addr, addrlen): only with a destination address.
+    p.label("sendto")
+    p.emit(_BPF_LD_W_ABS, _arg_low(4))
+    p.emit(_BPF_JEQ_K, 0, 0, "trace")
+    p.emit(_BPF_LD_W_ABS, _arg_high(4))
+    p.emit(_BPF_JEQ_K, 0, "allow", "trace")
+    p.label("allow")
+    p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
+    p.label("trace")
+    p.emit(_BPF_RET_K, SECCOMP_RET_TRACE)
+    return p.assemble()
+
+
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install_filter(program: bytes) -> None:
+    """Install the filter in the calling process (the build's root, just before exec).
+
+    Without CAP_SYS_ADMIN the kernel requires no_new_privs first; with it, we leave
+    setuid programs (sudo in a build) working as they would untraced.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) == 0:
+        return
+    if ctypes.get_errno() != errno.EACCES:
+        raise OSError(ctypes.get_errno(), "seccomp filter: " + os.strerror(ctypes.get_errno()))
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "no_new_privs: " + os.strerror(ctypes.get_errno()))
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter: " + os.strerror(ctypes.get_errno()))

@@ -1,0 +1,579 @@
+"""The tracing loop: one ``waitpid(-1, __WALL)`` loop over the build's whole process tree.
+
+The build's root is seized (PTRACE_SEIZE, so group-stops can be told from signals) before it
+installs the seccomp filter and execs. The kernel then stops a tracee only at the syscalls
+the filter selects (a SECCOMP stop) and at fork/clone/exec events; the loop decodes the stop
+into a record event and lets the tracee run on. A thread that needs the result of a syscall
+(connect) or whose next few syscalls matter (a DNS socket) is resumed with PTRACE_SYSCALL
+instead of PTRACE_CONT for just that stretch.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import signal
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ptrace import PtraceError
+
+from ciwatch.record.events import (
+    Anomaly,
+    AnomalyKind,
+    DnsQuery,
+    Event,
+    FileOp,
+    FileWrite,
+    NetConnect,
+    NetSend,
+    ProcessExec,
+    ProcessExit,
+    ProcessStart,
+)
+from ciwatch.trace import procfs
+from ciwatch.trace import ptrace_api as pt
+from ciwatch.trace import syscalls as nr
+from ciwatch.trace.memory import read_bytes, read_cstring, read_u64
+from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr
+
+log = logging.getLogger(__name__)
+
+_WALL = 0x40000000
+_AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
+_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+_DNS_PORT = 53
+#: How many syscalls a thread stays stepped after it connects a DNS socket: enough for the
+#: resolver's sends, small enough that a long-lived socket doesn't slow the process.
+_DNS_WATCH_BUDGET = 64
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_SYS_PIDFD_GETFD = 438
+
+
+@dataclass
+class _PendingConnect:
+    fd: int
+    destination: SocketAddress
+    protocol: str
+
+
+@dataclass
+class _Thread:
+    tid: int
+    tgid: int
+    started: bool = False
+    pending_exec: str | None = None
+    pending_connect: _PendingConnect | None = None
+    dns_sockets: dict[int, SocketAddress] = field(default_factory=dict)
+    watch_budget: int = 0
+
+    @property
+    def steps_syscalls(self) -> bool:
+        return self.pending_connect is not None or (bool(self.dns_sockets) and self.watch_budget > 0)
+
+
+@dataclass
+class _Process:
+    pid: int
+    ppid: int
+    argv: list[str] = field(default_factory=list)
+    exited: bool = False
+
+
+@dataclass(frozen=True)
+class BuildExit:
+    exit_code: int | None
+    signal: int | None
+
+
+EventSink = Callable[[Event], None]
+
+
+def _signed32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value & (1 << 63) else value
+
+
+class Tracer:
+    """Traces one build. ``start`` seizes the root; ``run_until_root_exits`` is the loop."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.threads: dict[int, _Thread] = {}
+        self.processes: dict[int, _Process] = {}
+        self.written: dict[str, int] = {}
+        """Paths written during the run (after renames), with the pid that wrote them last."""
+        self.root_pid = 0
+        self.root_exit: BuildExit | None = None
+        self.stops = 0
+        self._pidfds: dict[int, int] = {}
+        self._handlers: dict[int, Callable[[_Thread, tuple[int, ...]], None]] = {
+            nr.EXECVE: self._on_execve,
+            nr.EXECVEAT: self._on_execveat,
+            nr.OPEN: self._on_open,
+            nr.OPENAT: self._on_openat,
+            nr.OPENAT2: self._on_openat2,
+            nr.CREAT: self._on_creat,
+            nr.RENAME: self._on_rename,
+            nr.RENAMEAT: self._on_renameat,
+            nr.RENAMEAT2: self._on_renameat,
+            nr.LINK: self._on_link,
+            nr.LINKAT: self._on_linkat,
+            nr.SYMLINK: self._on_symlink,
+            nr.SYMLINKAT: self._on_symlinkat,
+            nr.CHMOD: self._on_chmod,
+            nr.FCHMOD: self._on_fchmod,
+            nr.FCHMODAT: self._on_fchmodat,
+            nr.FCHMODAT2: self._on_fchmodat,
+            nr.UNLINK: self._on_unlink,
+            nr.UNLINKAT: self._on_unlinkat,
+            nr.MEMFD_CREATE: self._on_memfd_create,
+            nr.CONNECT: self._on_connect,
+            nr.SENDTO: self._on_sendto,
+            nr.SENDMSG: self._on_sendmsg,
+            nr.SENDMMSG: self._on_sendmmsg,
+            nr.IO_URING_SETUP: self._on_io_uring_setup,
+            nr.PTRACE: self._on_ptrace,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, root_pid: int, parent_pid: int) -> None:
+        """Seize the build's root, which waits (blocked on a pipe) until we have."""
+        pt.seize(root_pid)
+        self.root_pid = root_pid
+        self.threads[root_pid] = _Thread(root_pid, root_pid, started=True)
+        self.processes[root_pid] = _Process(root_pid, parent_pid)
+        self.sink(ProcessStart(pid=root_pid, ppid=parent_pid))
+
+    def run_until_root_exits(self) -> BuildExit:
+        while self.root_exit is None and self.threads:
+            self._step()
+        assert self.root_exit is not None
+        return self.root_exit
+
+    def run_until_all_exit(self) -> None:
+        while self.threads:
+            self._step()
+
+    def live_processes(self) -> list[int]:
+        return [p.pid for p in self.processes.values() if not p.exited and procfs.is_alive(p.pid)]
+
+    def argv_of(self, pid: int) -> list[str]:
+        process = self.processes.get(pid)
+        return process.argv if process else []
+
+    def kill_all(self) -> None:
+        for pid in self.live_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        try:
+            tid, status = os.waitpid(-1, _WALL)
+        except ChildProcessError:
+            self.threads.clear()
+            return
+        self.stops += 1
+        if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            self._on_gone(tid, status)
+            return
+        if not os.WIFSTOPPED(status):
+            return
+        thread = self.threads.get(tid) or self._adopt(tid)
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        try:
+            if sig == signal.SIGTRAP | 0x80:
+                self._on_syscall_stop(thread)
+            elif sig == signal.SIGTRAP and event:
+                self._on_ptrace_event(thread, event)
+            elif event == pt.EVENT_STOP:
+                self._on_event_stop(thread, sig)
+            else:
+                # A signal on its way to the tracee: deliver it.
+                pt.resume(tid, sig, step_syscalls=thread.steps_syscalls)
+        except PtraceError as error:
+            if error.errno != errno.ESRCH:
+                raise
+            # The tracee was killed while we looked at it; its exit comes next.
+
+    def _adopt(self, tid: int) -> _Thread:
+        """A stop from a tid we have not met: a new child whose first stop came before its
+        parent's fork event. Its parent is read from /proc now, so the record never holds
+        an event from a process it hasn't introduced."""
+        ids = procfs.tgid_and_ppid(tid)
+        tgid, ppid = ids if ids else (tid, 0)
+        thread = _Thread(tid, tgid)
+        self.threads[tid] = thread
+        if tgid == tid and tid not in self.processes:
+            parent = self.processes.get(ppid)
+            self.processes[tid] = _Process(tid, ppid, argv=list(parent.argv) if parent else [])
+            self.sink(ProcessStart(pid=tid, ppid=ppid))
+        return thread
+
+    def _resume(self, thread: _Thread, sig: int = 0) -> None:
+        pt.resume(thread.tid, sig, step_syscalls=thread.steps_syscalls)
+
+    def _on_gone(self, tid: int, status: int) -> None:
+        thread = self.threads.pop(tid, None)
+        tgid = thread.tgid if thread else tid
+        pidfd = self._pidfds.pop(tid, None)
+        if pidfd is not None:
+            os.close(pidfd)
+        if tgid != tid:
+            return  # a thread ended; its process goes on
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        process = self.processes.get(tid)
+        if process is not None and not process.exited:
+            process.exited = True
+            self.sink(ProcessExit(pid=tid, exit_code=code, signal=sig))
+        for other in [t for t in self.threads.values() if t.tgid == tid]:
+            del self.threads[other.tid]
+        if tid == self.root_pid and self.root_exit is None:
+            self.root_exit = BuildExit(code, sig)
+
+    def _on_event_stop(self, thread: _Thread, sig: int) -> None:
+        if not thread.started:
+            thread.started = True  # the first stop of an auto-attached child
+            self._resume(thread)
+        elif sig in _STOP_SIGNALS:
+            pt.listen(thread.tid)  # a real group-stop: stay stopped until SIGCONT
+        else:
+            self._resume(thread)
+
+    def _on_ptrace_event(self, thread: _Thread, event: int) -> None:
+        if event in (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE):
+            self._on_new_task(thread, pt.event_message(thread.tid), event)
+        elif event == pt.EVENT_EXEC:
+            self._on_exec_done(thread, pt.event_message(thread.tid))
+        elif event == pt.EVENT_SECCOMP:
+            self._on_seccomp(thread)
+            return
+        self._resume(thread)
+
+    def _on_new_task(self, parent: _Thread, child_tid: int, event: int) -> None:
+        if child_tid in self.threads:
+            return  # already adopted from its own first stop
+        tgid = child_tid
+        if event == pt.EVENT_CLONE:
+            ids = procfs.tgid_and_ppid(child_tid)
+            tgid = ids[0] if ids else child_tid
+        self.threads[child_tid] = _Thread(child_tid, tgid)
+        if tgid == child_tid:
+            parent_process = self.processes.get(parent.tgid)
+            argv = list(parent_process.argv) if parent_process else []
+            self.processes[child_tid] = _Process(child_tid, parent.tgid, argv=argv)
+            self.sink(ProcessStart(pid=child_tid, ppid=parent.tgid))
+
+    def _on_exec_done(self, thread: _Thread, former_tid: int) -> None:
+        pid = thread.tid
+        if former_tid != pid:
+            # A non-leader thread exec'd: it now has the leader's pid, the others are gone.
+            execing = self.threads.pop(former_tid, None)
+            if execing is not None:
+                thread.pending_exec = execing.pending_exec
+            for other in [t for t in self.threads.values() if t.tgid == pid and t.tid != pid]:
+                del self.threads[other.tid]
+        pidfd = self._pidfds.pop(pid, None)
+        if pidfd is not None:
+            os.close(pidfd)
+        thread.dns_sockets.clear()
+        thread.pending_connect = None
+        exe = procfs.readlink(f"/proc/{pid}/exe")
+        argv = procfs.cmdline(pid)
+        cwd = procfs.cwd(pid)
+        path = thread.pending_exec or exe
+        thread.pending_exec = None
+        package = {}
+        if any(arg.endswith("_in_process.py") for arg in argv[1:3]):
+            package = procfs.python_build_package(cwd)
+        process = self.processes.setdefault(pid, _Process(pid, 0))
+        process.argv = argv
+        self.sink(
+            ProcessExec(
+                pid=pid,
+                path=path,
+                exe=exe,
+                argv=argv,
+                cwd=cwd,
+                env=procfs.attribution_env(pid),
+                package=package,
+                from_tid=former_tid if former_tid != pid else None,
+            )
+        )
+        if exe.startswith("/memfd:"):
+            self.sink(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=exe))
+
+    def _on_syscall_stop(self, thread: _Thread) -> None:
+        info = pt.syscall_info(thread.tid)
+        if info.op == pt.SYSCALL_INFO_EXIT:
+            pending = thread.pending_connect
+            if pending is not None:
+                thread.pending_connect = None
+                self._connected(thread, pending, info.rval)
+        elif info.op == pt.SYSCALL_INFO_ENTRY and thread.dns_sockets:
+            thread.watch_budget -= 1
+            if info.arch == pt.AUDIT_ARCH_X86_64:
+                self._on_dns_socket_syscall(thread, info.nr, info.args)
+        self._resume(thread)
+
+    def _on_seccomp(self, thread: _Thread) -> None:
+        info = pt.syscall_info(thread.tid)
+        if info.arch != pt.AUDIT_ARCH_X86_64 or info.nr & nr.X32_SYSCALL_BIT:
+            self._on_foreign_abi(thread, info.arch, info.nr)
+        else:
+            handler = self._handlers.get(info.nr)
+            if handler is not None:
+                handler(thread, info.args)
+        self._resume(thread)
+
+    def _on_foreign_abi(self, thread: _Thread, arch: int, number: int) -> None:
+        if arch == pt.AUDIT_ARCH_I386:
+            name, abi = nr.name_i386(number), "i386 (int 0x80)"
+        else:
+            name, abi = nr.name_x86_64(number & ~nr.X32_SYSCALL_BIT), "x32"
+        self.sink(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.FOREIGN_ABI, detail=f"{abi} syscall {name}"))
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def _string(self, thread: _Thread, address: int) -> str:
+        return procfs.fsdecode(read_cstring(thread.tid, address))
+
+    def _resolve(self, thread: _Thread, dirfd: int, path: str) -> str:
+        if path.startswith("/"):
+            return os.path.normpath(path)
+        dirfd = _signed32(dirfd)
+        base = procfs.cwd(thread.tid) if dirfd == _AT_FDCWD else procfs.fd_path(thread.tid, dirfd)
+        return os.path.normpath(os.path.join(base, path)) if path else base
+
+    def _path_at(self, thread: _Thread, dirfd: int, address: int) -> str:
+        return self._resolve(thread, dirfd, self._string(thread, address))
+
+    def _write(self, thread: _Thread, op: FileOp, path: str, target: str | None = None, flags: int | None = None) -> None:
+        self.sink(FileWrite(pid=thread.tgid, op=op, path=path, target=target, flags=flags))
+        match op:
+            case FileOp.OPEN | FileOp.CREAT | FileOp.CHMOD:
+                self.written[path] = thread.tgid
+            case FileOp.RENAME | FileOp.LINK if target is not None:
+                if path in self.written:
+                    self.written[target] = thread.tgid
+                    if op is FileOp.RENAME:
+                        del self.written[path]
+            case FileOp.UNLINK:
+                self.written.pop(path, None)
+            case _:
+                pass
+
+    # -- syscall handlers (args as the kernel passed them) -------------------------------
+
+    def _on_execve(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        thread.pending_exec = self._path_at(thread, _AT_FDCWD, args[0])
+
+    def _on_execveat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        path = self._string(thread, args[1])
+        if not path and args[4] & _AT_EMPTY_PATH:
+            thread.pending_exec = procfs.fd_path(thread.tid, _signed32(args[0]))
+        else:
+            thread.pending_exec = self._resolve(thread, args[0], path)
+
+    def _on_open(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.OPEN, self._path_at(thread, _AT_FDCWD, args[0]), flags=args[1] & 0xFFFFFFFF)
+
+    def _on_openat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.OPEN, self._path_at(thread, args[0], args[1]), flags=args[2] & 0xFFFFFFFF)
+
+    def _on_openat2(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        flags = read_u64(thread.tid, args[2]) or 0
+        if flags & nr.WRITE_OPEN_FLAGS:
+            self._write(thread, FileOp.OPEN, self._path_at(thread, args[0], args[1]), flags=flags & 0xFFFFFFFF)
+
+    def _on_creat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.CREAT, self._path_at(thread, _AT_FDCWD, args[0]), flags=args[1] & 0o7777)
+
+    def _on_rename(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        old = self._path_at(thread, _AT_FDCWD, args[0])
+        self._write(thread, FileOp.RENAME, old, target=self._path_at(thread, _AT_FDCWD, args[1]))
+
+    def _on_renameat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        old = self._path_at(thread, args[0], args[1])
+        self._write(thread, FileOp.RENAME, old, target=self._path_at(thread, args[2], args[3]))
+
+    def _on_link(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        old = self._path_at(thread, _AT_FDCWD, args[0])
+        self._write(thread, FileOp.LINK, old, target=self._path_at(thread, _AT_FDCWD, args[1]))
+
+    def _on_linkat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        old = self._path_at(thread, args[0], args[1])
+        self._write(thread, FileOp.LINK, old, target=self._path_at(thread, args[2], args[3]))
+
+    def _on_symlink(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        link = self._path_at(thread, _AT_FDCWD, args[1])
+        self._write(thread, FileOp.SYMLINK, link, target=self._string(thread, args[0]))
+
+    def _on_symlinkat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        link = self._path_at(thread, args[1], args[2])
+        self._write(thread, FileOp.SYMLINK, link, target=self._string(thread, args[0]))
+
+    def _on_chmod(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.CHMOD, self._path_at(thread, _AT_FDCWD, args[0]), flags=args[1] & 0o7777)
+
+    def _on_fchmod(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        path = procfs.fd_path(thread.tid, _signed32(args[0]))
+        self._write(thread, FileOp.CHMOD, path, flags=args[1] & 0o7777)
+
+    def _on_fchmodat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.CHMOD, self._path_at(thread, args[0], args[1]), flags=args[2] & 0o7777)
+
+    def _on_unlink(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.UNLINK, self._path_at(thread, _AT_FDCWD, args[0]))
+
+    def _on_unlinkat(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.UNLINK, self._path_at(thread, args[0], args[1]), flags=args[2] & 0xFFFFFFFF)
+
+    def _on_memfd_create(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._write(thread, FileOp.MEMFD, "memfd:" + self._string(thread, args[0]), flags=args[1] & 0xFFFFFFFF)
+
+    def _on_io_uring_setup(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        detail = "io_uring_setup: its I/O bypasses syscall tracing"
+        self.sink(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.IO_URING, detail=detail))
+
+    def _on_ptrace(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        detail = f"ptrace(request={_signed64(args[0])}, pid={_signed32(args[1])})"
+        self.sink(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.PTRACE, detail=detail))
+
+    # -- network -------------------------------------------------------------------------
+
+    def _socket_protocol(self, thread: _Thread, fd: int) -> str:
+        """tcp, udp or raw: asked of a duplicate of the tracee's socket (pidfd_getfd)."""
+        try:
+            pidfd = self._pidfds.get(thread.tgid)
+            if pidfd is None:
+                pidfd = os.pidfd_open(thread.tgid)
+                self._pidfds[thread.tgid] = pidfd
+            dup = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
+            if dup < 0:
+                return "unknown"
+            try:
+                kind = socket.socket(fileno=dup).getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            finally:
+                os.close(dup)
+        except OSError:
+            return "unknown"
+        return {socket.SOCK_STREAM: "tcp", socket.SOCK_DGRAM: "udp", socket.SOCK_RAW: "raw"}.get(kind, "unknown")
+
+    def _on_connect(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        destination = decode_sockaddr(read_bytes(thread.tid, args[1], min(args[2], 128)))
+        if destination is None:
+            return
+        fd = _signed32(args[0])
+        # The exit stop tells whether it connected; resume_mode sees pending_connect.
+        thread.pending_connect = _PendingConnect(fd, destination, self._socket_protocol(thread, fd))
+
+    def _connected(self, thread: _Thread, pending: _PendingConnect, result: int) -> None:
+        destination = pending.destination
+        self.sink(
+            NetConnect(
+                pid=thread.tgid,
+                family=destination.family,
+                address=destination.address,
+                port=destination.port,
+                protocol=pending.protocol,
+                result=result,
+            )
+        )
+        if destination.port == _DNS_PORT and result in (0, -errno.EINPROGRESS):
+            thread.dns_sockets[pending.fd] = destination
+            thread.watch_budget = _DNS_WATCH_BUDGET
+
+    def _sent(self, thread: _Thread, destination: SocketAddress, protocol: str, payload: bytes, size: int) -> None:
+        self.sink(
+            NetSend(
+                pid=thread.tgid,
+                family=destination.family,
+                address=destination.address,
+                port=destination.port,
+                protocol=protocol,
+                size=size,
+            )
+        )
+        if destination.port == _DNS_PORT:
+            self._dns(thread, destination, payload, protocol == "tcp")
+
+    def _dns(self, thread: _Thread, server: SocketAddress, payload: bytes, tcp: bool) -> None:
+        for question in decode_dns_query(payload, tcp=tcp):
+            self.sink(
+                DnsQuery(pid=thread.tgid, name=question.name, qtype=question.qtype, server=server.address, port=server.port)
+            )
+
+    def _on_sendto(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        destination = decode_sockaddr(read_bytes(thread.tid, args[4], min(args[5], 128)))
+        if destination is None:
+            return
+        fd = _signed32(args[0])
+        payload = read_bytes(thread.tid, args[1], min(args[2], 4096)) if destination.port == _DNS_PORT else b""
+        self._sent(thread, destination, self._socket_protocol(thread, fd), payload, args[2])
+
+    def _read_msghdr(self, thread: _Thread, address: int) -> tuple[SocketAddress | None, bytes, int]:
+        """(destination, first iovec's bytes up to 4 KiB, total size) of a struct msghdr."""
+        header = read_bytes(thread.tid, address, 56)
+        if len(header) < 56:
+            return None, b"", 0
+        name, namelen, iov, iovlen = struct.unpack_from("<QI4xQQ", header)
+        destination = decode_sockaddr(read_bytes(thread.tid, name, min(namelen, 128))) if name else None
+        vectors = read_bytes(thread.tid, iov, 16 * min(iovlen, 64))
+        total = 0
+        first = b""
+        for index in range(len(vectors) // 16):
+            base, length = struct.unpack_from("<QQ", vectors, index * 16)
+            if index == 0:
+                first = read_bytes(thread.tid, base, min(length, 4096))
+            total += length
+        return destination, first, total
+
+    def _on_msg(self, thread: _Thread, fd: int, address: int) -> None:
+        destination, payload, size = self._read_msghdr(thread, address)
+        if destination is None:
+            server = thread.dns_sockets.get(fd)
+            if server is not None:  # a connected DNS socket (glibc's resolver)
+                self._dns(thread, server, payload, tcp=False)
+            return
+        self._sent(thread, destination, self._socket_protocol(thread, fd), payload, size)
+
+    def _on_sendmsg(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        self._on_msg(thread, _signed32(args[0]), args[1])
+
+    def _on_sendmmsg(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        for index in range(min(args[2], 64)):
+            self._on_msg(thread, _signed32(args[0]), args[1] + 64 * index)
+
+    def _on_dns_socket_syscall(self, thread: _Thread, number: int, args: tuple[int, ...]) -> None:
+        """A syscall entry of a thread that holds a connected DNS socket (stepped mode)."""
+        fd = _signed32(args[0]) if args else -1
+        server = thread.dns_sockets.get(fd)
+        if server is None:
+            return
+        if number == nr.CLOSE:
+            del thread.dns_sockets[fd]
+        elif number in (nr.WRITE, nr.SENDTO) and (number == nr.WRITE or args[4] == 0):
+            self._dns(thread, server, read_bytes(thread.tid, args[1], min(args[2], 4096)), tcp=False)
+        elif number == nr.WRITEV:
+            vectors = read_bytes(thread.tid, args[1], 16)
+            if len(vectors) == 16:
+                base, length = struct.unpack("<QQ", vectors)
+                self._dns(thread, server, read_bytes(thread.tid, base, min(length, 4096)), tcp=False)
