@@ -469,10 +469,8 @@ class Tracer:
             dup = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
             if dup < 0:
                 return "unknown"
-            try:
-                kind = socket.socket(fileno=dup).getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-            finally:
-                os.close(dup)
+            with socket.socket(fileno=dup) as duplicate:  # closes the duplicate, not the tracee's
+                kind = duplicate.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         except OSError:
             return "unknown"
         return {socket.SOCK_STREAM: "tcp", socket.SOCK_DGRAM: "udp", socket.SOCK_RAW: "raw"}.get(kind, "unknown")
