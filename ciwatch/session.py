@@ -160,10 +160,7 @@ def run(
         tracer.kill_all()
         raise
     finally:
-        if build is not None:
-            exit_code = from_wait_status(build.exit_code, build.signal)
-        else:
-            exit_code = INTERNAL_ERROR
+        exit_code = from_wait_status(build.exit_code, build.signal) if build is not None else INTERNAL_ERROR
         writer.append(
             End(
                 exit_code=exit_code,

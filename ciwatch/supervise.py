@@ -15,6 +15,7 @@ while the front returns the build's exit code at once.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -65,7 +66,7 @@ def _tracer_main(work: TracerWork, write_fd: int, front_pid: int) -> None:
             os.write(write_fd, f"root {root_pid}\n".encode())
 
         code, after = work(report_root)
-    except BaseException:  # the work renders its own errors; anything else is a bug
+    except BaseException:  # noqa: BLE001 - the work renders its own errors; anything else is a bug
         import traceback
 
         traceback.print_exc()
@@ -116,10 +117,8 @@ def _front_main(read_fd: int, tracer_pid: int) -> int:
         if info.si_signo == signal.SIGCHLD:
             continue
         if info.si_code != _SI_KERNEL and root_pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(root_pid, info.si_signo)
-            except ProcessLookupError:
-                pass
     if not outcome:
         # The tracer process died without a word (killed): reap it and say so.
         os.waitpid(tracer_pid, 0)

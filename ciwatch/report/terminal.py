@@ -51,7 +51,11 @@ def render(record: Record, color: bool = False) -> str:
     title = " ".join(header.command)
     out.append(_style(f"ciwatch record: {title}", color, bold=True))
     job = header.job_context
-    ids = [f"{k}={v}" for k, v in job.items() if k in ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_JOB", "CI_PROJECT_PATH", "CI_JOB_ID", "user", "host")]
+    ids = [
+        f"{k}={v}"
+        for k, v in job.items()
+        if k in ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_JOB", "CI_PROJECT_PATH", "CI_JOB_ID", "user", "host")
+    ]
     out.append(f"  job: {job.get('provider', '?')} {' '.join(ids)}".rstrip())
     if record.end is None:
         out.append(_style("  the record has no end: ciwatch was killed before the run finished", color, fg="yellow"))
@@ -147,5 +151,7 @@ def _anomalies_section(record: Record, tree: ProcessTree) -> _Section:
         if isinstance(event, Anomaly):
             section.lines.append(f"{event.anomaly}: {event.detail} in {tree.lineage_at(item.seq)}")
         elif isinstance(event, Leftover):
-            section.lines.append(f"still running after the build ({event.action}): pid {event.pid} {' '.join(event.argv)[:80]}")
+            section.lines.append(
+                f"still running after the build ({event.action}): pid {event.pid} {' '.join(event.argv)[:80]}"
+            )
     return section

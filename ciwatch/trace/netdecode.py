@@ -65,7 +65,7 @@ def decode_dns_query(payload: bytes, *, tcp: bool = False) -> list[DnsQuestion]:
     flags, qdcount = struct.unpack_from(">HH", payload, 2)
     if flags & 0x8000 or qdcount == 0 or qdcount > 16:
         return []
-    questions = []
+    questions: list[DnsQuestion] = []
     offset = 12
     for _ in range(qdcount):
         labels = []

@@ -110,7 +110,7 @@ _PKG_INFO_FIELD = re.compile(rb"^(Name|Version):\s*(\S+)", re.MULTILINE)
 def python_build_package(directory: str) -> dict[str, str]:
     """Name and version of the sdist being built in ``directory`` (pip's PEP 517 hooks run
     there) from its PKG-INFO; {} if there is none."""
-    found = {}
+    found: dict[str, str] = {}
     for match in _PKG_INFO_FIELD.finditer(read_file(os.path.join(directory, "PKG-INFO"))[:8192]):
         key = match.group(1).decode().lower()
         found.setdefault(key, fsdecode(match.group(2)))

@@ -7,6 +7,7 @@ close-on-exec pipe, so the tracer knows "not found" (127) from "not executable" 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -34,10 +35,8 @@ def _reset_signals() -> None:
     for number in range(1, signal.NSIG):
         if number in (signal.SIGKILL, signal.SIGSTOP):
             continue
-        try:
+        with contextlib.suppress(OSError, ValueError):
             signal.signal(number, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
@@ -63,7 +62,7 @@ def spawn_waiting(command: Sequence[str], env: Mapping[str, str]) -> SpawnedRoot
         except OSError as error:
             os.write(error_write, f"{error.errno}:{error.strerror}".encode())
             os._exit(127 if error.errno == errno.ENOENT else 126)
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - nothing may escape a forked child
             os._exit(127)
         os._exit(127)
     os.close(go_read)

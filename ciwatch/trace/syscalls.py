@@ -73,8 +73,8 @@ _EXTRA_NAMES = {FCHMODAT2: "fchmodat2"}
 
 
 def name_x86_64(number: int) -> str:
-    return x86_64.SYSCALL_NAMES.get(number) or _EXTRA_NAMES.get(number) or f"syscall_{number}"
+    return str(x86_64.SYSCALL_NAMES.get(number) or _EXTRA_NAMES.get(number) or f"syscall_{number}")
 
 
 def name_i386(number: int) -> str:
-    return i386.SYSCALL_NAMES.get(number, f"syscall_{number}")
+    return str(i386.SYSCALL_NAMES.get(number, f"syscall_{number}"))

@@ -10,6 +10,7 @@ instead of PTRACE_CONT for just that stretch.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -175,10 +176,8 @@ class Tracer:
 
     def kill_all(self) -> None:
         for pid in self.live_processes():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -365,7 +364,9 @@ class Tracer:
     def _path_at(self, thread: _Thread, dirfd: int, address: int) -> str:
         return self._resolve(thread, dirfd, self._string(thread, address))
 
-    def _write(self, thread: _Thread, op: FileOp, path: str, target: str | None = None, flags: int | None = None) -> None:
+    def _write(
+        self, thread: _Thread, op: FileOp, path: str, target: str | None = None, flags: int | None = None
+    ) -> None:
         self.sink(FileWrite(pid=thread.tgid, op=op, path=path, target=target, flags=flags))
         match op:
             case FileOp.OPEN | FileOp.CREAT | FileOp.CHMOD:
@@ -473,7 +474,8 @@ class Tracer:
                 kind = duplicate.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         except OSError:
             return "unknown"
-        return {socket.SOCK_STREAM: "tcp", socket.SOCK_DGRAM: "udp", socket.SOCK_RAW: "raw"}.get(kind, "unknown")
+        names = {int(socket.SOCK_STREAM): "tcp", int(socket.SOCK_DGRAM): "udp", int(socket.SOCK_RAW): "raw"}
+        return names.get(int(kind), "unknown")
 
     def _on_connect(self, thread: _Thread, args: tuple[int, ...]) -> None:
         destination = decode_sockaddr(read_bytes(thread.tid, args[1], min(args[2], 128)))
@@ -516,7 +518,9 @@ class Tracer:
     def _dns(self, thread: _Thread, server: SocketAddress, payload: bytes, tcp: bool) -> None:
         for question in decode_dns_query(payload, tcp=tcp):
             self.sink(
-                DnsQuery(pid=thread.tgid, name=question.name, qtype=question.qtype, server=server.address, port=server.port)
+                DnsQuery(
+                    pid=thread.tgid, name=question.name, qtype=question.qtype, server=server.address, port=server.port
+                )
             )
 
     def _on_sendto(self, thread: _Thread, args: tuple[int, ...]) -> None:
