@@ -21,9 +21,8 @@ from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
 from ciwatch.job import Scrubber, detect_job
 from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
-from ciwatch.record.events import End, Event, FileHash, Header, Leftover
+from ciwatch.record.events import End, Event, Header, Leftover
 from ciwatch.trace import BuildExit, Tracer
-from ciwatch.trace.executables import inspect_executable
 from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting
 
 
@@ -92,6 +91,7 @@ def run(
     check_command(options.command)
     record_path = prepare_out_dir(options.out_dir)
     started = time.monotonic()
+    cpu_started = time.process_time()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     job = detect_job(env, started_at)
     scrubber = Scrubber.from_environment(env)
@@ -150,7 +150,8 @@ def run(
         elif leftovers and options.leftovers is LeftoverAction.WAIT:
             tracer.run_until_all_exit()
         background = bool(leftovers) and options.leftovers is LeftoverAction.LEAVE
-        _hash_written_executables(tracer, sink)
+        for path in sorted(tracer.written):
+            tracer.hash_written(path)
     except KeyboardInterrupt:
         clean, error = False, "interrupted"
         tracer.kill_all()
@@ -170,6 +171,8 @@ def run(
                 event_counts=dict(writer.counts),
                 clean=clean,
                 error=error,
+                tracer_stops=tracer.stops,
+                tracer_cpu_s=round(time.process_time() - cpu_started, 3),
             )
         )
         writer.close()
@@ -187,22 +190,6 @@ def _describe_exec_error(program: str, code: int, message: str) -> str:
     if code == 2:
         return f"{program}: command not found"
     return f"{program}: cannot execute: {message.strip()}"
-
-
-def _hash_written_executables(tracer: Tracer, sink: Callable[[Event], None]) -> None:
-    for path, pid in sorted(tracer.written.items()):
-        found = inspect_executable(path)
-        if found is not None:
-            sink(
-                FileHash(
-                    path=found.path,
-                    sha256=found.sha256,
-                    size=found.size,
-                    mode=found.mode,
-                    file_type=found.file_type,
-                    written_by=pid,
-                )
-            )
 
 
 __all__ = [

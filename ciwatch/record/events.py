@@ -194,6 +194,10 @@ class End(Event):
     clean: bool
     """False when tracing was cut short (ciwatch interrupted or a tracer failure)."""
     error: str | None = None
+    tracer_stops: int = 0
+    """How many times a tracee stopped for the tracer (its cost is per stop)."""
+    tracer_cpu_s: float = 0.0
+    """CPU time the tracing process used (the build's own time is not in it)."""
 
 
 EVENT_TYPES: dict[EventKind, type[Event]] = {

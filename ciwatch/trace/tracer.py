@@ -28,6 +28,7 @@ from ciwatch.record.events import (
     AnomalyKind,
     DnsQuery,
     Event,
+    FileHash,
     FileOp,
     FileWrite,
     NetConnect,
@@ -39,6 +40,7 @@ from ciwatch.record.events import (
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
 from ciwatch.trace import syscalls as nr
+from ciwatch.trace.executables import inspect_executable
 from ciwatch.trace.memory import read_bytes, read_cstring, read_u64
 from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr
 
@@ -318,6 +320,24 @@ class Tracer:
         )
         if exe.startswith("/memfd:"):
             self.sink(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=exe))
+        if path in self.written:
+            # Written earlier in this run and now run: hash it as it is executed, since it
+            # may be gone (or different) by the end of the run.
+            self.hash_written(path)
+
+    def hash_written(self, path: str) -> None:
+        found = inspect_executable(path)
+        if found is not None:
+            self.sink(
+                FileHash(
+                    path=found.path,
+                    sha256=found.sha256,
+                    size=found.size,
+                    mode=found.mode,
+                    file_type=found.file_type,
+                    written_by=self.written.get(path, 0),
+                )
+            )
 
     def _on_syscall_stop(self, thread: _Thread) -> None:
         info = pt.syscall_info(thread.tid)
