@@ -66,7 +66,8 @@ class _CommandAfterDoubleDash(click.Command):
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
     """Trace a CI build step: what it ran, wrote and talked to."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="ciwatch: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="ciwatch: %(name)s: %(message)s")
+    logging.getLogger("ciwatch").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = {"verbose": verbose}
 
 
@@ -89,13 +90,28 @@ def main(ctx: click.Context, verbose: bool) -> None:
 @click.option(
     "--net",
     type=click.Choice([m.value for m in session.NetMode]),
-    default=session.NetMode.OFF.value,
+    default=session.NetMode.REDIRECT.value,
     show_default=True,
-    help="How outbound traffic is observed (only `off` is available in this version).",
+    help="How outbound traffic reaches the proxy: redirect (the tracer rewrites connect(), no privilege), "
+    "sandbox (a network namespace, needs root), env (proxy variables only), off (no proxy).",
+)
+@click.option(
+    "--upstream-ca",
+    "upstream_cas",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, readable=True, path_type=Path),
+    help="Also trust this CA bundle for upstream servers (a corporate TLS proxy); repeatable.",
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, out_dir: Path, leftovers: str, net: str, command: tuple[str, ...]) -> None:
+def run(
+    ctx: click.Context,
+    out_dir: Path,
+    leftovers: str,
+    net: str,
+    upstream_cas: tuple[Path, ...],
+    command: tuple[str, ...],
+) -> None:
     """Run COMMAND with its whole process tree traced; write DIR/record.jsonl.
 
     The build's stdin, stdout, stderr and exit code pass through untouched.
@@ -106,15 +122,17 @@ def run(ctx: click.Context, out_dir: Path, leftovers: str, net: str, command: tu
         out_dir=out_dir,
         leftovers=session.LeftoverAction(leftovers),
         net=session.NetMode(net),
+        extra_cas=list(upstream_cas),
+        verbose=verbose,
     )
 
     def validate() -> int:
         session.check_command(options.command)
         session.prepare_out_dir(options.out_dir)
-        if options.net is not session.NetMode.OFF:
+        if options.net is session.NetMode.SANDBOX:
             raise UsageError(
-                f"--net {options.net} is not available in this version of ciwatch",
-                hint="Use --net off (the tracer still records every connect and DNS query).",
+                "--net sandbox is not available in this version of ciwatch",
+                hint="Use --net redirect (the default): it needs no privilege.",
             )
         return 0
 

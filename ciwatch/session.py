@@ -17,6 +17,7 @@ from pathlib import Path
 from ptrace import PtraceError
 
 from ciwatch import __version__, capabilities
+from ciwatch.egress import EgressRun
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
 from ciwatch.job import Scrubber, detect_job
@@ -48,7 +49,10 @@ class RunOptions:
     command: list[str]
     out_dir: Path
     leftovers: LeftoverAction = LeftoverAction.LEAVE
-    net: NetMode = NetMode.OFF
+    net: NetMode = NetMode.REDIRECT
+    extra_cas: list[Path] = field(default_factory=list)
+    """CA bundles to trust for upstream servers besides the system's (a corporate proxy's)."""
+    verbose: bool = False
 
 
 @dataclass
@@ -98,7 +102,10 @@ def run(
     writer = RecordWriter(record_path, job.key)
 
     def sink(event: Event) -> None:
-        writer.append(scrubber.event(event))
+        # Leftovers left running stay traced (so that their filtered syscalls keep working)
+        # after the record has ended; what they do then is not recorded.
+        if not writer.closed:
+            writer.append(scrubber.event(event))
 
     sink(
         Header(
@@ -120,8 +127,14 @@ def run(
     launch_error: str | None = None
     leftovers: list[int] = []
     background = False
+    egress: EgressRun | None = None
+    build_env = dict(env)
     try:
-        root = spawn_waiting(options.command, env)
+        if options.net is not NetMode.OFF:
+            egress = EgressRun(str(options.net), sink, tracer.live_processes, options.extra_cas, options.verbose)
+            build_env.update(egress.start(build_env))
+            tracer.redirect = egress.redirector
+        root = spawn_waiting(options.command, build_env, trace_receives=tracer.redirect is not None)
         try:
             tracer.start(root.pid, os.getpid())
         except PtraceError as failure:
@@ -150,6 +163,9 @@ def run(
         elif leftovers and options.leftovers is LeftoverAction.WAIT:
             tracer.run_until_all_exit()
         background = bool(leftovers) and options.leftovers is LeftoverAction.LEAVE
+        if background:
+            # The proxy goes with the record; what is left running connects directly.
+            tracer.redirect = None
         for path in sorted(tracer.written):
             tracer.hash_written(path)
     except KeyboardInterrupt:
@@ -161,6 +177,8 @@ def run(
         tracer.kill_all()
         raise
     finally:
+        if egress is not None:
+            egress.stop()
         exit_code = from_wait_status(build.exit_code, build.signal) if build is not None else INTERNAL_ERROR
         writer.append(
             End(

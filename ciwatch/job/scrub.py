@@ -43,7 +43,31 @@ _INLINE = re.compile(
     re.IGNORECASE,
 )
 
+#: Query parameters whose values are credentials (signed URLs, API keys, tokens).
+_SECRET_QUERY_NAME = re.compile(
+    r"^(?:sig|sv|se|sp|code|key)$|token|secret|passw|auth|api_?key|_key$|signature|credential|session|x-amz-|x-goog-",
+    re.IGNORECASE,
+)
+_QUERY_PAIR = re.compile(r"(?P<name>[^&=#?]+)=(?P<value>[^&#]*)")
+
 T = TypeVar("T")
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password and without the values of token-like query parameters."""
+    url = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", url)
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url
+    query, hash_sep, fragment = query.partition("#")
+
+    def redact(match: re.Match[str]) -> str:
+        value = match["value"]
+        if value and _SECRET_QUERY_NAME.search(match["name"]):
+            return f"{match['name']}={REDACTED}"
+        return match.group(0)
+
+    return base + sep + _QUERY_PAIR.sub(redact, query) + hash_sep + fragment
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:

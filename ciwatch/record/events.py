@@ -24,6 +24,9 @@ class EventKind(StrEnum):
     NET_CONNECT = "net-connect"
     NET_SEND = "net-send"
     DNS_QUERY = "dns-query"
+    DNS_ANSWER = "dns-answer"
+    EGRESS_FLOW = "egress-flow"
+    PROXY_READY = "proxy-ready"
     ANOMALY = "anomaly"
     LEFTOVER = "leftover-process"
     END = "end"
@@ -142,6 +145,9 @@ class NetConnect(Event):
     """``tcp``, ``udp`` or ``raw``."""
     result: int | None
     """0, or the negative errno (``-115`` is EINPROGRESS for a non-blocking connect)."""
+    via: str = "direct"
+    """``direct``; ``proxy`` when the tracer redirected it to ciwatch's proxy or DNS
+    listener (``redirect`` mode; address and port stay the original destination)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,71 @@ class DnsQuery(Event):
     qtype: str
     server: str
     port: int
+
+
+@dataclass(frozen=True)
+class DnsAnswer(Event):
+    """A DNS exchange that passed ciwatch's DNS listener."""
+
+    kind: ClassVar[EventKind] = EventKind.DNS_ANSWER
+    pid: int | None
+    name: str
+    qtype: str
+    rcode: str
+    """``NOERROR``, ``NXDOMAIN``, ``SERVFAIL``, ``REFUSED``, or ``TIMEOUT`` when the upstream
+    resolver didn't answer."""
+    answers: list[str]
+    """Addresses and names in the answer section (A, AAAA, CNAME)."""
+    server: str
+    """The resolver the query was meant for (and forwarded to)."""
+
+
+class TlsHandling(StrEnum):
+    INTERCEPTED = "intercepted"
+    PASSTHROUGH = "passthrough"
+    """The client rejected the run's CA (pinning, bundled roots): the bytes were passed
+    through unread and the host is known by its SNI only."""
+    NONE = "none"
+    """Plain text (HTTP or another TCP protocol)."""
+
+
+@dataclass(frozen=True)
+class EgressFlow(Event):
+    """One HTTP request through the proxy, or one connection where it isn't HTTP."""
+
+    kind: ClassVar[EventKind] = EventKind.EGRESS_FLOW
+    pid: int | None
+    """The process that opened the connection (None if the proxy couldn't tell)."""
+    host: str
+    """The host the client asked for: the Host header or SNI, else the server address."""
+    sni: str | None
+    server_address: str
+    server_port: int
+    scheme: str
+    """``http``, ``https``, ``tcp`` or ``tls`` (a connection that was not HTTP)."""
+    method: str | None
+    url: str | None
+    """With credentials and token-like query values redacted."""
+    status: int | None
+    bytes_out: int
+    bytes_in: int
+    sha256: str | None
+    """Of the response body as it came over the wire (before content decoding)."""
+    content_type: str | None
+    tls: TlsHandling
+    error: str | None = None
+    refused: bool = False
+    """Set when ciwatch refused the request (block mode)."""
+
+
+@dataclass(frozen=True)
+class ProxyReady(Event):
+    """The egress proxy's listeners (what ``redirect``/``env`` send traffic to)."""
+
+    kind: ClassVar[EventKind] = EventKind.PROXY_READY
+    mode: str
+    listeners: list[str]
+    mitmproxy_version: str
 
 
 @dataclass(frozen=True)
@@ -212,6 +283,9 @@ EVENT_TYPES: dict[EventKind, type[Event]] = {
         NetConnect,
         NetSend,
         DnsQuery,
+        DnsAnswer,
+        EgressFlow,
+        ProxyReady,
         Anomaly,
         Leftover,
         End,
@@ -233,4 +307,6 @@ def from_json_dict(data: dict[str, Any]) -> Event:
         values["op"] = FileOp(values["op"])
     elif cls is Anomaly:
         values["anomaly"] = AnomalyKind(values["anomaly"])
+    elif cls is EgressFlow:
+        values["tls"] = TlsHandling(values["tls"])
     return cls(**values)

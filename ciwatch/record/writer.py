@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,21 +25,30 @@ class RecordWriter:
         self.job_key = job_key
         self.counts: Counter[str] = Counter()
         self._seq = 0
+        # The tracer (main thread) and the proxy (its own thread) both append.
+        self._lock = threading.Lock()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
     def append(self, event: Event) -> int:
         """Write one event; returns its sequence number."""
-        self._seq += 1
-        line = {"seq": self._seq, "t": round(time.time(), 6), "job": self.job_key}
-        line.update(to_json_dict(event))
-        # ensure_ascii keeps lone surrogates (undecodable bytes) as \udcXX escapes.
-        data = (json.dumps(line, separators=(",", ":")) + "\n").encode("ascii")
-        os.write(self._fd, data)
-        if event.kind not in (EventKind.HEADER, EventKind.END):
-            self.counts[str(event.kind)] += 1
-        return self._seq
+        fields = to_json_dict(event)
+        with self._lock:
+            self._seq += 1
+            line = {"seq": self._seq, "t": round(time.time(), 6), "job": self.job_key, **fields}
+            # ensure_ascii keeps lone surrogates (undecodable bytes) as \udcXX escapes.
+            data = (json.dumps(line, separators=(",", ":")) + "\n").encode("ascii")
+            if self._fd >= 0:
+                os.write(self._fd, data)
+            if event.kind not in (EventKind.HEADER, EventKind.END):
+                self.counts[str(event.kind)] += 1
+            return self._seq
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1

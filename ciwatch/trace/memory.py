@@ -73,3 +73,42 @@ def read_cstring(pid: int, address: int, limit: int = 65536) -> bytes:
 def read_u64(pid: int, address: int) -> int | None:
     data = read_bytes(pid, address, 8)
     return int.from_bytes(data, "little") if len(data) == 8 else None
+
+
+_process_vm_writev = _libc.process_vm_writev
+_process_vm_writev.argtypes = _process_vm_readv.argtypes
+_process_vm_writev.restype = ctypes.c_ssize_t
+
+
+def write_bytes(pid: int, address: int, data: bytes) -> bool:
+    """Overwrite ``len(data)`` bytes of the tracee's memory (a sockaddr it passed us).
+
+    process_vm_writev honours page protections; a sockaddr in read-only memory (a constant)
+    is written with PTRACE_POKEDATA instead, which may write there, a word at a time."""
+    if not data:
+        return True
+    source = ctypes.create_string_buffer(data, len(data))
+    local = _IoVec(ctypes.cast(source, ctypes.c_void_p), len(data))
+    remote = _IoVec(address, len(data))
+    if _process_vm_writev(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) == len(data):
+        return True
+    return _poke_bytes(pid, address, data)
+
+
+def _poke_bytes(pid: int, address: int, data: bytes) -> bool:
+    from ptrace import PtraceError
+    from ptrace.binding.func import ptrace_peekdata, ptrace_pokedata
+
+    start = address & ~7
+    end = (address + len(data) + 7) & ~7
+    try:
+        for word_address in range(start, end, 8):
+            word = bytearray((ptrace_peekdata(pid, word_address) & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+            for index in range(8):
+                position = word_address + index - address
+                if 0 <= position < len(data):
+                    word[index] = data[position]
+            ptrace_pokedata(pid, word_address, int.from_bytes(word, "little"))
+    except (PtraceError, OverflowError):
+        return False
+    return True

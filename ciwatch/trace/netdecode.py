@@ -50,6 +50,36 @@ def decode_sockaddr(data: bytes) -> SocketAddress | None:
     return None
 
 
+def encode_sockaddr(original: bytes, target: SocketAddress) -> bytes:
+    """``original`` (a sockaddr_in or sockaddr_in6) pointing at ``target`` instead, the same
+    length, so it can be written over the tracee's buffer. An IPv4 target in an IPv6
+    sockaddr is written as a v4-mapped address."""
+    family = struct.unpack_from("<H", original)[0]
+    out = bytearray(original)
+    struct.pack_into(">H", out, 2, target.port)
+    if family == AF_INET:
+        out[4:8] = ipaddress.IPv4Address(target.address).packed
+    else:
+        address = ipaddress.ip_address(target.address)
+        packed = address.packed if address.version == 6 else b"\0" * 10 + b"\xff\xff" + address.packed
+        out[8:24] = packed
+        if len(out) >= 28:
+            out[24:28] = b"\0\0\0\0"  # scope id: the loopback listener needs none
+    return bytes(out)
+
+
+def is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def ipv4_mapped(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+
+
 @dataclass(frozen=True, slots=True)
 class DnsQuestion:
     name: str
@@ -86,3 +116,81 @@ def decode_dns_query(payload: bytes, *, tcp: bool = False) -> list[DnsQuestion]:
         offset += 4
         questions.append(DnsQuestion(".".join(labels) or ".", _QTYPES.get(qtype, f"TYPE{qtype}")))
     return questions
+
+
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def _read_name(payload: bytes, offset: int) -> tuple[str, int]:
+    """A possibly compressed name at ``offset``; returns it and the offset after it."""
+    labels: list[str] = []
+    end = -1
+    for _ in range(128):  # bounded: a pointer loop in a hostile reply must not hang us
+        if offset >= len(payload):
+            break
+        length = payload[offset]
+        if length & 0xC0 == 0xC0:
+            if offset + 1 >= len(payload):
+                break
+            if end < 0:
+                end = offset + 2
+            offset = ((length & 0x3F) << 8) | payload[offset + 1]
+            continue
+        offset += 1
+        if length == 0:
+            break
+        labels.append(payload[offset : offset + length].decode("ascii", "backslashreplace"))
+        offset += length
+    return ".".join(labels) or ".", end if end >= 0 else offset
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResponse:
+    rcode: str
+    questions: list[DnsQuestion]
+    answers: list[str]
+
+
+def decode_dns_response(payload: bytes) -> DnsResponse | None:
+    """Rcode, questions and the A/AAAA/CNAME answers of a DNS response; None if malformed."""
+    if len(payload) < 12:
+        return None
+    flags, qdcount, ancount = struct.unpack_from(">HHH", payload, 2)
+    if not flags & 0x8000:
+        return None
+    offset = 12
+    questions = []
+    for _ in range(min(qdcount, 16)):
+        name, offset = _read_name(payload, offset)
+        if offset + 4 > len(payload):
+            return None
+        qtype = struct.unpack_from(">H", payload, offset)[0]
+        offset += 4
+        questions.append(DnsQuestion(name, _QTYPES.get(qtype, f"TYPE{qtype}")))
+    answers = []
+    for _ in range(min(ancount, 64)):
+        _, offset = _read_name(payload, offset)
+        if offset + 10 > len(payload):
+            break
+        rtype, _, _, rdlength = struct.unpack_from(">HHIH", payload, offset)
+        offset += 10
+        rdata = payload[offset : offset + rdlength]
+        if rtype == 1 and rdlength == 4:
+            answers.append(str(ipaddress.IPv4Address(rdata)))
+        elif rtype == 28 and rdlength == 16:
+            answers.append(str(ipaddress.IPv6Address(rdata)))
+        elif rtype == 5:
+            answers.append(_read_name(payload, offset)[0])
+        offset += rdlength
+    return DnsResponse(_RCODES.get(flags & 0xF, f"RCODE{flags & 0xF}"), questions, answers)
+
+
+def refusal_for(query: bytes) -> bytes:
+    """A REFUSED response to ``query`` (same id and question)."""
+    if len(query) < 12:
+        return b""
+    flags = struct.unpack_from(">H", query, 2)[0]
+    response_flags = 0x8000 | (flags & 0x7900) | 0x0080 | 5  # QR, opcode+RD kept, RA, REFUSED
+    return (
+        query[:2] + struct.pack(">HHHHH", response_flags, struct.unpack_from(">H", query, 4)[0], 0, 0, 0) + query[12:]
+    )

@@ -62,8 +62,12 @@ class _Program:
         return offset
 
 
-def build_filter() -> bytes:
-    """The BPF program, as the bytes of a ``struct sock_filter`` array."""
+def build_filter(*, trace_receives: bool = False) -> bytes:
+    """The BPF program, as the bytes of a ``struct sock_filter`` array.
+
+    ``trace_receives`` (redirect mode) also stops at recvfrom with a source-address buffer
+    and at recvmsg, so that a DNS reply from ciwatch's listener can be given back the
+    resolver's address; reads that don't ask for the source (all of TCP) never stop."""
     p = _Program()
     p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
     p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "trace")
@@ -74,6 +78,9 @@ def build_filter() -> bytes:
     p.emit(_BPF_JEQ_K, nr.OPEN, "open", 0)
     p.emit(_BPF_JEQ_K, nr.OPENAT, "openat", 0)
     p.emit(_BPF_JEQ_K, nr.SENDTO, "sendto", 0)
+    if trace_receives:
+        p.emit(_BPF_JEQ_K, nr.RECVMSG, "trace", 0)
+        p.emit(_BPF_JEQ_K, nr.RECVFROM, "sendto", 0)  # the same test: argument 4 is the address
     p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
     # open(path, flags, mode) and openat(dirfd, path, flags, mode): only opens that can write.
     p.label("open")
@@ -82,7 +89,8 @@ def build_filter() -> bytes:
     p.label("openat")
     p.emit(_BPF_LD_W_ABS, _arg_low(2))
     p.emit(_BPF_JSET_K, nr.WRITE_OPEN_FLAGS, "trace", "allow")
-    # sendto(fd, buf, len, flags, dest_addr, addrlen): only with a destination address.
+    # sendto(fd, buf, len, flags, dest_addr, addrlen): only with a destination address;
+    # recvfrom(fd, buf, len, flags, src_addr, addrlen): only with a source-address buffer.
     p.label("sendto")
     p.emit(_BPF_LD_W_ABS, _arg_low(4))
     p.emit(_BPF_JEQ_K, 0, 0, "trace")

@@ -40,8 +40,8 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def spawn_waiting(command: Sequence[str], env: Mapping[str, str]) -> SpawnedRoot:
-    program = build_filter()
+def spawn_waiting(command: Sequence[str], env: Mapping[str, str], *, trace_receives: bool = False) -> SpawnedRoot:
+    program = build_filter(trace_receives=trace_receives)
     go_read, go_write = os.pipe()
     error_read, error_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()

@@ -41,8 +41,9 @@ from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
 from ciwatch.trace import syscalls as nr
 from ciwatch.trace.executables import inspect_executable
-from ciwatch.trace.memory import read_bytes, read_cstring, read_u64
-from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr
+from ciwatch.trace.memory import read_bytes, read_cstring, read_u64, write_bytes
+from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr, encode_sockaddr, is_loopback
+from ciwatch.trace.redirect import Redirector
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_PIDFD_GETFD = 438
 
 
-@dataclass
-class _PendingConnect:
-    fd: int
-    destination: SocketAddress
-    protocol: str
+#: Called with a syscall's return value at its exit stop.
+_ExitAction = Callable[[int], None]
 
 
 @dataclass
@@ -72,13 +70,14 @@ class _Thread:
     tgid: int
     started: bool = False
     pending_exec: str | None = None
-    pending_connect: _PendingConnect | None = None
+    pending_exit: _ExitAction | None = None
+    """What to do when the current syscall returns (connect's result, undoing a rewrite)."""
     dns_sockets: dict[int, SocketAddress] = field(default_factory=dict)
     watch_budget: int = 0
 
     @property
     def steps_syscalls(self) -> bool:
-        return self.pending_connect is not None or (bool(self.dns_sockets) and self.watch_budget > 0)
+        return self.pending_exit is not None or (bool(self.dns_sockets) and self.watch_budget > 0)
 
 
 @dataclass
@@ -119,6 +118,10 @@ class Tracer:
         self.root_pid = 0
         self.root_exit: BuildExit | None = None
         self.stops = 0
+        self.redirect: Redirector | None = None
+        """Set in redirect mode: connect()s and DNS go to the proxy's listeners."""
+        self.dns_redirected: dict[tuple[int, int], bytes] = {}
+        """(pid, fd) of DNS sockets sent to ciwatch's listener -> the resolver's sockaddr."""
         self._pidfds: dict[int, int] = {}
         self._handlers: dict[int, Callable[[_Thread, tuple[int, ...]], None]] = {
             nr.EXECVE: self._on_execve,
@@ -145,6 +148,8 @@ class Tracer:
             nr.SENDTO: self._on_sendto,
             nr.SENDMSG: self._on_sendmsg,
             nr.SENDMMSG: self._on_sendmmsg,
+            nr.RECVFROM: self._on_recvfrom,
+            nr.RECVMSG: self._on_recvmsg,
             nr.IO_URING_SETUP: self._on_io_uring_setup,
             nr.PTRACE: self._on_ptrace,
         }
@@ -238,6 +243,7 @@ class Tracer:
             os.close(pidfd)
         if tgid != tid:
             return  # a thread ended; its process goes on
+        self._forget_dns_sockets(tid)
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         process = self.processes.get(tid)
@@ -295,7 +301,8 @@ class Tracer:
         if pidfd is not None:
             os.close(pidfd)
         thread.dns_sockets.clear()
-        thread.pending_connect = None
+        thread.pending_exit = None
+        self._forget_dns_sockets(pid)
         exe = procfs.readlink(f"/proc/{pid}/exe")
         argv = procfs.cmdline(pid)
         cwd = procfs.cwd(pid)
@@ -342,10 +349,10 @@ class Tracer:
     def _on_syscall_stop(self, thread: _Thread) -> None:
         info = pt.syscall_info(thread.tid)
         if info.op == pt.SYSCALL_INFO_EXIT:
-            pending = thread.pending_connect
-            if pending is not None:
-                thread.pending_connect = None
-                self._connected(thread, pending, info.rval)
+            action = thread.pending_exit
+            if action is not None:
+                thread.pending_exit = None
+                action(info.rval)
         elif info.op == pt.SYSCALL_INFO_ENTRY and thread.dns_sockets:
             thread.watch_budget -= 1
             if info.arch == pt.AUDIT_ARCH_X86_64:
@@ -480,8 +487,9 @@ class Tracer:
 
     # -- network -------------------------------------------------------------------------
 
-    def _socket_protocol(self, thread: _Thread, fd: int) -> str:
-        """tcp, udp or raw: asked of a duplicate of the tracee's socket (pidfd_getfd)."""
+    def _socket_info(self, thread: _Thread, fd: int) -> tuple[str, int]:
+        """(tcp, udp or raw; the socket's inode), asked of a duplicate of the tracee's socket
+        (pidfd_getfd): cheaper and surer than parsing /proc/net for every connect."""
         try:
             pidfd = self._pidfds.get(thread.tgid)
             if pidfd is None:
@@ -489,36 +497,73 @@ class Tracer:
                 self._pidfds[thread.tgid] = pidfd
             dup = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
             if dup < 0:
-                return "unknown"
+                return "unknown", 0
+            inode = os.fstat(dup).st_ino
             with socket.socket(fileno=dup) as duplicate:  # closes the duplicate, not the tracee's
                 kind = duplicate.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         except OSError:
-            return "unknown"
+            return "unknown", 0
         names = {int(socket.SOCK_STREAM): "tcp", int(socket.SOCK_DGRAM): "udp", int(socket.SOCK_RAW): "raw"}
-        return names.get(int(kind), "unknown")
+        return names.get(int(kind), "unknown"), inode
+
+    def _forget_dns_sockets(self, pid: int) -> None:
+        if self.dns_redirected:
+            for key in [key for key in self.dns_redirected if key[0] == pid]:
+                del self.dns_redirected[key]
+
+    def _redirect(
+        self, thread: _Thread, fd: int, address: int, raw: bytes, destination: SocketAddress, protocol: str, inode: int
+    ) -> bool:
+        """Point the sockaddr the tracee passed at the proxy's listener (redirect mode) and
+        register the original destination under the socket's inode first."""
+        if self.redirect is None or not inode or is_loopback(destination.address):
+            return False
+        target = self.redirect.target(destination, protocol)
+        if target is None:
+            return False
+        self.redirect.register(inode, thread.tgid, destination)
+        if not write_bytes(thread.tid, address, encode_sockaddr(raw, target)):
+            return False
+        if destination.port == _DNS_PORT and protocol == "udp":
+            self.dns_redirected[(thread.tgid, fd)] = raw
+        return True
+
+    def _undo_rewrite(self, thread: _Thread, address: int, raw: bytes) -> None:
+        # The program's own buffer gets its bytes back: it may reuse or compare them.
+        write_bytes(thread.tid, address, raw)
 
     def _on_connect(self, thread: _Thread, args: tuple[int, ...]) -> None:
-        destination = decode_sockaddr(read_bytes(thread.tid, args[1], min(args[2], 128)))
+        raw = read_bytes(thread.tid, args[1], min(args[2], 128))
+        destination = decode_sockaddr(raw)
         if destination is None:
             return
         fd = _signed32(args[0])
-        # The exit stop tells whether it connected; resume_mode sees pending_connect.
-        thread.pending_connect = _PendingConnect(fd, destination, self._socket_protocol(thread, fd))
+        protocol, inode = self._socket_info(thread, fd)
+        redirected = self._redirect(thread, fd, args[1], raw, destination, protocol, inode)
 
-    def _connected(self, thread: _Thread, pending: _PendingConnect, result: int) -> None:
-        destination = pending.destination
+        def connected(result: int) -> None:
+            if redirected:
+                self._undo_rewrite(thread, args[1], raw)
+            self._connected(thread, fd, destination, protocol, result, redirected)
+
+        thread.pending_exit = connected
+
+    def _connected(
+        self, thread: _Thread, fd: int, destination: SocketAddress, protocol: str, result: int, redirected: bool
+    ) -> None:
         self.sink(
             NetConnect(
                 pid=thread.tgid,
                 family=destination.family,
                 address=destination.address,
                 port=destination.port,
-                protocol=pending.protocol,
+                protocol=protocol,
                 result=result,
+                via="proxy" if redirected else "direct",
             )
         )
         if destination.port == _DNS_PORT and result in (0, -errno.EINPROGRESS):
-            thread.dns_sockets[pending.fd] = destination
+            thread.dns_sockets[fd] = destination
             thread.watch_budget = _DNS_WATCH_BUDGET
 
     def _sent(self, thread: _Thread, destination: SocketAddress, protocol: str, payload: bytes, size: int) -> None:
@@ -537,19 +582,49 @@ class Tracer:
 
     def _dns(self, thread: _Thread, server: SocketAddress, payload: bytes, tcp: bool) -> None:
         for question in decode_dns_query(payload, tcp=tcp):
-            self.sink(
-                DnsQuery(
-                    pid=thread.tgid, name=question.name, qtype=question.qtype, server=server.address, port=server.port
-                )
+            query = DnsQuery(
+                pid=thread.tgid, name=question.name, qtype=question.qtype, server=server.address, port=server.port
             )
+            self.sink(query)
 
     def _on_sendto(self, thread: _Thread, args: tuple[int, ...]) -> None:
-        destination = decode_sockaddr(read_bytes(thread.tid, args[4], min(args[5], 128)))
+        raw = read_bytes(thread.tid, args[4], min(args[5], 128))
+        destination = decode_sockaddr(raw)
         if destination is None:
             return
         fd = _signed32(args[0])
         payload = read_bytes(thread.tid, args[1], min(args[2], 4096)) if destination.port == _DNS_PORT else b""
-        self._sent(thread, destination, self._socket_protocol(thread, fd), payload, args[2])
+        protocol, inode = self._socket_info(thread, fd)
+        self._sent(thread, destination, protocol, payload, args[2])
+        if self._redirect(thread, fd, args[4], raw, destination, protocol, inode):
+            thread.pending_exit = lambda _result: self._undo_rewrite(thread, args[4], raw)
+
+    def _on_recvfrom(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        original = self.dns_redirected.get((thread.tgid, _signed32(args[0])))
+        if original is not None:
+            address, length_address = args[4], args[5]
+            thread.pending_exit = lambda result: self._restore_source(thread, result, address, length_address, original)
+
+    def _on_recvmsg(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        original = self.dns_redirected.get((thread.tgid, _signed32(args[0])))
+        if original is None:
+            return
+        header = read_bytes(thread.tid, args[1], 16)
+        if len(header) == 16:
+            name = struct.unpack_from("<Q", header)[0]
+            thread.pending_exit = lambda result: self._restore_source(thread, result, name, args[1] + 8, original)
+
+    def _restore_source(self, thread: _Thread, result: int, address: int, length_address: int, original: bytes) -> None:
+        """A DNS reply from ciwatch's listener shows the resolver's address as its source:
+        glibc and c-ares drop replies that don't come from the server they asked."""
+        if result < 0 or not address:
+            return
+        length = int.from_bytes(read_bytes(thread.tid, length_address, 4) or b"\0\0\0\0", "little")
+        written = decode_sockaddr(read_bytes(thread.tid, address, min(length, 128)))
+        if written is None or self.redirect is None or not is_loopback(written.address):
+            return
+        if len(original) <= length:
+            write_bytes(thread.tid, address, original[:length])
 
     def _read_msghdr(self, thread: _Thread, address: int) -> tuple[SocketAddress | None, bytes, int]:
         """(destination, first iovec's bytes up to 4 KiB, total size) of a struct msghdr."""
@@ -575,7 +650,7 @@ class Tracer:
             if server is not None:  # a connected DNS socket (glibc's resolver)
                 self._dns(thread, server, payload, tcp=False)
             return
-        self._sent(thread, destination, self._socket_protocol(thread, fd), payload, size)
+        self._sent(thread, destination, self._socket_info(thread, fd)[0], payload, size)
 
     def _on_sendmsg(self, thread: _Thread, args: tuple[int, ...]) -> None:
         self._on_msg(thread, _signed32(args[0]), args[1])

@@ -1,0 +1,200 @@
+"""The egress proxy: mitmproxy embedded in the ciwatch process, on its own asyncio thread.
+
+Listeners are on loopback only (or the sandbox's host-side veth address), on ports the
+kernel picks. Upstream certificates are verified against the system trust store plus any
+CA the user adds (a corporate proxy's). The connection strategy is lazy, so the policy can
+refuse a request before anything is sent upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ciwatch.egress.addon import FlowRecorder
+from ciwatch.egress.dns import DnsForwarder
+from ciwatch.egress.origdst import OriginalDestinations, socket_inode
+from ciwatch.egress.trust import make_run_dir
+from ciwatch.errors import EnvironmentNotSupported
+from ciwatch.record.events import Event
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    transparent_hosts: list[str] = field(default_factory=list)
+    """Addresses of transparent listeners (redirect: 127.0.0.1 and ::1; sandbox: the veth)."""
+    regular_host: str | None = None
+    """Address of an explicit HTTP proxy listener (env mode)."""
+    dns_hosts: list[str] = field(default_factory=list)
+    dns_upstreams: list[str] = field(default_factory=list)
+    """Where DNS goes when the tracer didn't say (sandbox): the host's resolvers."""
+    upstream_trust: Path | None = None
+    """CA bundle for verifying upstream servers (system CAs plus the user's extra CAs)."""
+    verbose: bool = False
+
+
+def find_pid_for_socket(peer: tuple[str, int], candidates: Callable[[], list[int]]) -> int | None:
+    """Which of the build's processes holds the client socket bound to ``peer``."""
+    inode = socket_inode(peer, None, "tcp") or socket_inode(peer, None, "udp")
+    if inode is None:
+        return None
+    wanted = f"socket:[{inode}]"
+    for pid in candidates():
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == wanted:
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
+class EgressProxy:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        sink: Callable[[Event], None],
+        destinations: OriginalDestinations,
+        build_pids: Callable[[], list[int]],
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.destinations = destinations
+        self.build_pids = build_pids
+        self.transparent_listeners: list[tuple[str, int]] = []
+        self.regular_listener: tuple[str, int] | None = None
+        self.ca_cert_pem = b""
+        self.mitmproxy_version = ""
+        self.recorder: FlowRecorder | None = None
+        self.dns: DnsForwarder | None = None
+        self._master: Any = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._confdir: Path | None = None
+
+    def pid_lookup(self, peer: tuple[str, int]) -> int | None:
+        return find_pid_for_socket(peer, self.build_pids)
+
+    @property
+    def dns_listeners(self) -> list[tuple[str, int]]:
+        return self.dns.listeners if self.dns else []
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._confdir = make_run_dir("ca")
+        self._thread = threading.Thread(target=self._thread_main, name="ciwatch-proxy", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT_S):
+            self.stop()
+            raise EnvironmentNotSupported("the egress proxy did not start in time")
+        # The proxy holds the CA key in memory now; the key file goes before the build starts.
+        self._remove_confdir()
+        if self._failure is not None:
+            failure = self._failure
+            self.stop()
+            raise EnvironmentNotSupported(f"the egress proxy could not start: {failure}") from failure
+
+    def stop(self) -> None:
+        master = self._master
+        if master is not None:
+            master.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._remove_confdir()
+
+    def _remove_confdir(self) -> None:
+        if self._confdir is not None:
+            shutil.rmtree(self._confdir, ignore_errors=True)
+            self._confdir = None
+
+    # -- the proxy's thread --------------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:  # noqa: BLE001 - reported to the starting thread
+            self._failure = self._failure or error
+            self._ready.set()
+
+    async def _main(self) -> None:
+        from mitmproxy import master, options, platform
+        from mitmproxy import version as mitmproxy_version
+        from mitmproxy.addons import default_addons
+
+        self.mitmproxy_version = mitmproxy_version.VERSION
+        modes = [f"transparent@{host}:0" for host in self.config.transparent_hosts]
+        if self.config.regular_host:
+            modes.append(f"regular@{self.config.regular_host}:0")
+        opts = options.Options(mode=modes, confdir=str(self._confdir))
+        instance = master.Master(opts)
+        instance.addons.add(*default_addons())
+        self.recorder = FlowRecorder(self.sink, self.destinations, self.pid_lookup)
+        instance.addons.add(self.recorder, _ReadySignal(self))
+        opts.update(connection_strategy="lazy")
+        if self.config.upstream_trust is not None:
+            opts.update(ssl_verify_upstream_trusted_ca=str(self.config.upstream_trust))
+        logging.getLogger("mitmproxy").setLevel(logging.DEBUG if self.config.verbose else logging.CRITICAL)
+        linux_original_addr = platform.original_addr
+        destinations = self.destinations
+
+        def original_addr(sock: socket.socket) -> tuple[str, int]:
+            # Called synchronously on the proxy's loop for each accepted transparent
+            # connection: a dictionary look-up and one /proc read, never a wait.
+            peer = sock.getpeername()[:2]
+            inode = socket_inode(peer, sock.getsockname()[:2], "tcp")
+            known = destinations.claim(inode, peer) if inode is not None else None
+            if known is not None:
+                return known.address, known.port
+            if linux_original_addr is None:
+                raise OSError("no original destination registered for this connection")
+            return linux_original_addr(sock)  # type: ignore[no-any-return]
+
+        platform.original_addr = original_addr
+        self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.pid_lookup)
+        await self.dns.start(self.config.dns_hosts)
+        self._master = instance
+        try:
+            await instance.run()
+        finally:
+            self.dns.close()
+
+    def on_running(self) -> None:
+        """Called on the proxy's loop once mitmproxy's listeners are up."""
+        try:
+            proxyserver = self._master.addons.get("proxyserver")
+            for server in proxyserver.servers:
+                if not server.is_running:
+                    raise OSError(str(server.last_exception or f"{server.mode.full_spec} is not running"))
+                addresses = [(str(a[0]), int(a[1])) for a in server.listen_addrs]
+                if server.mode.type_name == "transparent":
+                    self.transparent_listeners.extend(addresses)
+                else:
+                    self.regular_listener = addresses[0]
+            assert self._confdir is not None
+            self.ca_cert_pem = (self._confdir / "mitmproxy-ca-cert.pem").read_bytes()
+        except BaseException as error:  # noqa: BLE001 - reported to the starting thread
+            self._failure = error
+        finally:
+            self._ready.set()
+
+
+class _ReadySignal:
+    def __init__(self, proxy: EgressProxy) -> None:
+        self.proxy = proxy
+
+    def running(self) -> None:
+        self.proxy.on_running()

@@ -1,0 +1,151 @@
+"""One run's egress plumbing: proxy, trust files, client environment, tracer redirection."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from ciwatch.egress.dns import system_resolvers
+from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations
+from ciwatch.egress.proxy import EgressProxy, ProxyConfig
+from ciwatch.egress.trust import (
+    TrustFiles,
+    client_trust_env,
+    make_run_dir,
+    sweep_stale_run_dirs,
+    upstream_trust_pem,
+    write_trust_files,
+)
+from ciwatch.record.events import Event, ProxyReady
+from ciwatch.trace.netdecode import SocketAddress, ipv4_mapped
+
+log = logging.getLogger(__name__)
+
+_DNS_PORT = 53
+
+
+class ListenerRedirector:
+    """The tracer's view of the proxy in redirect mode (see ``ciwatch.trace.redirect``)."""
+
+    def __init__(
+        self,
+        destinations: OriginalDestinations,
+        tcp: dict[str, tuple[str, int]],
+        dns: dict[str, tuple[str, int]],
+    ) -> None:
+        self.destinations = destinations
+        self.tcp = tcp
+        self.dns = dns
+
+    def target(self, destination: SocketAddress, protocol: str) -> SocketAddress | None:
+        if protocol == "tcp":
+            listeners = self.tcp
+        elif protocol == "udp" and destination.port == _DNS_PORT:
+            listeners = self.dns
+        else:
+            return None
+        family = "inet" if destination.family == "inet" or ipv4_mapped(destination.address) else "inet6"
+        listener = listeners.get(family)
+        if listener is None:
+            return None
+        return SocketAddress(family, listener[0], listener[1])
+
+    def register(self, inode: int, pid: int, destination: SocketAddress) -> None:
+        address = destination.address
+        if ipv4_mapped(address):
+            address = address.rsplit(":", 1)[-1]  # ::ffff:1.2.3.4 -> 1.2.3.4, as the proxy dials it
+        self.destinations.register(inode, OriginalDestination(pid, address, destination.port))
+
+
+def _by_family(listeners: list[tuple[str, int]]) -> dict[str, tuple[str, int]]:
+    return {("inet6" if ":" in host else "inet"): (host, port) for host, port in listeners}
+
+
+class EgressRun:
+    def __init__(
+        self,
+        mode: str,
+        sink: Callable[[Event], None],
+        build_pids: Callable[[], list[int]],
+        extra_cas: list[Path],
+        verbose: bool = False,
+    ) -> None:
+        self.mode = mode
+        self.sink = sink
+        self.extra_cas = extra_cas
+        self.destinations = OriginalDestinations()
+        hosts = ["127.0.0.1", "::1"]
+        config = ProxyConfig(
+            transparent_hosts=hosts if mode == "redirect" else [],
+            regular_host="127.0.0.1" if mode == "env" else None,
+            dns_hosts=hosts if mode == "redirect" else [],
+            dns_upstreams=system_resolvers(),
+            upstream_trust=None,
+            verbose=verbose,
+        )
+        self.proxy = EgressProxy(config, sink, self.destinations, build_pids)
+        self.trust: TrustFiles | None = None
+        self.redirector: ListenerRedirector | None = None
+        self.upstream_dir: Path | None = None
+
+    def start(self, env: dict[str, str]) -> dict[str, str]:
+        """Start the proxy; returns the variables to add to the build's environment."""
+        sweep_stale_run_dirs()
+        # Upstream servers are checked against the system's CAs plus the user's extra CAs
+        # (a corporate TLS proxy's): mitmproxy's own default would be certifi's list.
+        self.upstream_dir = make_run_dir("upstream")
+        upstream_bundle = self.upstream_dir / "upstream-ca.pem"
+        upstream_bundle.write_bytes(upstream_trust_pem(self.extra_cas))
+        self.proxy.config = dataclasses.replace(self.proxy.config, upstream_trust=upstream_bundle)
+        self.proxy.start()
+        self.trust = write_trust_files(self.proxy.ca_cert_pem, self.extra_cas, env)
+        additions = client_trust_env(self.trust, env)
+        if self.mode == "redirect":
+            self.redirector = ListenerRedirector(
+                self.destinations,
+                _by_family(self.proxy.transparent_listeners),
+                _by_family(self.proxy.dns_listeners),
+            )
+        elif self.mode == "env" and self.proxy.regular_listener is not None:
+            additions.update(_proxy_env(self.proxy.regular_listener, env))
+        listeners = [f"{h}:{p}" for h, p in self.proxy.transparent_listeners]
+        if self.proxy.regular_listener:
+            listeners.append("{}:{}".format(*self.proxy.regular_listener))
+        listeners += [f"dns {h}:{p}" for h, p in self.proxy.dns_listeners]
+        self.sink(ProxyReady(mode=self.mode, listeners=listeners, mitmproxy_version=self.proxy.mitmproxy_version))
+        return additions
+
+    def stop(self) -> None:
+        self.proxy.stop()
+        if self.upstream_dir is not None:
+            shutil.rmtree(self.upstream_dir, ignore_errors=True)
+            self.upstream_dir = None
+        if self.trust is not None:
+            self.trust.remove()
+            self.trust = None
+
+
+def _proxy_env(listener: tuple[str, int], env: dict[str, str]) -> dict[str, str]:
+    url = f"http://{listener[0]}:{listener[1]}"
+    no_proxy = ",".join(filter(None, [env.get("NO_PROXY") or env.get("no_proxy"), "localhost,127.0.0.1,::1"]))
+    java = f"-Dhttp.proxyHost={listener[0]} -Dhttp.proxyPort={listener[1]} " + (
+        f"-Dhttps.proxyHost={listener[0]} -Dhttps.proxyPort={listener[1]}"
+    )
+    return {
+        "HTTP_PROXY": url,
+        "HTTPS_PROXY": url,
+        "http_proxy": url,
+        "https_proxy": url,
+        "ALL_PROXY": url,
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
+        "npm_config_proxy": url,
+        "npm_config_https_proxy": url,
+        "YARN_HTTP_PROXY": url,
+        "YARN_HTTPS_PROXY": url,
+        "CARGO_HTTP_PROXY": url,
+        "MAVEN_OPTS": f"{env.get('MAVEN_OPTS', '')} {java}".strip(),
+    }

@@ -1,0 +1,185 @@
+"""The run's certificate authority and the trust bundle every client of the build is given.
+
+mitmproxy creates the CA in a private directory in memory-backed storage when it can
+(/dev/shm); the directory is removed as soon as the proxy has loaded it, so the CA's key
+lives only in the proxy's memory and never outlives the run, even when the run is killed.
+What the build sees is public: a bundle of the system's CAs plus the run's CA certificate,
+and the client-specific files that point at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: Where Debian, Fedora, Alpine and friends keep the system's CA bundle.
+SYSTEM_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+)
+#: Prefix of every run directory, so a later run can sweep those of killed runs.
+RUN_DIR_PREFIX = "ciwatch-run-"
+_JAVA_STORE_PASSWORD = "changeit"
+
+
+def system_bundle() -> Path | None:
+    for candidate in SYSTEM_BUNDLES:
+        if os.path.isfile(candidate):
+            return Path(candidate)
+    return None
+
+
+def _runtime_base() -> str:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def sweep_stale_run_dirs() -> None:
+    """Remove run directories whose ciwatch process is gone (it was killed)."""
+    for base in {_runtime_base(), tempfile.gettempdir()}:
+        for path in glob.glob(os.path.join(base, RUN_DIR_PREFIX + "*")):
+            pid_text = os.path.basename(path)[len(RUN_DIR_PREFIX) :].split("-", 1)[0]
+            if pid_text.isdigit() and not os.path.exists(f"/proc/{pid_text}"):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def make_run_dir(kind: str) -> Path:
+    """A private (0700) directory named after this process, for this run only."""
+    return Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-{kind}-", dir=_runtime_base()))
+
+
+@dataclass(frozen=True)
+class TrustFiles:
+    """Public files for the build's clients; all in one directory removed at the end."""
+
+    directory: Path
+    ca_cert: Path
+    """The run's CA certificate alone (for NODE_EXTRA_CA_CERTS, which adds to Node's roots)."""
+    bundle: Path
+    """System CAs + the run's CA (for clients whose setting replaces their default roots)."""
+    wgetrc: Path
+    apt_config: Path
+    java_trust_store: Path | None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _read_if_exists(path: str | None) -> str:
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def upstream_trust_pem(extra_bundles: Iterable[Path]) -> bytes:
+    """The system's CAs plus the user's extra CAs, as one PEM bundle."""
+    parts = []
+    system = system_bundle()
+    if system is not None:
+        parts.append(system.read_bytes())
+    for extra in extra_bundles:
+        parts.append(extra.read_bytes())
+    return b"\n".join(part.rstrip(b"\n") for part in parts) + b"\n"
+
+
+def write_trust_files(ca_cert_pem: bytes, extra_bundles: Iterable[Path], env: dict[str, str]) -> TrustFiles:
+    """Write the bundle and per-client configuration; ``env`` is the build's environment
+    (an existing WGETRC or APT_CONFIG is kept by including its content)."""
+    directory = make_run_dir("trust")
+    ca_cert = directory / "ciwatch-run-ca.pem"
+    ca_cert.write_bytes(ca_cert_pem)
+    bundle = directory / "ca-bundle.pem"
+    bundle.write_bytes(upstream_trust_pem(extra_bundles) + ca_cert_pem)
+    wgetrc = directory / "wgetrc"
+    wgetrc.write_text(_read_if_exists(env.get("WGETRC")) + f"\nca_certificate = {bundle}\n")
+    apt_config = directory / "apt.conf"
+    apt_config.write_text(_read_if_exists(env.get("APT_CONFIG")) + f'\nAcquire::https::CaInfo "{bundle}";\n')
+    for path in (directory, ca_cert, bundle, wgetrc, apt_config):
+        # apt downloads as the _apt user, and a build may drop privileges: world-readable.
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return TrustFiles(directory, ca_cert, bundle, wgetrc, apt_config, _java_trust_store(directory, ca_cert))
+
+
+def _java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
+    """A copy of the JDK's trust store plus the run's CA, made with keytool, when a JDK is
+    present (JAVA_TOOL_OPTIONS' trustStore replaces cacerts, so the system CAs must be in it)."""
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        return None
+    java_home = Path(os.path.realpath(keytool)).parent.parent
+    candidates = [Path("/etc/ssl/certs/java/cacerts"), java_home / "lib/security/cacerts"]
+    source = next((path for path in candidates if path.is_file()), None)
+    if source is None:
+        return None
+    store = directory / "java-cacerts"
+    shutil.copyfile(source, store)
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            keytool,
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "ciwatch-run-ca",
+            "-file",
+            str(ca_cert),
+            "-keystore",
+            str(store),
+            "-storepass",
+            _JAVA_STORE_PASSWORD,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    log.debug("keytool took %.2fs", time.monotonic() - started)
+    if done.returncode != 0:
+        log.warning("could not make a Java trust store: %s", done.stderr.strip() or done.stdout.strip())
+        with contextlib.suppress(OSError):
+            store.unlink()
+        return None
+    store.chmod(0o644)
+    return store
+
+
+def client_trust_env(files: TrustFiles, env: dict[str, str]) -> dict[str, str]:
+    """Variables that make each client of the build trust the run's CA (and still the
+    system's). notes/package-managers.md, table C, lists who reads what."""
+    bundle = str(files.bundle)
+    result = {
+        "NODE_EXTRA_CA_CERTS": str(files.ca_cert),
+        "npm_config_cafile": bundle,
+        "YARN_HTTPS_CA_FILE_PATH": bundle,
+        "PIP_CERT": bundle,
+        "REQUESTS_CA_BUNDLE": bundle,
+        "SSL_CERT_FILE": bundle,
+        "CURL_CA_BUNDLE": bundle,
+        "GIT_SSL_CAINFO": bundle,
+        "CARGO_HTTP_CAINFO": bundle,
+        "BUNDLE_SSL_CA_CERT": bundle,
+        "WGETRC": str(files.wgetrc),
+        "APT_CONFIG": str(files.apt_config),
+    }
+    if files.java_trust_store is not None:
+        options = (
+            f"-Djavax.net.ssl.trustStore={files.java_trust_store} "
+            f"-Djavax.net.ssl.trustStorePassword={_JAVA_STORE_PASSWORD}"
+        )
+        existing = env.get("JAVA_TOOL_OPTIONS", "")
+        result["JAVA_TOOL_OPTIONS"] = f"{existing} {options}".strip()
+    return result
