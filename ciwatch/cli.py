@@ -13,6 +13,7 @@ from typing import NoReturn
 import click
 
 from ciwatch import __version__, capabilities, session, supervise
+from ciwatch.egress.sandbox import check_sandbox_possible
 from ciwatch.errors import CiwatchError, EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, USAGE_ERROR
 from ciwatch.record import read_record
@@ -130,10 +131,7 @@ def run(
         session.check_command(options.command)
         session.prepare_out_dir(options.out_dir)
         if options.net is session.NetMode.SANDBOX:
-            raise UsageError(
-                "--net sandbox is not available in this version of ciwatch",
-                hint="Use --net redirect (the default): it needs no privilege.",
-            )
+            check_sandbox_possible()
         return 0
 
     try:

@@ -24,7 +24,7 @@ from ciwatch.job import Scrubber, detect_job
 from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
 from ciwatch.record.events import End, Event, Header, Leftover
 from ciwatch.trace import BuildExit, Tracer
-from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting
+from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting, wait_ready
 
 
 class LeftoverAction(StrEnum):
@@ -130,18 +130,26 @@ def run(
     egress: EgressRun | None = None
     build_env = dict(env)
     try:
-        if options.net is not NetMode.OFF:
-            egress = EgressRun(str(options.net), sink, tracer.live_processes, options.extra_cas, options.verbose)
-            build_env.update(egress.start(build_env))
-            tracer.redirect = egress.redirector
-        root = spawn_waiting(options.command, build_env, trace_receives=tracer.redirect is not None)
+        root = spawn_waiting(
+            options.command,
+            trace_receives=options.net is NetMode.REDIRECT,
+            new_network_namespace=options.net is NetMode.SANDBOX,
+        )
+        if not wait_ready(root):
+            _, message = read_exec_error(root) or (0, "the build's process failed to start")
+            os.waitpid(root.pid, 0)
+            raise EnvironmentNotSupported(f"cannot start the build: {message.strip()}")
         try:
             tracer.start(root.pid, os.getpid())
         except PtraceError as failure:
             os.kill(root.pid, 9)
             os.waitpid(root.pid, 0)
             raise EnvironmentNotSupported(f"cannot trace the build: ptrace failed ({failure})") from None
-        release(root)
+        if options.net is not NetMode.OFF:
+            egress = EgressRun(str(options.net), sink, tracer.live_processes, options.extra_cas, options.verbose)
+            build_env.update(egress.start(build_env, root.pid))
+            tracer.redirect = egress.redirector
+        release(root, build_env)
         on_root_started(root.pid)
         build = tracer.run_until_root_exits()
         exec_error = read_exec_error(root)

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
-from ciwatch.egress.origdst import OriginalDestinations, socket_inode
+from ciwatch.egress.origdst import OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.record.events import DnsAnswer, Event
 from ciwatch.trace.netdecode import decode_dns_query, decode_dns_response
 
@@ -104,6 +104,12 @@ class DnsForwarder:
             if known is not None:
                 return known.address, known.pid
         upstream = self.default_upstreams[0] if self.default_upstreams else ""
+        for namespace_pid in self.destinations.namespace_pids:
+            found = lookup_in_namespace(namespace_pid, client, "udp")
+            if found is not None:
+                (server, _port), _inode = found
+                # A connected socket names its resolver; an unconnected one goes upstream.
+                return (server if server not in ("0.0.0.0", "::") else upstream), None
         return upstream, self.pid_lookup(client)
 
     async def handle(self, transport: asyncio.DatagramTransport, query: bytes, client: tuple[str, int]) -> None:

@@ -46,6 +46,36 @@ def socket_inode(local: tuple[str, int], remote: tuple[str, int] | None, protoco
     return None
 
 
+def _parse_hex_address(text: str) -> tuple[str, int]:
+    address_hex, port_hex = text.split(":")
+    raw = bytes.fromhex(address_hex)
+    packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(packed)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address), int(port_hex, 16)
+
+
+def lookup_in_namespace(
+    namespace_pid: int, local: tuple[str, int], protocol: str
+) -> tuple[tuple[str, int], int] | None:
+    """(the peer the socket bound to ``local`` is connected to, its inode), read from the
+    socket table of another network namespace (a process in it names it). In sandbox mode,
+    that peer is the original destination: the NAT happened below the socket."""
+    want_local = f"{_hex_address(local[0])}:{local[1]:04X}"
+    for table in (f"/proc/{namespace_pid}/net/{protocol}", f"/proc/{namespace_pid}/net/{protocol}6"):
+        try:
+            with open(table) as stream:
+                next(stream)
+                for line in stream:
+                    fields = line.split()
+                    if fields[1] == want_local:
+                        return _parse_hex_address(fields[2]), int(fields[9])
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return None
+
+
 class OriginalDestinations:
     """inode -> original destination; written by the tracer thread, read by the proxy's."""
 
@@ -53,6 +83,8 @@ class OriginalDestinations:
         self._lock = threading.Lock()
         self._by_inode: dict[int, OriginalDestination] = {}
         self._by_peer: dict[tuple[str, int], OriginalDestination] = {}
+        self.namespace_pids: list[int] = []
+        """sandbox mode: processes in the build's network namespace, to read its socket tables."""
 
     def register(self, inode: int, destination: OriginalDestination) -> None:
         with self._lock:
@@ -66,6 +98,10 @@ class OriginalDestinations:
             if destination is not None:
                 self._by_peer[peer] = destination
             return destination
+
+    def remember_peer(self, peer: tuple[str, int], destination: OriginalDestination) -> None:
+        with self._lock:
+            self._by_peer[peer] = destination
 
     def by_peer(self, peer: tuple[str, int]) -> OriginalDestination | None:
         with self._lock:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ciwatch.egress.addon import FlowRecorder
 from ciwatch.egress.dns import DnsForwarder
-from ciwatch.egress.origdst import OriginalDestinations, socket_inode
+from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.egress.trust import make_run_dir
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.record.events import Event
@@ -48,8 +48,10 @@ class ProxyConfig:
 def find_pid_for_socket(peer: tuple[str, int], candidates: Callable[[], list[int]]) -> int | None:
     """Which of the build's processes holds the client socket bound to ``peer``."""
     inode = socket_inode(peer, None, "tcp") or socket_inode(peer, None, "udp")
-    if inode is None:
-        return None
+    return find_pid_for_inode(inode, candidates) if inode is not None else None
+
+
+def find_pid_for_inode(inode: int, candidates: Callable[[], list[int]]) -> int | None:
     wanted = f"socket:[{inode}]"
     for pid in candidates():
         try:
@@ -117,9 +119,9 @@ class EgressProxy:
         self._remove_confdir()
 
     def _remove_confdir(self) -> None:
+        # mitmproxy may create the (empty) directory again while it runs: removed at stop too.
         if self._confdir is not None:
             shutil.rmtree(self._confdir, ignore_errors=True)
-            self._confdir = None
 
     # -- the proxy's thread --------------------------------------------------------------
 
@@ -159,6 +161,13 @@ class EgressProxy:
             known = destinations.claim(inode, peer) if inode is not None else None
             if known is not None:
                 return known.address, known.port
+            for namespace_pid in destinations.namespace_pids:
+                found = lookup_in_namespace(namespace_pid, peer, "tcp")
+                if found is not None:
+                    (address, port), socket_id = found
+                    pid = find_pid_for_inode(socket_id, self.build_pids)
+                    destinations.remember_peer(peer, OriginalDestination(pid or 0, address, port))
+                    return address, port
             if linux_original_addr is None:
                 raise OSError("no original destination registered for this connection")
             return linux_original_addr(sock)  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ from pathlib import Path
 from ciwatch.egress.dns import system_resolvers
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations
 from ciwatch.egress.proxy import EgressProxy, ProxyConfig
+from ciwatch.egress.sandbox import Sandbox, check_sandbox_possible
 from ciwatch.egress.trust import (
     TrustFiles,
     client_trust_env,
@@ -77,55 +78,83 @@ class EgressRun:
         self.sink = sink
         self.extra_cas = extra_cas
         self.destinations = OriginalDestinations()
-        hosts = ["127.0.0.1", "::1"]
-        config = ProxyConfig(
-            transparent_hosts=hosts if mode == "redirect" else [],
-            regular_host="127.0.0.1" if mode == "env" else None,
-            dns_hosts=hosts if mode == "redirect" else [],
-            dns_upstreams=system_resolvers(),
-            upstream_trust=None,
-            verbose=verbose,
-        )
-        self.proxy = EgressProxy(config, sink, self.destinations, build_pids)
+        self.build_pids = build_pids
+        self.verbose = verbose
+        self.proxy: EgressProxy | None = None
+        self.sandbox: Sandbox | None = None
+        if mode == "sandbox":
+            check_sandbox_possible()
         self.trust: TrustFiles | None = None
         self.redirector: ListenerRedirector | None = None
         self.upstream_dir: Path | None = None
 
-    def start(self, env: dict[str, str]) -> dict[str, str]:
-        """Start the proxy; returns the variables to add to the build's environment."""
+    def _config(self, root_pid: int) -> ProxyConfig:
+        loopback = ["127.0.0.1", "::1"]
+        if self.mode == "redirect":
+            hosts = loopback
+        elif self.mode == "sandbox":
+            self.sandbox = Sandbox(root_pid)
+            self.sandbox.create_link()
+            self.destinations.namespace_pids = [root_pid]
+            hosts = [self.sandbox.addresses.host4, self.sandbox.addresses.host6]
+        else:
+            hosts = []
+        return ProxyConfig(
+            transparent_hosts=hosts,
+            regular_host="127.0.0.1" if self.mode == "env" else None,
+            dns_hosts=hosts,
+            dns_upstreams=system_resolvers(),
+            verbose=self.verbose,
+        )
+
+    def start(self, env: dict[str, str], root_pid: int) -> dict[str, str]:
+        """Start the proxy (and the sandbox's network, whose namespace the build's root,
+        ``root_pid``, already has); returns the variables to add to the build's environment."""
         sweep_stale_run_dirs()
+        proxy = self.proxy = EgressProxy(self._config(root_pid), self.sink, self.destinations, self.build_pids)
         # Upstream servers are checked against the system's CAs plus the user's extra CAs
         # (a corporate TLS proxy's): mitmproxy's own default would be certifi's list.
         self.upstream_dir = make_run_dir("upstream")
         upstream_bundle = self.upstream_dir / "upstream-ca.pem"
         upstream_bundle.write_bytes(upstream_trust_pem(self.extra_cas))
-        self.proxy.config = dataclasses.replace(self.proxy.config, upstream_trust=upstream_bundle)
-        self.proxy.start()
-        self.trust = write_trust_files(self.proxy.ca_cert_pem, self.extra_cas, env)
+        proxy.config = dataclasses.replace(proxy.config, upstream_trust=upstream_bundle)
+        proxy.start()
+        self.trust = write_trust_files(proxy.ca_cert_pem, self.extra_cas, env)
         additions = client_trust_env(self.trust, env)
         if self.mode == "redirect":
             self.redirector = ListenerRedirector(
                 self.destinations,
-                _by_family(self.proxy.transparent_listeners),
-                _by_family(self.proxy.dns_listeners),
+                _by_family(proxy.transparent_listeners),
+                _by_family(proxy.dns_listeners),
             )
-        elif self.mode == "env" and self.proxy.regular_listener is not None:
-            additions.update(_proxy_env(self.proxy.regular_listener, env))
-        listeners = [f"{h}:{p}" for h, p in self.proxy.transparent_listeners]
-        if self.proxy.regular_listener:
-            listeners.append("{}:{}".format(*self.proxy.regular_listener))
-        listeners += [f"dns {h}:{p}" for h, p in self.proxy.dns_listeners]
-        self.sink(ProxyReady(mode=self.mode, listeners=listeners, mitmproxy_version=self.proxy.mitmproxy_version))
+        elif self.mode == "sandbox":
+            assert self.sandbox is not None
+            self.sandbox.configure_inside(_ports(proxy.transparent_listeners), _ports(proxy.dns_listeners))
+        elif self.mode == "env" and proxy.regular_listener is not None:
+            additions.update(_proxy_env(proxy.regular_listener, env))
+        listeners = [f"{h}:{p}" for h, p in proxy.transparent_listeners]
+        if proxy.regular_listener:
+            listeners.append("{}:{}".format(*proxy.regular_listener))
+        listeners += [f"dns {h}:{p}" for h, p in proxy.dns_listeners]
+        self.sink(ProxyReady(mode=self.mode, listeners=listeners, mitmproxy_version=proxy.mitmproxy_version))
         return additions
 
     def stop(self) -> None:
-        self.proxy.stop()
+        if self.proxy is not None:
+            self.proxy.stop()
+        if self.sandbox is not None:
+            self.sandbox.destroy()
+            self.sandbox = None
         if self.upstream_dir is not None:
             shutil.rmtree(self.upstream_dir, ignore_errors=True)
             self.upstream_dir = None
         if self.trust is not None:
             self.trust.remove()
             self.trust = None
+
+
+def _ports(listeners: list[tuple[str, int]]) -> dict[str, int]:
+    return {family: port for family, (_, port) in _by_family(listeners).items()}
 
 
 def _proxy_env(listener: tuple[str, int], env: dict[str, str]) -> dict[str, str]:

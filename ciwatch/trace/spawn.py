@@ -8,6 +8,7 @@ close-on-exec pipe, so the tracer knows "not found" (127) from "not executable" 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import signal
@@ -16,17 +17,21 @@ from dataclasses import dataclass
 
 from ciwatch.trace.seccomp import build_filter, install_filter
 
-#: Prefix of the error text a child sends when the filter could not be installed.
+#: Prefixes of the error text a child sends when the filter or the namespace failed.
 SECCOMP_FAILURE = "seccomp:"
+NETNS_FAILURE = "network namespace:"
+_CLONE_NEWNET = 0x40000000
 
 
 @dataclass(frozen=True)
 class SpawnedRoot:
     pid: int
     go_fd: int
-    """Write one byte here once the child is seized: it then execs."""
+    """Carries the build's environment once the child is seized; at EOF it execs."""
     error_fd: int
     """Empty at EOF when exec succeeded; otherwise ``errno:message``."""
+    ready_fd: int
+    """One byte once the child is ready (in its own network namespace, if asked)."""
 
 
 def _reset_signals() -> None:
@@ -40,25 +45,61 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
-def spawn_waiting(command: Sequence[str], env: Mapping[str, str], *, trace_receives: bool = False) -> SpawnedRoot:
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def encode_env(env: Mapping[str, str]) -> bytes:
+    return b"".join(os.fsencode(k) + b"=" + os.fsencode(v) + b"\0" for k, v in env.items())
+
+
+def _decode_env(data: bytes) -> dict[bytes, bytes]:
+    env = {}
+    for entry in data.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep:
+            env[name] = value
+    return env
+
+
+def spawn_waiting(
+    command: Sequence[str], *, trace_receives: bool = False, new_network_namespace: bool = False
+) -> SpawnedRoot:
+    """Fork the build's root. It waits until ``release`` sends its environment: by then the
+    tracer has seized it, and the network it will run in is ready."""
     program = build_filter(trace_receives=trace_receives)
     go_read, go_write = os.pipe()
+    ready_read, ready_write = os.pipe()
     error_read, error_write = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # the build's root, until exec
         try:
             os.close(go_write)
             os.close(error_read)
+            os.close(ready_read)
             _reset_signals()
-            if not os.read(go_read, 1):
-                os._exit(127)  # the tracer gave up before seizing us
+            if new_network_namespace:
+                libc = ctypes.CDLL(None, use_errno=True)  # os.unshare is 3.12+
+                if libc.unshare(_CLONE_NEWNET) != 0:
+                    code = ctypes.get_errno()
+                    os.write(error_write, f"{code}:{NETNS_FAILURE} {os.strerror(code)}".encode())
+                    os._exit(126)
+            os.write(ready_write, b"r")
+            os.close(ready_write)
+            message = _read_all(go_read)
+            if not message.startswith(b"g"):
+                os._exit(127)  # the tracer gave up before releasing us
             os.close(go_read)
+            env = _decode_env(message[1:])
             try:
                 install_filter(program)
             except OSError as error:
                 os.write(error_write, f"{error.errno}:{SECCOMP_FAILURE} {error.strerror}".encode())
                 os._exit(126)
-            os.execvpe(command[0], list(command), dict(env))
+            os.execvpe(command[0], list(command), env)
         except OSError as error:
             os.write(error_write, f"{error.errno}:{error.strerror}".encode())
             os._exit(127 if error.errno == errno.ENOENT else 126)
@@ -67,21 +108,32 @@ def spawn_waiting(command: Sequence[str], env: Mapping[str, str], *, trace_recei
         os._exit(127)
     os.close(go_read)
     os.close(error_write)
-    return SpawnedRoot(pid, go_write, error_read)
+    os.close(ready_write)
+    return SpawnedRoot(pid, go_write, error_read, ready_read)
 
 
-def release(root: SpawnedRoot) -> None:
-    os.write(root.go_fd, b"g")
+def wait_ready(root: SpawnedRoot) -> bool:
+    """True once the child is ready; False if it failed (its error is in ``error_fd``)."""
+    ready = os.read(root.ready_fd, 1) == b"r"
+    os.close(root.ready_fd)
+    return ready
+
+
+def release(root: SpawnedRoot, env: Mapping[str, str]) -> None:
+    """Hand the child its environment; it then installs the filter and execs."""
+    data = b"g" + encode_env(env)
+    view = memoryview(data)
+    while view:
+        written = os.write(root.go_fd, view)
+        view = view[written:]
     os.close(root.go_fd)
 
 
 def read_exec_error(root: SpawnedRoot) -> tuple[int, str] | None:
     """The child's exec error, once it has exec'd or exited; None if exec succeeded."""
-    chunks = []
-    while chunk := os.read(root.error_fd, 4096):
-        chunks.append(chunk)
+    data = _read_all(root.error_fd)
     os.close(root.error_fd)
-    if not chunks:
+    if not data:
         return None
-    code, _, message = b"".join(chunks).decode(errors="replace").partition(":")
+    code, _, message = data.decode(errors="replace").partition(":")
     return int(code or 0), message
