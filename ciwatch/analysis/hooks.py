@@ -103,15 +103,21 @@ def _npm_family(event: ProcessExec, parent_ecosystem: str | None) -> HookAttribu
     return HookAttribution(parent_ecosystem, name, env.get("npm_package_version", ""), lifecycle, event.pid, 0)
 
 
-def _pip(event: ProcessExec) -> HookAttribution | None:
-    argv = event.argv
-    hook = None
+def pip_build_hook(argv: list[str]) -> str | None:
+    """The build hook a Python process runs for pip: the PEP 517 hook name
+    (``python _in_process.py <hook> <dir>``), ``setup.py`` for the legacy build, or None."""
     for index, arg in enumerate(argv[:4]):
         if arg.endswith("_in_process.py") and index + 1 < len(argv):
-            hook = argv[index + 1]
-            break
-    if hook is None and any(arg.endswith("setup.py") or "setup.py" in arg for arg in argv[1:3]):
-        hook = "setup.py"
+            return argv[index + 1]
+    # Legacy: ``python setup.py ...`` or pip's shim ``python [-u] -c <code naming setup.py> ...``;
+    # pip adds -u for bdist_wheel, which puts the shim third.
+    if any("setup.py" in arg for arg in argv[1:4]):
+        return "setup.py"
+    return None
+
+
+def _pip(event: ProcessExec) -> HookAttribution | None:
+    hook = pip_build_hook(event.argv)
     if hook is None:
         return None
     name = event.package.get("name", "")

@@ -24,9 +24,13 @@ def short_command(argv: list[str], limit: int = 3) -> str:
         return "?"
     words = [os.path.basename(argv[0])]
     rest = argv[1:]
-    if words[0].rstrip("0123456789.") in _INTERPRETERS and rest and not rest[0].startswith("-"):
-        words = [os.path.basename(rest[0]).removesuffix(".js").removesuffix("-cli")]
-        rest = rest[1:]
+    if words[0].rstrip("0123456789.") in _INTERPRETERS and rest:
+        if rest[0] == "-m" and len(rest) > 1:  # python -m pip install: the module is the program
+            words = [rest[1]]
+            rest = rest[2:]
+        elif not rest[0].startswith("-"):
+            words = [os.path.basename(rest[0]).removesuffix(".js").removesuffix("-cli")]
+            rest = rest[1:]
     if package_manager_of(argv) is not None:
         words += [arg for arg in rest[:2] if not arg.startswith("-")][: limit - 1]
     elif rest and rest[0].startswith("-") and len(rest[0]) <= 3:

@@ -105,9 +105,12 @@ def _is_package_manager(node: ProcessNode) -> bool:
 def _executables_section(record: Record, tree: ProcessTree) -> _Section:
     section = _Section("Executables and scripts written")
     writers = _writers(record)
+    listed: set[tuple[str, str]] = set()
     for item in record.events:
         event = item.event
-        if isinstance(event, FileHash):
+        # A file run during the build is hashed then and again at the end: one line per content.
+        if isinstance(event, FileHash) and (event.path, event.sha256) not in listed:
+            listed.add((event.path, event.sha256))
             by = writers.get(event.path)
             who = tree.lineage_at(by) if by else f"pid {event.written_by}"
             section.lines.append(f"{event.path} ({event.file_type}, sha256 {event.sha256[:12]}) by {who}")
@@ -140,7 +143,8 @@ def _network_section(record: Record, tree: ProcessTree) -> _Section:
             continue
         seen[key].add(tree.lineage_at(item.seq))
     for key, lineages in seen.items():
-        section.lines.append(f"{key} from {'; '.join(sorted(lineages)[:2])}")
+        more = f" (+{len(lineages) - 2} more)" if len(lineages) > 2 else ""
+        section.lines.append(f"{key} from {'; '.join(sorted(lineages)[:2])}{more}")
     return section
 
 
