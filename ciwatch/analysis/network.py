@@ -1,0 +1,91 @@
+"""Who the build talked to: each contact (a request, a connection, a datagram, a DNS name)
+joined to the process, and through it to the hook, that made it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.record.events import DnsAnswer, DnsQuery, EgressFlow, Event, NetConnect, NetSend
+from ciwatch.trace.netdecode import is_loopback
+
+
+class ContactKind(StrEnum):
+    REQUEST = "request"
+    """An HTTP(S) request or a non-HTTP connection that passed the proxy."""
+    CONNECT = "connect"
+    """A connection the proxy did not see (``--net off``, or a bypass)."""
+    DATAGRAM = "datagram"
+    DNS = "dns"
+
+
+@dataclass(frozen=True)
+class Contact:
+    kind: ContactKind
+    host: str
+    """A name where one is known (Host header, SNI, DNS name), else an address."""
+    port: int | None
+    seq: int
+    """The record event it comes from."""
+    event: Event
+    node: ProcessNode | None
+
+    @property
+    def hook_label(self) -> str | None:
+        return self.node.hook.label if self.node is not None and self.node.hook is not None else None
+
+
+def _is_local(address: str) -> bool:
+    try:
+        return is_loopback(address)
+    except ValueError:
+        return False
+
+
+def contacts(tree: ProcessTree) -> list[Contact]:
+    """Every outbound contact in record order. Loopback connections are left out: they are the
+    build talking to itself (or to a local service), not egress."""
+    found: list[Contact] = []
+    # In sandbox mode every TCP connection was sent to the proxy by nftables: its flow says it.
+    tcp_through_proxy = tree.record.header.net_mode == "sandbox"
+    dns_seen: set[tuple[int | None, str]] = set()
+    for item in tree.record.events:
+        event = item.event
+        node = tree.node_at(item.seq)
+        if isinstance(event, EgressFlow):
+            found.append(Contact(ContactKind.REQUEST, event.host, event.server_port, item.seq, event, node))
+        elif isinstance(event, NetConnect):
+            proxied = event.via == "proxy" or (tcp_through_proxy and event.protocol == "tcp")
+            if not proxied and not _is_local(event.address):
+                found.append(Contact(ContactKind.CONNECT, event.address, event.port, item.seq, event, node))
+        elif isinstance(event, NetSend):
+            if not _is_local(event.address) and event.port != 53:
+                found.append(Contact(ContactKind.DATAGRAM, event.address, event.port, item.seq, event, node))
+        elif isinstance(event, DnsQuery | DnsAnswer):
+            key = (event.pid, event.name)
+            if key not in dns_seen:  # the tracer's query and the proxy's answer are one lookup
+                dns_seen.add(key)
+                found.append(Contact(ContactKind.DNS, event.name, None, item.seq, event, node))
+    return found
+
+
+@dataclass
+class HostSummary:
+    host: str
+    kinds: set[ContactKind]
+    count: int
+    processes: set[str]
+
+
+def hosts_by_hook(tree: ProcessTree) -> dict[str | None, list[HostSummary]]:
+    """Hook label (None for the build outside any hook) -> the hosts it contacted."""
+    grouped: dict[str | None, dict[str, HostSummary]] = {}
+    for contact in contacts(tree):
+        hosts = grouped.setdefault(contact.hook_label, {})
+        summary = hosts.setdefault(contact.host, HostSummary(contact.host, set(), 0, set()))
+        summary.kinds.add(contact.kind)
+        summary.count += 1
+        if contact.node is not None:
+            summary.processes.add(contact.node.name)
+    return {label: list(hosts.values()) for label, hosts in grouped.items()}
