@@ -22,7 +22,7 @@ from typing import Any
 from ciwatch.egress.addon import FlowRecorder
 from ciwatch.egress.dns import DnsForwarder
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
-from ciwatch.egress.trust import make_run_dir
+from ciwatch.egress.trust import generate_run_ca, make_run_dir
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.record.events import Event
 
@@ -97,9 +97,24 @@ class EgressProxy:
     # -- life cycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        self.begin_start()
+        self.finish_start()
+
+    def begin_start(self) -> None:
+        """Start mitmproxy on its thread (importing it alone takes a while): the caller can
+        do other set-up meanwhile, then call ``finish_start``."""
         self._confdir = make_run_dir("ca")
+        authority = generate_run_ca()
+        self.ca_cert_pem = authority.cert_pem
+        # mitmproxy reads its CA from the confdir; the key is in it only until it has loaded.
+        key_file = self._confdir / "mitmproxy-ca.pem"
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(authority.key_pem + authority.cert_pem)
+        (self._confdir / "mitmproxy-ca-cert.pem").write_bytes(authority.cert_pem)
         self._thread = threading.Thread(target=self._thread_main, name="ciwatch-proxy", daemon=True)
         self._thread.start()
+
+    def finish_start(self) -> None:
         if not self._ready.wait(_START_TIMEOUT_S):
             self.stop()
             raise EnvironmentNotSupported("the egress proxy did not start in time")
@@ -193,8 +208,6 @@ class EgressProxy:
                     self.transparent_listeners.extend(addresses)
                 else:
                     self.regular_listener = addresses[0]
-            assert self._confdir is not None
-            self.ca_cert_pem = (self._confdir / "mitmproxy-ca-cert.pem").read_bytes()
         except BaseException as error:  # noqa: BLE001 - reported to the starting thread
             self._failure = error
         finally:

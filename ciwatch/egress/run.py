@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ciwatch.egress.sandbox import Sandbox, check_sandbox_possible
 from ciwatch.egress.trust import (
     TrustFiles,
     client_trust_env,
+    java_trust_store,
     make_run_dir,
     sweep_stale_run_dirs,
     upstream_trust_pem,
@@ -118,8 +120,15 @@ class EgressRun:
         upstream_bundle = self.upstream_dir / "upstream-ca.pem"
         upstream_bundle.write_bytes(upstream_trust_pem(self.extra_cas))
         proxy.config = dataclasses.replace(proxy.config, upstream_trust=upstream_bundle)
-        proxy.start()
-        self.trust = write_trust_files(proxy.ca_cert_pem, self.extra_cas, env)
+        proxy.begin_start()
+        # While mitmproxy starts on its thread: the files for the build's clients.
+        trust = self.trust = write_trust_files(proxy.ca_cert_pem, self.extra_cas, env)
+        java = threading.Thread(target=_add_java_trust_store, args=(trust,), name="ciwatch-keytool")
+        java.start()
+        try:
+            proxy.finish_start()
+        finally:
+            java.join()
         additions = client_trust_env(self.trust, env)
         if self.mode == "redirect":
             self.redirector = ListenerRedirector(
@@ -151,6 +160,10 @@ class EgressRun:
         if self.trust is not None:
             self.trust.remove()
             self.trust = None
+
+
+def _add_java_trust_store(trust: TrustFiles) -> None:
+    trust.java_trust_store = java_trust_store(trust.directory, trust.ca_cert)
 
 
 def _ports(listeners: list[tuple[str, int]]) -> dict[str, int]:

@@ -61,6 +61,63 @@ def make_run_dir(kind: str) -> Path:
 
 
 @dataclass(frozen=True)
+class RunAuthority:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def generate_run_ca() -> RunAuthority:
+    """A CA for this run only: valid for two days, its key never written anywhere but the
+    proxy's private confdir (removed once loaded)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ciwatch"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"ciwatch run CA {os.getpid()}"),
+        ]
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    public = key.public_key()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    return RunAuthority(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+
+
+@dataclass
 class TrustFiles:
     """Public files for the build's clients; all in one directory removed at the end."""
 
@@ -112,10 +169,10 @@ def write_trust_files(ca_cert_pem: bytes, extra_bundles: Iterable[Path], env: di
     for path in (directory, ca_cert, bundle, wgetrc, apt_config):
         # apt downloads as the _apt user, and a build may drop privileges: world-readable.
         path.chmod(0o755 if path.is_dir() else 0o644)
-    return TrustFiles(directory, ca_cert, bundle, wgetrc, apt_config, _java_trust_store(directory, ca_cert))
+    return TrustFiles(directory, ca_cert, bundle, wgetrc, apt_config, None)
 
 
-def _java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
+def java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
     """A copy of the JDK's trust store plus the run's CA, made with keytool, when a JDK is
     present (JAVA_TOOL_OPTIONS' trustStore replaces cacerts, so the system CAs must be in it)."""
     keytool = shutil.which("keytool")
