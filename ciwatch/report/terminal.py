@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import click
 
+from ciwatch.analysis.network import hosts_by_hook
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
-from ciwatch.record.events import Anomaly, DnsQuery, FileHash, Leftover, NetConnect, NetSend
+from ciwatch.record.events import Anomaly, FileHash, Leftover
 from ciwatch.record.reader import Record
 
 #: Lines per section before "... and N more": the summary must fit on one screen.
@@ -129,22 +130,15 @@ def _writers(record: Record) -> dict[str, int]:
 
 
 def _network_section(record: Record, tree: ProcessTree) -> _Section:
-    section = _Section("Network")
-    seen: dict[str, set[str]] = defaultdict(set)
-    for item in record.events:
-        event = item.event
-        if isinstance(event, DnsQuery):
-            key = f"dns {event.name} ({event.qtype})"
-        elif isinstance(event, NetConnect):
-            key = f"{event.protocol} {event.address}:{event.port}"
-        elif isinstance(event, NetSend):
-            key = f"{event.protocol} send {event.address}:{event.port}"
-        else:
-            continue
-        seen[key].add(tree.lineage_at(item.seq))
-    for key, lineages in seen.items():
-        more = f" (+{len(lineages) - 2} more)" if len(lineages) > 2 else ""
-        section.lines.append(f"{key} from {'; '.join(sorted(lineages)[:2])}{more}")
+    """Hosts per hook: what each hook (and the build outside hooks) reached."""
+    section = _Section("Network (hosts by hook)")
+    grouped = hosts_by_hook(tree)
+    for label in sorted(grouped, key=lambda label: (label is None, label or "")):
+        section.lines.append(f"{label or 'outside hooks'}:")
+        for host in grouped[label]:
+            kinds = "+".join(sorted(host.kinds))
+            by = ", ".join(sorted(host.processes)[:3])
+            section.lines.append(f"  {host.host} ({kinds} x{host.count}) by {by or '?'}")
     return section
 
 
