@@ -18,6 +18,7 @@ from ptrace import PtraceError
 
 from ciwatch import __version__, capabilities
 from ciwatch.egress import EgressRun
+from ciwatch.egress.dns import system_resolvers
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
 from ciwatch.job import Scrubber, detect_job
@@ -118,6 +119,9 @@ def run(
             job_context={"provider": str(job.provider), **job.identifiers},
             capabilities=capabilities.for_record(),
             net_mode=str(options.net),
+            path_dirs=[d for d in env.get("PATH", "").split(":") if d],
+            home=env.get("HOME", ""),
+            resolvers=system_resolvers(),
         )
     )
     tracer = Tracer(sink)

@@ -70,6 +70,11 @@ class Header(Event):
     capabilities: dict[str, bool]
     """What this machine allowed the run to use (ptrace, seccomp, ...)."""
     net_mode: str
+    path_dirs: list[str] = field(default_factory=list)
+    """The build's PATH, for rules about executables written into it."""
+    home: str = ""
+    resolvers: list[str] = field(default_factory=list)
+    """The DNS resolvers the machine is configured with (queries to others are a bypass)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,10 @@ class ProcessExec(Event):
     (pip's PKG-INFO beside ``_in_process.py``), at the moment of the exec."""
     from_tid: int | None = None
     """Set when a non-leader thread called exec (the kernel gave it the leader's pid)."""
+    stdin: str = ""
+    """What fd 0 is at exec (``pipe:[N]``, ``/dev/null``, a path): ``curl | sh`` shows as a
+    shell whose stdin is the pipe another process writes."""
+    stdout: str = ""
 
 
 @dataclass(frozen=True)
