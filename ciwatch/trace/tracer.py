@@ -309,7 +309,7 @@ class Tracer:
         path = thread.pending_exec or exe
         thread.pending_exec = None
         package = {}
-        if any(arg.endswith("_in_process.py") for arg in argv[1:3]):
+        if pip_build_hook(argv) is not None:  # PEP 517 or legacy setup.py: the sdist's PKG-INFO is in the cwd
             package = procfs.python_build_package(cwd)
         process = self.processes.setdefault(pid, _Process(pid, 0))
         process.argv = argv
