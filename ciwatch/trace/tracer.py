@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ptrace import PtraceError
 
+from ciwatch.analysis.hooks import pip_build_hook
 from ciwatch.record.events import (
     Anomaly,
     AnomalyKind,
@@ -323,6 +324,8 @@ class Tracer:
                 env=procfs.attribution_env(pid),
                 package=package,
                 from_tid=former_tid if former_tid != pid else None,
+                stdin=procfs.fd_path(pid, 0),
+                stdout=procfs.fd_path(pid, 1),
             )
         )
         if exe.startswith("/memfd:"):
