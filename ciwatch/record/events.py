@@ -27,6 +27,11 @@ class EventKind(StrEnum):
     DNS_ANSWER = "dns-answer"
     EGRESS_FLOW = "egress-flow"
     PROXY_READY = "proxy-ready"
+    REGISTRY = "registry"
+    ALLOWLIST_LEARNED = "allowlist-learned"
+    HOOKS_ALLOWED = "hooks-allowed"
+    REFUSAL = "refusal"
+    FILE_READ = "file-read"
     ANOMALY = "anomaly"
     LEFTOVER = "leftover-process"
     END = "end"
@@ -246,6 +251,63 @@ class ProxyReady(Event):
 
 
 @dataclass(frozen=True)
+class RegistryAllowed(Event):
+    """A registry the job's package managers are configured for (``registries: auto``),
+    found before the build started. Kept in the record so that ``ciwatch check`` judges a
+    replay with the same allowlist as the live run."""
+
+    kind: ClassVar[EventKind] = EventKind.REGISTRY
+    host: str
+    ecosystem: str
+    source: str
+
+
+@dataclass(frozen=True)
+class AllowlistLearned(Event):
+    """A download host named by an allowed index's response (an npm packument's tarball
+    URL, a simple index's file link): allowed from then on."""
+
+    kind: ClassVar[EventKind] = EventKind.ALLOWLIST_LEARNED
+    host: str
+    learned_from: str
+    url: str
+
+
+@dataclass(frozen=True)
+class HooksAllowed(Event):
+    """Packages the project itself allows to run install hooks (npm allowScripts, pnpm
+    onlyBuiltDependencies/allowBuilds, LavaMoat allowScripts)."""
+
+    kind: ClassVar[EventKind] = EventKind.HOOKS_ALLOWED
+    packages: list[str]
+    source: str
+
+
+@dataclass(frozen=True)
+class Refusal(Event):
+    """Something ciwatch refused live (block mode): it never reached its destination."""
+
+    kind: ClassVar[EventKind] = EventKind.REFUSAL
+    pid: int | None
+    what: str
+    """``request``, ``connect``, ``datagram``, ``dns``, ``io-uring``, ``tls``."""
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileRead(Event):
+    """A hook's process opened a file that holds credentials, or read another process's
+    memory or environment (hooks are followed syscall by syscall, so reads are seen)."""
+
+    kind: ClassVar[EventKind] = EventKind.FILE_READ
+    pid: int
+    path: str
+    how: str
+    """``open``, ``process_vm_readv``, ``ptrace``."""
+
+
+@dataclass(frozen=True)
 class Anomaly(Event):
     kind: ClassVar[EventKind] = EventKind.ANOMALY
     pid: int
@@ -295,6 +357,11 @@ EVENT_TYPES: dict[EventKind, type[Event]] = {
         DnsAnswer,
         EgressFlow,
         ProxyReady,
+        RegistryAllowed,
+        AllowlistLearned,
+        HooksAllowed,
+        Refusal,
+        FileRead,
         Anomaly,
         Leftover,
         End,

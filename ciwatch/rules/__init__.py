@@ -1,0 +1,31 @@
+"""The rules: one module each, each declaring its id, summary, default severity and hint once."""
+
+from ciwatch.rules.base import Finding, Rule, RuleContext, RuleInfo
+from ciwatch.rules.credential_read import CredentialRead
+from ciwatch.rules.dns_tunnel import DnsTunnel
+from ciwatch.rules.exec_written_file import ExecWrittenFile
+from ciwatch.rules.executable_write import ExecutableWrite
+from ciwatch.rules.hook_network_tool import HookNetworkTool
+from ciwatch.rules.hook_shell import HookShell
+from ciwatch.rules.leftover_process import LeftoverProcess
+from ciwatch.rules.persistence_write import PersistenceWrite
+from ciwatch.rules.proxy_bypass import ProxyBypass
+from ciwatch.rules.unapproved_hook import UnapprovedHook
+from ciwatch.rules.unfamiliar_egress import UnfamiliarEgress
+
+ALL_RULES: tuple[Rule, ...] = (
+    UnfamiliarEgress(),
+    HookNetworkTool(),
+    HookShell(),
+    ExecutableWrite(),
+    ExecWrittenFile(),
+    PersistenceWrite(),
+    ProxyBypass(),
+    DnsTunnel(),
+    LeftoverProcess(),
+    CredentialRead(),
+    UnapprovedHook(),
+)
+RULES_BY_ID = {rule.info.id: rule for rule in ALL_RULES}
+
+__all__ = ["ALL_RULES", "RULES_BY_ID", "Finding", "Rule", "RuleContext", "RuleInfo"]

@@ -1,0 +1,82 @@
+"""executable-write: a hook writes an executable or script into a PATH directory, the user's
+home, or the project, outside the package manager's own install output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from ciwatch.policy.model import Severity
+from ciwatch.record.events import FileHash, FileOp, FileWrite
+from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+
+INFO = RuleInfo(
+    id="executable-write",
+    summary="An install hook wrote an executable or script into PATH, the home directory or the project",
+    default_severity=Severity.MEDIUM,
+    hint="A package's hook should only write inside its own install directory; review the file (its SHA-256 "
+    "is in the record) and except the package if it is expected.",
+)
+
+#: Where package managers put what they install: a hook writing there is doing its job.
+INSTALL_OUTPUT_DIRS = frozenset(
+    {
+        "node_modules",
+        ".pnpm-store",
+        ".yarn",
+        "site-packages",
+        "dist-packages",
+        ".venv",
+        "venv",
+        "target",
+        "vendor",
+        "__pycache__",
+        ".eggs",
+        "build",
+        ".gradle",
+        ".m2",
+    }
+)
+
+
+def is_install_output(path: str) -> bool:
+    return any(part in INSTALL_OUTPUT_DIRS for part in path.split("/"))
+
+
+def _under(path: str, directory: str) -> bool:
+    directory = directory.rstrip("/")
+    return bool(directory) and (path == directory or path.startswith(directory + "/"))
+
+
+class ExecutableWrite:
+    info = INFO
+
+    def check(self, context: RuleContext) -> Iterator[Finding]:
+        header = context.record.header
+        executables = {item.event.path: item.seq for item in context.record.events if isinstance(item.event, FileHash)}
+        chmod_x: set[str] = set()
+        for item in context.record.events:
+            event = item.event
+            if isinstance(event, FileWrite) and event.op is FileOp.CHMOD and (event.flags or 0) & 0o111:
+                chmod_x.add(event.path)
+        path_dirs = [os.path.normpath(d) for d in header.path_dirs]
+        reported: set[str] = set()
+        for path, writes in context.written_by_hooks.items():
+            if path in reported or (path not in executables and path not in chmod_x):
+                continue
+            _, node = writes[-1]
+            assert node.hook is not None
+            where = None
+            if os.path.dirname(path) in path_dirs:
+                where = f"into {os.path.dirname(path)}, which is on PATH"
+            elif _under(path, header.cwd) and not is_install_output(path[len(header.cwd) :]):
+                where = "into the project"
+            elif header.home and _under(path, header.home) and not is_install_output(path):
+                where = "into the home directory"
+            elif _under(path, "/usr") or _under(path, "/etc") or _under(path, "/opt"):
+                where = "into the system"
+            if where is None:
+                continue
+            reported.add(path)
+            evidence = [s for s, _ in writes] + ([executables[path]] if path in executables else [])
+            yield context.finding(INFO, f"{node.hook.label} wrote the executable {path} {where}", node, evidence)

@@ -1,0 +1,33 @@
+"""leftover-process: a process of the build still running when the build ended."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ciwatch.policy.model import Severity
+from ciwatch.record.events import Leftover
+from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+
+INFO = RuleInfo(
+    id="leftover-process",
+    summary="A process started by the build was still running when the build ended",
+    default_severity=Severity.LOW,
+    hint="Daemons started by install hooks (miners, beacons) outlive the step; if it is a known build server "
+    "(a compiler cache, a Gradle daemon), except it or pass --leftovers kill.",
+)
+
+
+class LeftoverProcess:
+    info = INFO
+
+    def check(self, context: RuleContext) -> Iterator[Finding]:
+        for item in context.record.events:
+            event = item.event
+            if isinstance(event, Leftover):
+                node = context.tree.node_at(item.seq)
+                command = " ".join(event.argv)[:120] or f"pid {event.pid}"
+                severity = context.severity(INFO)
+                if node is not None and node.hook is not None:
+                    severity = max(severity, Severity.MEDIUM) if severity > Severity.OFF else severity
+                message = f"{command} was still running when the build ended ({event.action})"
+                yield context.finding(INFO, message, node, [item.seq], severity=Severity(severity))

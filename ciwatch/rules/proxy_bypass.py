@@ -1,0 +1,92 @@
+"""proxy-bypass: traffic that did not pass the proxy, IP-literal destinations, DNS to another
+resolver, UDP other than DNS, raw sockets, io_uring (its I/O is invisible to syscall
+tracing), and syscalls of a foreign ABI."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+from ciwatch.analysis.tree import ProcessNode
+from ciwatch.policy.model import Severity
+from ciwatch.record.events import Anomaly, AnomalyKind, DnsQuery, EgressFlow, NetConnect, NetSend
+from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+
+INFO = RuleInfo(
+    id="proxy-bypass",
+    summary="Traffic that avoided the proxy or DNS, or a way around tracing",
+    default_severity=Severity.MEDIUM,
+    hint="Builds reach registries by name through the configured resolver over TCP; anything else deserves a "
+    "look. Except the host or package if it is expected (an internal service by address, a NTP client).",
+)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class ProxyBypass:
+    info = INFO
+
+    def check(self, context: RuleContext) -> Iterator[Finding]:
+        header = context.record.header
+        proxied = header.net_mode in ("redirect", "sandbox", "env")
+        sees_dns = header.net_mode in ("redirect", "sandbox")
+        resolvers = set(header.resolvers)
+        seen: set[tuple[str, int | None]] = set()
+
+        def once(key: str, node: ProcessNode | None) -> bool:
+            marker = (key, node.hook.pid if node is not None and node.hook is not None else None)
+            if marker in seen:
+                return False
+            seen.add(marker)
+            return True
+
+        for item in context.record.events:
+            event = item.event
+            node = context.tree.node_at(item.seq)
+            message = None
+            key = ""
+            if isinstance(event, NetConnect) and not _is_loopback(event.address):
+                target = f"{event.address}:{event.port}"
+                if event.protocol == "raw":
+                    message, key = f"opened a raw socket to {event.address}", f"raw {event.address}"
+                elif event.protocol == "udp" and event.port != 53:
+                    message, key = f"sent UDP to {target} (not DNS)", f"udp {target}"
+                elif event.protocol == "udp" and resolvers and event.address not in resolvers:
+                    message, key = f"used the DNS server {event.address}, not the configured one", f"dns {target}"
+                elif event.protocol == "tcp" and proxied and event.via == "direct" and header.net_mode != "sandbox":
+                    message, key = f"connected to {target} without the proxy", f"direct {target}"
+            elif isinstance(event, NetSend) and not _is_loopback(event.address):
+                target = f"{event.address}:{event.port}"
+                if event.port != 53:
+                    message, key = f"sent UDP to {target} (not DNS)", f"udp {target}"
+                elif resolvers and event.address not in resolvers:
+                    message, key = f"used the DNS server {event.address}, not the configured one", f"dns {target}"
+            elif isinstance(event, DnsQuery) and resolvers and not _is_loopback(event.server):
+                if event.server not in resolvers:
+                    message = f"asked the DNS server {event.server}, not the configured one"
+                    key = f"dns {event.server}"
+            elif isinstance(event, EgressFlow) and sees_dns and _is_address(event.host) and not event.sni:
+                if not context.allowlist.names_of_address.get(event.host):
+                    message = f"reached {event.host} by address, with no DNS lookup for it"
+                    key = f"literal {event.host}"
+            elif isinstance(event, Anomaly) and event.anomaly in (AnomalyKind.IO_URING, AnomalyKind.FOREIGN_ABI):
+                message, key = f"used {event.anomaly}: {event.detail}", str(event.anomaly)
+            if message is not None and once(key, node):
+                prefix = node.hook.label if node is not None and node.hook is not None else "the build"
+                yield context.finding(INFO, f"{prefix} {message}", node, [item.seq])

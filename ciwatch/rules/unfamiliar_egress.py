@@ -1,0 +1,46 @@
+"""unfamiliar-egress: a connection, request or DNS lookup to a host outside the allowlist."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ciwatch.analysis.network import Contact, ContactKind
+from ciwatch.policy.model import Severity
+from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+
+INFO = RuleInfo(
+    id="unfamiliar-egress",
+    summary="The build reached a host outside the allowlist",
+    default_severity=Severity.HIGH,
+    hint="If the host is legitimate, add it to allow.hosts (or a documented exception); otherwise find out "
+    "why the package reaches it.",
+)
+
+
+class UnfamiliarEgress:
+    info = INFO
+
+    def check(self, context: RuleContext) -> Iterator[Finding]:
+        grouped: dict[tuple[str, str | None], list[int]] = {}
+        first: dict[tuple[str, str | None], Contact] = {}
+        for contact in context.contacts:
+            if context.allowlist.allows(contact.host):
+                continue
+            names = context.allowlist.names_of_address.get(contact.host, set())
+            if contact.kind is ContactKind.CONNECT and any(context.allowlist.allows(n) for n in names):
+                continue  # a connect to an address that an allowed name resolved to
+            key = (contact.host, contact.hook_label)
+            grouped.setdefault(key, []).append(contact.seq)
+            first.setdefault(key, contact)
+        base = context.severity(INFO)
+        for (host, hook_label), seqs in grouped.items():
+            contact = first[(host, hook_label)]
+            kinds = sorted({c.kind for c in context.contacts if (c.host, c.hook_label) == (host, hook_label)})
+            what = "/".join(kinds)
+            if hook_label is not None:
+                message = f"{hook_label} reached {host} ({what}), which is not in the allowlist"
+                severity = base
+            else:
+                message = f"the build reached {host} ({what}), which is not in the allowlist"
+                severity = Severity(max(Severity.LOW, base - 1)) if base > Severity.OFF else base
+            yield context.finding(INFO, message, contact.node, seqs, severity=severity, host=host)

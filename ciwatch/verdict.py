@@ -1,0 +1,141 @@
+"""Evaluation: (record, policy) -> findings -> verdict. A pure function: ``ciwatch check``
+gives a stored record the verdict the live run gave it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from collections import Counter
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ciwatch.analysis.network import contacts
+from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.policy.model import Exception_, Mode, Policy, Severity
+from ciwatch.record.events import FileOp, FileWrite, Refusal
+from ciwatch.record.reader import Record
+from ciwatch.rules import ALL_RULES, Finding, RuleContext
+
+VERDICT_FILE = "verdict.json"
+
+
+class VerdictKind(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: VerdictKind
+    mode: Mode
+    policy_source: str
+    fail_on: Severity
+    findings: tuple[Finding, ...]
+    """Every finding, those covered by an exception included (marked ``excepted``)."""
+    expired_exceptions: tuple[Exception_, ...]
+    refusals: int
+
+    @property
+    def counted(self) -> list[Finding]:
+        return [f for f in self.findings if f.excepted is None]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(f.rule for f in self.counted))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": str(self.verdict),
+            "mode": str(self.mode),
+            "policy": self.policy_source,
+            "fail_on": self.fail_on.label,
+            "counts": self.counts,
+            "findings": [f.to_json() for f in self.findings],
+            "expired_exceptions": [
+                {"rule": e.rule, "reason": e.reason, "expires": str(e.expires), "source": e.source}
+                for e in self.expired_exceptions
+            ],
+            "refusals": self.refusals,
+        }
+
+
+def hook_writes(record: Record, tree: ProcessTree) -> dict[str, list[tuple[int, ProcessNode]]]:
+    """Files that processes inside hooks created or changed (rename and link targets too)."""
+    written: dict[str, list[tuple[int, ProcessNode]]] = {}
+    for item in record.events:
+        event = item.event
+        if not isinstance(event, FileWrite) or event.op is FileOp.UNLINK:
+            continue
+        node = tree.node_at(item.seq)
+        if node is None or node.hook is None:
+            continue
+        path = event.target if event.op in (FileOp.RENAME, FileOp.LINK) and event.target else event.path
+        written.setdefault(path, []).append((item.seq, node))
+    return written
+
+
+def _covering_exception(finding: Finding, policy: Policy, today: datetime.date) -> Exception_ | None:
+    for exception in policy.exceptions:
+        if exception.rule != finding.rule or exception.expired(today):
+            continue
+        package, name = exception.package, finding.package_name
+        if package is not None and name is not None and package.matches(
+            finding.ecosystem or "", name, finding.package_version or ""
+        ):
+            return exception
+        if exception.host is not None and finding.host is not None and exception.host.matches(finding.host):
+            return exception
+    return None
+
+
+def evaluate(record: Record, policy: Policy, today: datetime.date | None = None) -> Verdict:
+    today = today or datetime.date.today()
+    tree = ProcessTree(record)
+    allowlist = RuntimeAllowlist(policy)
+    allowlist.observe_all(item.event for item in record.events)
+    context = RuleContext(
+        record=record,
+        tree=tree,
+        contacts=contacts(tree),
+        allowlist=allowlist,
+        policy=policy,
+        written_by_hooks=hook_writes(record, tree),
+    )
+    findings: list[Finding] = []
+    for rule in ALL_RULES:
+        if context.severity(rule.info) is Severity.OFF:
+            continue
+        for finding in rule.check(context):
+            if finding.severity is Severity.OFF:
+                continue
+            exception = _covering_exception(finding, policy, today)
+            if exception is not None:
+                finding = dataclasses.replace(finding, excepted=f"{exception.reason} ({exception.source})")
+            findings.append(finding)
+    counted = [f for f in findings if f.excepted is None]
+    if any(f.severity >= policy.fail_on for f in counted):
+        kind = VerdictKind.FAIL
+    elif counted:
+        kind = VerdictKind.WARN
+    else:
+        kind = VerdictKind.PASS
+    return Verdict(
+        verdict=kind,
+        mode=policy.mode,
+        policy_source=policy.source,
+        fail_on=policy.fail_on,
+        findings=tuple(findings),
+        expired_exceptions=tuple(e for e in policy.exceptions if e.expired(today)),
+        refusals=sum(1 for item in record.events if isinstance(item.event, Refusal)),
+    )
+
+
+def write_verdict(verdict: Verdict, out_dir: Path) -> Path:
+    path = out_dir / VERDICT_FILE
+    path.write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+    return path
