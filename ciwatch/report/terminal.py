@@ -9,11 +9,13 @@ import click
 
 from ciwatch.analysis.network import hosts_by_hook
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
-from ciwatch.record.events import Anomaly, FileHash, Leftover
+from ciwatch.record.events import Anomaly, FileHash, Leftover, NetConnect, ProxyReady
 from ciwatch.record.reader import Record
+from ciwatch.trace.netdecode import is_loopback
 
 #: Lines per section before "... and N more": the summary must fit on one screen.
 _MAX_LINES = 12
+_MAX_TITLE = 160
 
 
 @dataclass
@@ -49,7 +51,10 @@ def render(record: Record, color: bool = False) -> str:
     tree = ProcessTree(record)
     header = record.header
     out: list[str] = []
-    title = " ".join(header.command)
+    # One line, whatever the command: a multi-line `sh -c` script would push the summary off the screen.
+    title = " ".join(" ".join(header.command).split())
+    if len(title) > _MAX_TITLE:
+        title = title[: _MAX_TITLE - 3] + "..."
     out.append(_style(f"ciwatch record: {title}", color, bold=True))
     job = header.job_context
     ids = [
@@ -133,13 +138,43 @@ def _network_section(record: Record, tree: ProcessTree) -> _Section:
     """Hosts per hook: what each hook (and the build outside hooks) reached."""
     section = _Section("Network (hosts by hook)")
     grouped = hosts_by_hook(tree)
-    for label in sorted(grouped, key=lambda label: (label is None, label or "")):
+    local = _local_services(record, tree)
+    for label in sorted(grouped.keys() | local.keys(), key=lambda label: (label is None, label or "")):
         section.lines.append(f"{label or 'outside hooks'}:")
-        for host in grouped[label]:
+        for host in grouped.get(label, []):
             kinds = "+".join(sorted(host.kinds))
             by = ", ".join(sorted(host.processes)[:3])
             section.lines.append(f"  {host.host} ({kinds} x{host.count}) by {by or '?'}")
+        for endpoint, names in local.get(label, {}).items():
+            section.lines.append(f"  {endpoint} (local x{len(names)}) by {', '.join(sorted(set(names))[:3])}")
     return section
+
+
+def _local_services(record: Record, tree: ProcessTree) -> dict[str | None, dict[str, list[str]]]:
+    """Hook label -> loopback ``address:port`` -> the processes that connected to it.
+
+    Loopback is not egress (``contacts`` leaves it out), but a local registry mirror, cache or
+    forward proxy is how many builds fetch everything: with ``--net off`` the hosts list would be
+    empty. DNS to a local resolver is left out (its names are listed), and so is ciwatch's own
+    proxy in ``env`` mode (its requests are listed by host)."""
+    proxy = {
+        listener for item in record.events if isinstance(item.event, ProxyReady) for listener in item.event.listeners
+    }
+    found: dict[str | None, dict[str, list[str]]] = {}
+    for item in record.events:
+        event = item.event
+        if not isinstance(event, NetConnect) or event.port == 53 or f"{event.address}:{event.port}" in proxy:
+            continue
+        try:
+            if not is_loopback(event.address):
+                continue
+        except ValueError:
+            continue
+        node = tree.node_at(item.seq)
+        label = node.hook.label if node is not None and node.hook is not None else None
+        endpoint = f"[{event.address}]:{event.port}" if ":" in event.address else f"{event.address}:{event.port}"
+        found.setdefault(label, {}).setdefault(endpoint, []).append(node.name if node is not None else "?")
+    return found
 
 
 def _anomalies_section(record: Record, tree: ProcessTree) -> _Section:
