@@ -134,3 +134,9 @@ class Policy:
     exceptions: tuple[Exception_, ...] = ()
     source: str = "<built-in default>"
     """The file it was loaded from."""
+
+    def severity(self, rule: str) -> Severity:
+        """The severity of ``rule``'s findings: this policy's ``rules:`` entry, else the rule's default."""
+        from ciwatch.policy.rule_ids import DEFAULT_SEVERITIES
+
+        return self.severities.get(rule, DEFAULT_SEVERITIES.get(rule, Severity.MEDIUM))
