@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -15,9 +16,14 @@ import click
 from ciwatch import __version__, capabilities, session, supervise
 from ciwatch.egress.sandbox import check_sandbox_possible
 from ciwatch.errors import CiwatchError, EnvironmentNotSupported, UsageError
-from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, USAGE_ERROR
+from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, POLICY_FAILED, USAGE_ERROR
+from ciwatch.policy import Mode, load_policy
+from ciwatch.policy.baseline import propose_policy
+from ciwatch.policy.loader import resolve_policy
 from ciwatch.record import read_record
 from ciwatch.report import terminal
+from ciwatch.report.verdict_text import render_verdict
+from ciwatch.verdict import VerdictKind, evaluate
 
 log = logging.getLogger("ciwatch")
 
@@ -72,6 +78,22 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj = {"verbose": verbose}
 
 
+def _policy_options(function: Callable[..., None]) -> Callable[..., None]:
+    function = click.option(
+        "--mode",
+        type=click.Choice([m.value for m in Mode]),
+        default=None,
+        help="Override the policy's mode: audit, warn or block.",
+    )(function)
+    return click.option(
+        "--policy",
+        "policy_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Policy file (default: .ciwatch/policy.yml if present, else the built-in audit policy).",
+    )(function)
+
+
 @main.command(cls=_CommandAfterDoubleDash)
 @click.option(
     "--out",
@@ -103,6 +125,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     type=click.Path(dir_okay=False, exists=True, readable=True, path_type=Path),
     help="Also trust this CA bundle for upstream servers (a corporate TLS proxy); repeatable.",
 )
+@_policy_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
 def run(
@@ -111,6 +134,8 @@ def run(
     leftovers: str,
     net: str,
     upstream_cas: tuple[Path, ...],
+    policy_file: Path | None,
+    mode: str | None,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND with its whole process tree traced; write DIR/record.jsonl.
@@ -118,26 +143,24 @@ def run(
     The build's stdin, stdout, stderr and exit code pass through untouched.
     """
     verbose = ctx.obj["verbose"]
+    try:
+        # Everything that can be wrong with the input is found before the build starts.
+        session.check_command(list(command))
+        session.prepare_out_dir(out_dir)
+        if net == session.NetMode.SANDBOX:
+            check_sandbox_possible()
+        policy = resolve_policy(Path.cwd(), policy_file, mode)
+    except Exception as error:  # noqa: BLE001
+        sys.exit(_render_error(error, verbose))
     options = session.RunOptions(
         command=list(command),
         out_dir=out_dir,
         leftovers=session.LeftoverAction(leftovers),
         net=session.NetMode(net),
+        policy=policy,
         extra_cas=list(upstream_cas),
         verbose=verbose,
     )
-
-    def validate() -> int:
-        session.check_command(options.command)
-        session.prepare_out_dir(options.out_dir)
-        if options.net is session.NetMode.SANDBOX:
-            check_sandbox_possible()
-        return 0
-
-    try:
-        validate()
-    except Exception as error:  # noqa: BLE001
-        sys.exit(_render_error(error, verbose))
 
     def in_tracer(report_root: Callable[[int], None]) -> tuple[int, Callable[[], None] | None]:
         try:
@@ -146,6 +169,8 @@ def run(
             return _render_error(error, verbose), None
         if result.launch_error:
             click.secho(f"ciwatch: {result.launch_error}", fg="red", err=True)
+        if result.verdict is not None:
+            click.echo(render_verdict(result.verdict, color=sys.stderr.isatty()), err=True)
         if result.leftovers:
             click.echo(
                 f"ciwatch: {len(result.leftovers)} process(es) still running after the build "
@@ -169,6 +194,89 @@ def report(ctx: click.Context, path: Path, color: bool | None) -> None:
         record = read_record(path)
         use_color = sys.stdout.isatty() if color is None else color
         click.echo(terminal.render(record, color=use_color), color=use_color)
+        return 0
+
+    _guarded(ctx.obj["verbose"], action)
+
+
+@main.command()
+@click.argument("record_path", metavar="RECORD", type=click.Path(path_type=Path))
+@_policy_options
+@click.option("--json", "as_json", is_flag=True, help="Print verdict.json instead of the summary.")
+@click.pass_context
+def check(ctx: click.Context, record_path: Path, policy_file: Path | None, mode: str | None, as_json: bool) -> None:
+    """Judge a stored record against a policy, offline: the verdict the live run would give.
+
+    Exits 3 when the verdict is fail, 0 otherwise.
+    """
+
+    def action() -> int:
+        policy = resolve_policy(Path.cwd(), policy_file, mode)
+        verdict = evaluate(read_record(record_path), policy)
+        if as_json:
+            click.echo(json.dumps(verdict.to_json(), indent=2))
+        else:
+            click.echo(render_verdict(verdict, color=sys.stdout.isatty()))
+        return POLICY_FAILED if verdict.verdict is VerdictKind.FAIL else 0
+
+    _guarded(ctx.obj["verbose"], action)
+
+
+@main.command()
+@click.argument("records", metavar="RECORD...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to stdout.")
+@click.pass_context
+def baseline(ctx: click.Context, records: tuple[Path, ...], output: Path | None) -> None:
+    """Propose a policy from clean runs: the hosts they reached and the packages that ran
+    hooks, each entry commented with where it came from."""
+
+    def action() -> int:
+        text = propose_policy([(path, read_record(path)) for path in records])
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            output.write_text(text)
+            click.echo(f"wrote {output}; review it, then run: ciwatch policy check {output}", err=True)
+        return 0
+
+    _guarded(ctx.obj["verbose"], action)
+
+
+@main.group(name="policy")
+def policy_group() -> None:
+    """Work with policy files."""
+
+
+@policy_group.command(name="check")
+@click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
+@click.pass_context
+def policy_check(ctx: click.Context, path: Path) -> None:
+    """Validate a policy file; errors name the file, line and key."""
+
+    def action() -> int:
+        policy = load_policy(path)
+        hooks = "any package" if policy.hooks_allowed is None else f"{len(policy.hooks_allowed)} package(s)"
+        click.echo(
+            f"{path}: ok (mode {policy.mode}, {len(policy.allow.hosts)} allowed host pattern(s), "
+            f"registries {'auto' if policy.allow.registries_auto else 'none'}, hooks allowed for {hooks}, "
+            f"{len(policy.exceptions)} exception(s))"
+        )
+        return 0
+
+    _guarded(ctx.obj["verbose"], action)
+
+
+@main.command()
+@click.argument("project", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.pass_context
+def registries(ctx: click.Context, project: Path) -> None:
+    """The registries this project's package managers are configured for, and where each
+    came from: what `registries: auto` allows."""
+
+    def action() -> int:
+        from ciwatch.registries import discover_registries, render_registries
+
+        click.echo(render_registries(discover_registries(project, dict(os.environ))))
         return 0
 
     _guarded(ctx.obj["verbose"], action)

@@ -5,14 +5,17 @@ The session wires the stages together; it never prints and never exits (``cli.py
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from ptrace import PtraceError
 
@@ -20,12 +23,20 @@ from ciwatch import __version__, capabilities
 from ciwatch.egress import EgressRun
 from ciwatch.egress.dns import system_resolvers
 from ciwatch.errors import EnvironmentNotSupported, UsageError
-from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
+from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, from_wait_status
 from ciwatch.job import Scrubber, detect_job
+from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.policy.enforcer import LiveEnforcer
+from ciwatch.policy.model import Mode, Policy
+from ciwatch.policy.project_hooks import project_hook_allowlists
 from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
-from ciwatch.record.events import End, Event, Header, Leftover
+from ciwatch.record.events import End, Event, Header, HooksAllowed, Leftover, RegistryAllowed
+from ciwatch.record.reader import read_record
 from ciwatch.trace import BuildExit, Tracer
 from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting, wait_ready
+from ciwatch.verdict import Verdict, VerdictKind, evaluate, write_verdict
+
+log = logging.getLogger(__name__)
 
 
 class LeftoverAction(StrEnum):
@@ -51,6 +62,7 @@ class RunOptions:
     out_dir: Path
     leftovers: LeftoverAction = LeftoverAction.LEAVE
     net: NetMode = NetMode.REDIRECT
+    policy: Policy = field(default_factory=Policy)
     extra_cas: list[Path] = field(default_factory=list)
     """CA bundles to trust for upstream servers besides the system's (a corporate proxy's)."""
     verbose: bool = False
@@ -65,6 +77,7 @@ class RunResult:
     leftovers: list[int] = field(default_factory=list)
     tracer: Tracer | None = None
     """Still tracing leftovers that were left running (LeftoverAction.LEAVE)."""
+    verdict: Verdict | None = None
 
 
 def prepare_out_dir(out_dir: Path) -> Path:
@@ -101,12 +114,17 @@ def run(
     job = detect_job(env, started_at)
     scrubber = Scrubber.from_environment(env)
     writer = RecordWriter(record_path, job.key)
+    policy = options.policy
+    allowlist = RuntimeAllowlist(policy)
+    enforcer = LiveEnforcer(policy, allowlist, lambda event: sink(event))
 
     def sink(event: Event) -> None:
         # Leftovers left running stay traced (so that their filtered syscalls keep working)
         # after the record has ended; what they do then is not recorded.
         if not writer.closed:
-            writer.append(scrubber.event(event))
+            event = scrubber.event(event)
+            allowlist.observe(event)
+            writer.append(event)
 
     sink(
         Header(
@@ -133,12 +151,16 @@ def run(
     background = False
     egress: EgressRun | None = None
     build_env = dict(env)
+    discovery: _RegistryDiscovery | None = None
     try:
+        # Fork before any thread starts: the child then only execs.
         root = spawn_waiting(
             options.command,
             trace_receives=options.net is NetMode.REDIRECT,
             new_network_namespace=options.net is NetMode.SANDBOX,
         )
+        if policy.allow.registries_auto:
+            discovery = _RegistryDiscovery(Path.cwd(), env)
         if not wait_ready(root):
             _, message = read_exec_error(root) or (0, "the build's process failed to start")
             os.waitpid(root.pid, 0)
@@ -150,9 +172,26 @@ def run(
             os.waitpid(root.pid, 0)
             raise EnvironmentNotSupported(f"cannot trace the build: ptrace failed ({failure})") from None
         if options.net is not NetMode.OFF:
-            egress = EgressRun(str(options.net), sink, tracer.live_processes, options.extra_cas, options.verbose)
+            egress = EgressRun(
+                str(options.net),
+                sink,
+                tracer.live_processes,
+                options.extra_cas,
+                options.verbose,
+                allowlist=allowlist,
+                enforcer=enforcer,
+            )
             build_env.update(egress.start(build_env, root.pid))
             tracer.redirect = egress.redirector
+        if enforcer.blocking:
+            tracer.gate = enforcer
+            tracer.gate_direct_tcp = options.net in (NetMode.ENV, NetMode.OFF)
+        if discovery is not None:
+            for found in discovery.result():
+                sink(RegistryAllowed(host=found.host, ecosystem=found.ecosystem, source=found.source))
+        if policy.hooks_import:
+            for packages, where in project_hook_allowlists(Path.cwd()):
+                sink(HooksAllowed(packages=packages, source=where))
         release(root, build_env)
         on_root_started(root.pid)
         build = tracer.run_until_root_exits()
@@ -206,6 +245,10 @@ def run(
             )
         )
         writer.close()
+    verdict = evaluate(read_record(record_path), policy)
+    write_verdict(verdict, options.out_dir)
+    if policy.mode is Mode.BLOCK and verdict.verdict is VerdictKind.FAIL and exit_code == 0:
+        exit_code = POLICY_FAILED
     return RunResult(
         exit_code=exit_code,
         build=build,
@@ -213,7 +256,29 @@ def run(
         launch_error=launch_error,
         leftovers=leftovers,
         tracer=tracer if background else None,
+        verdict=verdict,
     )
+
+
+class _RegistryDiscovery:
+    """Asks the package managers for their registries on a thread, while the proxy starts."""
+
+    def __init__(self, project_dir: Path, env: Mapping[str, str]) -> None:
+        self._found: list[Any] = []
+        self._thread = threading.Thread(target=self._discover, args=(project_dir, dict(env)), daemon=True)
+        self._thread.start()
+
+    def _discover(self, project_dir: Path, env: dict[str, str]) -> None:
+        try:
+            from ciwatch.registries import discover_registries
+
+            self._found = discover_registries(project_dir, env)
+        except Exception:
+            log.warning("could not discover the job's registries", exc_info=True)
+
+    def result(self) -> list[Any]:
+        self._thread.join(timeout=30)
+        return list(self._found)
 
 
 def _describe_exec_error(program: str, code: int, message: str) -> str:

@@ -8,6 +8,8 @@ import pytest
 
 from tests.support.runner import CiwatchRun, run_ciwatch
 
+pytest_plugins = ["tests.support.internet.fixture"]
+
 
 @pytest.fixture
 def ciwatch(tmp_path: Path) -> Callable[..., CiwatchRun]:

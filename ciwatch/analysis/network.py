@@ -56,6 +56,9 @@ def contacts(tree: ProcessTree) -> list[Contact]:
         if isinstance(event, EgressFlow):
             found.append(Contact(ContactKind.REQUEST, event.host, event.server_port, item.seq, event, node))
         elif isinstance(event, NetConnect):
+            if event.protocol == "udp":
+                continue  # a UDP connect sends nothing (getaddrinfo probes this way); sends are recorded
+
             proxied = event.via == "proxy" or (tcp_through_proxy and event.protocol == "tcp")
             if not proxied and not _is_local(event.address):
                 found.append(Contact(ContactKind.CONNECT, event.address, event.port, item.seq, event, node))

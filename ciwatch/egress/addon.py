@@ -10,9 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ciwatch.egress.learn import download_hosts
 from ciwatch.egress.origdst import OriginalDestinations
 from ciwatch.job.scrub import redact_url
-from ciwatch.record.events import EgressFlow, Event, TlsHandling
+from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.policy.enforcer import LiveEnforcer
+from ciwatch.record.events import AllowlistLearned, EgressFlow, Event, TlsHandling
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +29,31 @@ class _BodyDigest:
     """Hashes a streamed body chunk by chunk, so large downloads aren't held in memory."""
 
     digest: Any = field(default_factory=hashlib.sha256)
+    digest512: Any = field(default_factory=hashlib.sha512)
     size: int = 0
 
     def __call__(self, chunk: bytes) -> bytes:
         self.digest.update(chunk)
+        self.digest512.update(chunk)
         self.size += len(chunk)
         return chunk
 
 
 class FlowRecorder:
-    def __init__(self, sink: Callable[[Event], None], destinations: OriginalDestinations, pid_lookup: PidLookup):
+    def __init__(
+        self,
+        sink: Callable[[Event], None],
+        destinations: OriginalDestinations,
+        pid_lookup: PidLookup,
+        allowlist: RuntimeAllowlist | None = None,
+        enforcer: LiveEnforcer | None = None,
+    ):
         self.sink = sink
         self.destinations = destinations
         self.pid_lookup = pid_lookup
+        self.allowlist = allowlist
+        """Learns download hosts from the responses of allowed indexes."""
+        self.enforcer = enforcer
         self.passthrough_hosts: set[str] = set()
         """Hosts whose client rejected the run's CA: later connections are passed through."""
         self._lock = threading.Lock()
@@ -66,13 +81,50 @@ class FlowRecorder:
 
     # -- HTTP ----------------------------------------------------------------------------
 
+    def request(self, flow: Any) -> None:
+        """Block mode: refuse before anything is sent upstream (the connection strategy is lazy)."""
+        if self.enforcer is None or flow.response is not None:
+            return
+        if not self.enforcer.request_allowed(flow.request.pretty_host, self._pid(flow.client_conn)):
+            from mitmproxy import http
+
+            flow.metadata["ciwatch_refused"] = True
+            flow.response = http.Response.make(
+                403,
+                f"ciwatch: {flow.request.pretty_host} is not in the policy's allowlist\n".encode(),
+                {"content-type": "text/plain"},
+            )
+
     def responseheaders(self, flow: Any) -> None:
+        content_type = flow.response.headers.get("content-type", "")
+        if self._learns_from(flow) and ("json" in content_type or "html" in content_type):
+            return  # an index page: kept whole, to learn the download hosts it names
         digest = _BodyDigest()
         flow.metadata["ciwatch_digest"] = digest
         flow.response.stream = digest
 
+    def _learns_from(self, flow: Any) -> bool:
+        return (
+            self.allowlist is not None
+            and self.allowlist.policy.allow.registries_auto
+            and self.allowlist.is_index(flow.request.pretty_host)
+        )
+
     def response(self, flow: Any) -> None:
         self._emit_http(flow, error=None)
+        if flow.metadata.get("ciwatch_digest") is None and flow.response.status_code == 200 and self._learns_from(flow):
+            self._learn(flow)
+
+    def _learn(self, flow: Any) -> None:
+        assert self.allowlist is not None
+        content_type = flow.response.headers.get("content-type", "")
+        try:
+            body = flow.response.content or b""
+        except ValueError:  # an undecodable content-encoding
+            return
+        for host, url in download_hosts(content_type, body, flow.request.pretty_url).items():
+            if not self.allowlist.allows(host):
+                self.sink(AllowlistLearned(host=host, learned_from=flow.request.pretty_host, url=redact_url(url)))
 
     def error(self, flow: Any) -> None:
         if flow.metadata.get("ciwatch_recorded"):
@@ -83,10 +135,12 @@ class FlowRecorder:
         flow.metadata["ciwatch_recorded"] = True
         request, response = flow.request, flow.response
         digest: _BodyDigest | None = flow.metadata.get("ciwatch_digest")
+        sha512 = None
         if digest is not None:
-            body_size, sha256 = digest.size, digest.digest.hexdigest()
+            body_size, sha256, sha512 = digest.size, digest.digest.hexdigest(), digest.digest512.hexdigest()
         elif response is not None and response.raw_content is not None:
-            body_size, sha256 = len(response.raw_content), hashlib.sha256(response.raw_content).hexdigest()
+            raw = response.raw_content
+            body_size, sha256, sha512 = len(raw), hashlib.sha256(raw).hexdigest(), hashlib.sha512(raw).hexdigest()
         else:
             body_size, sha256 = 0, None
         server_address, server_port = self._server(flow)
@@ -104,6 +158,7 @@ class FlowRecorder:
                 bytes_out=len(request.raw_content or b""),
                 bytes_in=body_size,
                 sha256=sha256,
+                sha512=sha512,
                 content_type=response.headers.get("content-type") if response is not None else None,
                 tls=self._tls(flow),
                 error=error,
@@ -119,6 +174,9 @@ class FlowRecorder:
             passthrough = sni is not None and sni in self.passthrough_hosts
         if not passthrough:
             return
+        blocking = self.allowlist is not None and self.enforcer is not None and self.enforcer.blocking
+        if blocking and self.allowlist is not None and not self.allowlist.allows(sni):
+            return  # intercept after all: the request is refused by the policy
         data.ignore_connection = True
         server = data.context.server.address or ("", 0)
         self.sink(
@@ -170,6 +228,13 @@ class FlowRecorder:
         )
 
     # -- other TCP -----------------------------------------------------------------------
+
+    def tcp_start(self, flow: Any) -> None:
+        if self.enforcer is None:
+            return
+        host = flow.client_conn.sni or self._server(flow)[0]
+        if not self.enforcer.request_allowed(host, self._pid(flow.client_conn), what="connect"):
+            flow.kill()
 
     def tcp_end(self, flow: Any) -> None:
         self._emit_tcp(flow, None)

@@ -22,8 +22,10 @@ from typing import Any
 from ciwatch.egress.addon import FlowRecorder
 from ciwatch.egress.dns import DnsForwarder
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
-from ciwatch.egress.trust import generate_run_ca, make_run_dir
+from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir
 from ciwatch.errors import EnvironmentNotSupported
+from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.policy.enforcer import LiveEnforcer
 from ciwatch.record.events import Event
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,11 @@ class EgressProxy:
         sink: Callable[[Event], None],
         destinations: OriginalDestinations,
         build_pids: Callable[[], list[int]],
+        allowlist: RuntimeAllowlist | None = None,
+        enforcer: LiveEnforcer | None = None,
     ) -> None:
+        self.allowlist = allowlist
+        self.enforcer = enforcer
         self.config = config
         self.sink = sink
         self.destinations = destinations
@@ -86,6 +92,7 @@ class EgressProxy:
         self._ready = threading.Event()
         self._failure: BaseException | None = None
         self._confdir: Path | None = None
+        self._authority: RunAuthority | None = None
 
     def pid_lookup(self, peer: tuple[str, int]) -> int | None:
         return find_pid_for_socket(peer, self.build_pids)
@@ -104,13 +111,8 @@ class EgressProxy:
         """Start mitmproxy on its thread (importing it alone takes a while): the caller can
         do other set-up meanwhile, then call ``finish_start``."""
         self._confdir = make_run_dir("ca")
-        authority = generate_run_ca()
-        self.ca_cert_pem = authority.cert_pem
-        # mitmproxy reads its CA from the confdir; the key is in it only until it has loaded.
-        key_file = self._confdir / "mitmproxy-ca.pem"
-        key_file.touch(mode=0o600)
-        key_file.write_bytes(authority.key_pem + authority.cert_pem)
-        (self._confdir / "mitmproxy-ca-cert.pem").write_bytes(authority.cert_pem)
+        self._authority = generate_run_ca()
+        self.ca_cert_pem = self._authority.cert_pem
         self._thread = threading.Thread(target=self._thread_main, name="ciwatch-proxy", daemon=True)
         self._thread.start()
 
@@ -153,13 +155,14 @@ class EgressProxy:
         from mitmproxy.addons import default_addons
 
         self.mitmproxy_version = mitmproxy_version.VERSION
+        _use_in_memory_authority(self._authority, self._confdir)
         modes = [f"transparent@{host}:0" for host in self.config.transparent_hosts]
         if self.config.regular_host:
             modes.append(f"regular@{self.config.regular_host}:0")
         opts = options.Options(mode=modes, confdir=str(self._confdir))
         instance = master.Master(opts)
         instance.addons.add(*default_addons())
-        self.recorder = FlowRecorder(self.sink, self.destinations, self.pid_lookup)
+        self.recorder = FlowRecorder(self.sink, self.destinations, self.pid_lookup, self.allowlist, self.enforcer)
         instance.addons.add(self.recorder, _ReadySignal(self))
         opts.update(connection_strategy="lazy")
         if self.config.upstream_trust is not None:
@@ -189,6 +192,8 @@ class EgressProxy:
 
         platform.original_addr = original_addr
         self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.pid_lookup)
+        if self.enforcer is not None and self.enforcer.blocking:
+            self.dns.gate = self.enforcer.dns_allowed
         await self.dns.start(self.config.dns_hosts)
         self._master = instance
         try:
@@ -220,3 +225,22 @@ class _ReadySignal:
 
     def running(self) -> None:
         self.proxy.on_running()
+
+
+def _use_in_memory_authority(authority: RunAuthority | None, confdir: Path | None) -> None:
+    """Hand mitmproxy the run's CA in memory: its own loader reads (or creates) a key file in
+    the confdir, and a key file is what a killed run would leave behind."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from mitmproxy import certs
+
+    assert authority is not None and confdir is not None
+    key = load_pem_private_key(authority.key_pem, None)
+    cert = certs.Cert(x509.load_pem_x509_certificate(authority.cert_pem))
+    # Diffie-Hellman parameters are public; mitmproxy wants them as a file.
+    store = certs.CertStore(key, cert, None, certs.CertStore.load_dhparam(confdir / "dhparam.pem"))
+
+    def from_store(cls: type, path: object, basename: object, key_size: object, passphrase: object = None) -> object:
+        return store
+
+    certs.CertStore.from_store = classmethod(from_store)

@@ -22,6 +22,8 @@ from ciwatch.egress.trust import (
     upstream_trust_pem,
     write_trust_files,
 )
+from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.policy.enforcer import LiveEnforcer
 from ciwatch.record.events import Event, ProxyReady
 from ciwatch.trace.netdecode import SocketAddress, ipv4_mapped
 
@@ -75,7 +77,11 @@ class EgressRun:
         build_pids: Callable[[], list[int]],
         extra_cas: list[Path],
         verbose: bool = False,
+        allowlist: RuntimeAllowlist | None = None,
+        enforcer: LiveEnforcer | None = None,
     ) -> None:
+        self.allowlist = allowlist
+        self.enforcer = enforcer
         self.mode = mode
         self.sink = sink
         self.extra_cas = extra_cas
@@ -113,7 +119,9 @@ class EgressRun:
         """Start the proxy (and the sandbox's network, whose namespace the build's root,
         ``root_pid``, already has); returns the variables to add to the build's environment."""
         sweep_stale_run_dirs()
-        proxy = self.proxy = EgressProxy(self._config(root_pid), self.sink, self.destinations, self.build_pids)
+        proxy = self.proxy = EgressProxy(
+            self._config(root_pid), self.sink, self.destinations, self.build_pids, self.allowlist, self.enforcer
+        )
         # Upstream servers are checked against the system's CAs plus the user's extra CAs
         # (a corporate TLS proxy's): mitmproxy's own default would be certifi's list.
         self.upstream_dir = make_run_dir("upstream")

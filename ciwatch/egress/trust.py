@@ -154,14 +154,54 @@ def upstream_trust_pem(extra_bundles: Iterable[Path]) -> bytes:
     return b"\n".join(part.rstrip(b"\n") for part in parts) + b"\n"
 
 
+#: Variables through which a job may already point its clients at CA files of its own.
+JOB_CA_VARIABLES = (
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "npm_config_cafile",
+    "NPM_CONFIG_CAFILE",
+    "PIP_CERT",
+    "GIT_SSL_CAINFO",
+    "CARGO_HTTP_CAINFO",
+    "YARN_HTTPS_CA_FILE_PATH",
+    "BUNDLE_SSL_CA_CERT",
+)
+
+
+def job_ca_files(env: dict[str, str]) -> list[Path]:
+    found = []
+    for name in JOB_CA_VARIABLES:
+        value = env.get(name)
+        if value and os.path.isfile(value) and b"BEGIN CERTIFICATE" in Path(value).read_bytes()[: 1 << 20]:
+            found.append(Path(value))
+    return found
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    seen: set[str] = set()
+    result = []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            result.append(path)
+    return result
+
+
 def write_trust_files(ca_cert_pem: bytes, extra_bundles: Iterable[Path], env: dict[str, str]) -> TrustFiles:
     """Write the bundle and per-client configuration; ``env`` is the build's environment
     (an existing WGETRC or APT_CONFIG is kept by including its content)."""
     directory = make_run_dir("trust")
+    # What the job already trusts stays trusted: a client that bypasses the proxy (or a
+    # host passed through) still meets the servers' real certificates.
+    extras = _unique([*extra_bundles, *job_ca_files(env)])
+    extra_pem = b"".join(path.read_bytes().rstrip(b"\n") + b"\n" for path in extras)
     ca_cert = directory / "ciwatch-run-ca.pem"
-    ca_cert.write_bytes(ca_cert_pem)
+    ca_cert.write_bytes(ca_cert_pem + extra_pem)
     bundle = directory / "ca-bundle.pem"
-    bundle.write_bytes(upstream_trust_pem(extra_bundles) + ca_cert_pem)
+    bundle.write_bytes(upstream_trust_pem(extras) + ca_cert_pem)
     wgetrc = directory / "wgetrc"
     wgetrc.write_text(_read_if_exists(env.get("WGETRC")) + f"\nca_certificate = {bundle}\n")
     apt_config = directory / "apt.conf"

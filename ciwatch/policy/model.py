@@ -82,7 +82,9 @@ class PackageSpec:
         from ciwatch.policy.versions import version_in_range
 
         if self.ecosystem is not None and self.ecosystem != ecosystem:
-            return False
+            # npm's packages are npm's whichever client installs them (yarn, pnpm, bun).
+            if not (self.ecosystem == "npm" and ecosystem in ("yarn", "pnpm", "bun")):
+                return False
         if not fnmatch.fnmatchcase(name.lower(), self.name.lower()):
             return False
         return self.version_range is None or version_in_range(version, self.version_range)

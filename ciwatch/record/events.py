@@ -236,6 +236,8 @@ class EgressFlow(Event):
     content_type: str | None
     tls: TlsHandling
     error: str | None = None
+    sha512: str | None = None
+    """Also of the body: npm and yarn lockfiles pin tarballs by SHA-512 (``integrity``)."""
     refused: bool = False
     """Set when ciwatch refused the request (block mode)."""
 

@@ -61,6 +61,8 @@ class ProxyBypass:
             node = context.tree.node_at(item.seq)
             message = None
             key = ""
+            if isinstance(event, NetConnect) and event.protocol == "udp" and event.port != 53:
+                continue  # a UDP connect sends nothing (getaddrinfo probes this way); its sends are recorded
             if isinstance(event, NetConnect) and not _is_loopback(event.address):
                 target = f"{event.address}:{event.port}"
                 if event.protocol == "raw":

@@ -17,3 +17,13 @@ class Redirector(Protocol):
         """Remember the original destination of the socket with this inode, before the
         kernel connects it to the proxy."""
         ...
+
+
+class TrafficGate(Protocol):
+    """Block mode's say on traffic that the proxy will not see."""
+
+    def direct_traffic_refusal(self, address: str, port: int, protocol: str, pid: int) -> str | None:
+        """A reason to refuse this connect or datagram, or None to let it go."""
+        ...
+
+    def io_uring_allowed(self, pid: int) -> bool: ...

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ptrace import PtraceError
+from ptrace.binding.func import ptrace_getregs, ptrace_setregs
 
 from ciwatch.analysis.hooks import pip_build_hook
 from ciwatch.record.events import (
@@ -44,7 +45,7 @@ from ciwatch.trace import syscalls as nr
 from ciwatch.trace.executables import inspect_executable
 from ciwatch.trace.memory import read_bytes, read_cstring, read_u64, write_bytes
 from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr, encode_sockaddr, is_loopback
-from ciwatch.trace.redirect import Redirector
+from ciwatch.trace.redirect import Redirector, TrafficGate
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,17 @@ class _Thread:
     pending_exit: _ExitAction | None = None
     """What to do when the current syscall returns (connect's result, undoing a rewrite)."""
     dns_sockets: dict[int, SocketAddress] = field(default_factory=dict)
+    dns_tcp: set[int] = field(default_factory=set)
+    """Those of ``dns_sockets`` that are TCP: their messages carry a 2-byte length."""
+    udp_sockets: dict[int, SocketAddress] = field(default_factory=dict)
+    """Connected UDP sockets (not DNS): their sends carry no address, so the thread is
+    stepped for a while to see them (a connect alone is often just getaddrinfo's probe)."""
     watch_budget: int = 0
 
     @property
     def steps_syscalls(self) -> bool:
-        return self.pending_exit is not None or (bool(self.dns_sockets) and self.watch_budget > 0)
+        watching = bool(self.dns_sockets) or bool(self.udp_sockets)
+        return self.pending_exit is not None or (watching and self.watch_budget > 0)
 
 
 @dataclass
@@ -121,6 +128,10 @@ class Tracer:
         self.stops = 0
         self.redirect: Redirector | None = None
         """Set in redirect mode: connect()s and DNS go to the proxy's listeners."""
+        self.gate: TrafficGate | None = None
+        """Set in block mode: refuses traffic that would not pass the proxy."""
+        self.gate_direct_tcp = False
+        """Also gate TCP connects that aren't redirected (env mode: those bypass the proxy)."""
         self.dns_redirected: dict[tuple[int, int], bytes] = {}
         """(pid, fd) of DNS sockets sent to ciwatch's listener -> the resolver's sockaddr."""
         self._pidfds: dict[int, int] = {}
@@ -302,6 +313,8 @@ class Tracer:
         if pidfd is not None:
             os.close(pidfd)
         thread.dns_sockets.clear()
+        thread.dns_tcp.clear()
+        thread.udp_sockets.clear()
         thread.pending_exit = None
         self._forget_dns_sockets(pid)
         exe = procfs.readlink(f"/proc/{pid}/exe")
@@ -356,7 +369,7 @@ class Tracer:
             if action is not None:
                 thread.pending_exit = None
                 action(info.rval)
-        elif info.op == pt.SYSCALL_INFO_ENTRY and thread.dns_sockets:
+        elif info.op == pt.SYSCALL_INFO_ENTRY and (thread.dns_sockets or thread.udp_sockets):
             thread.watch_budget -= 1
             if info.arch == pt.AUDIT_ARCH_X86_64:
                 self._on_dns_socket_syscall(thread, info.nr, info.args)
@@ -483,6 +496,34 @@ class Tracer:
     def _on_io_uring_setup(self, thread: _Thread, args: tuple[int, ...]) -> None:
         detail = "io_uring_setup: its I/O bypasses syscall tracing"
         self.sink(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.IO_URING, detail=detail))
+        if self.gate is not None and not self.gate.io_uring_allowed(thread.tgid):
+            self._refuse_syscall(thread, errno.EPERM)  # programs fall back to ordinary syscalls
+
+    def _refused_by_gate(self, thread: _Thread, destination: SocketAddress, protocol: str) -> bool:
+        if self.gate is None or is_loopback(destination.address):
+            return False
+        if protocol == "tcp" and not self.gate_direct_tcp:
+            return False
+        if protocol == "udp" and destination.port == _DNS_PORT and self.redirect is not None:
+            return False  # goes to ciwatch's DNS listener, which judges the name
+        reason = self.gate.direct_traffic_refusal(destination.address, destination.port, protocol, thread.tgid)
+        if reason is None:
+            return False
+        self._refuse_syscall(thread, errno.EPERM)
+        return True
+
+    def _refuse_syscall(self, thread: _Thread, error: int) -> None:
+        """Skip the syscall the tracee is stopped in and make it fail with ``error``."""
+        regs = ptrace_getregs(thread.tid)
+        regs.orig_rax = 0xFFFFFFFFFFFFFFFF  # -1: the kernel skips it
+        ptrace_setregs(thread.tid, regs)
+
+        def set_result(_result: int) -> None:
+            after = ptrace_getregs(thread.tid)
+            after.rax = (-error) & 0xFFFFFFFFFFFFFFFF
+            ptrace_setregs(thread.tid, after)
+
+        thread.pending_exit = set_result
 
     def _on_ptrace(self, thread: _Thread, args: tuple[int, ...]) -> None:
         detail = f"ptrace(request={_signed64(args[0])}, pid={_signed32(args[1])})"
@@ -543,6 +584,19 @@ class Tracer:
         fd = _signed32(args[0])
         protocol, inode = self._socket_info(thread, fd)
         redirected = self._redirect(thread, fd, args[1], raw, destination, protocol, inode)
+        if not redirected and self._refused_by_gate(thread, destination, protocol):
+            self.sink(
+                NetConnect(
+                    pid=thread.tgid,
+                    family=destination.family,
+                    address=destination.address,
+                    port=destination.port,
+                    protocol=protocol,
+                    result=-errno.EPERM,
+                    via="refused",
+                )
+            )
+            return
 
         def connected(result: int) -> None:
             if redirected:
@@ -567,6 +621,13 @@ class Tracer:
         )
         if destination.port == _DNS_PORT and result in (0, -errno.EINPROGRESS):
             thread.dns_sockets[fd] = destination
+            if protocol == "tcp":
+                thread.dns_tcp.add(fd)
+            else:
+                thread.dns_tcp.discard(fd)
+            thread.watch_budget = _DNS_WATCH_BUDGET
+        elif protocol == "udp" and destination.port != 0 and result == 0 and not is_loopback(destination.address):
+            thread.udp_sockets[fd] = destination
             thread.watch_budget = _DNS_WATCH_BUDGET
 
     def _sent(self, thread: _Thread, destination: SocketAddress, protocol: str, payload: bytes, size: int) -> None:
@@ -599,6 +660,8 @@ class Tracer:
         payload = read_bytes(thread.tid, args[1], min(args[2], 4096)) if destination.port == _DNS_PORT else b""
         protocol, inode = self._socket_info(thread, fd)
         self._sent(thread, destination, protocol, payload, args[2])
+        if destination.port != _DNS_PORT and self._refused_by_gate(thread, destination, protocol):
+            return
         if self._redirect(thread, fd, args[4], raw, destination, protocol, inode):
             thread.pending_exit = lambda _result: self._undo_rewrite(thread, args[4], raw)
 
@@ -629,51 +692,71 @@ class Tracer:
         if len(original) <= length:
             write_bytes(thread.tid, address, original[:length])
 
+    def _read_iovecs(self, thread: _Thread, address: int, count: int) -> tuple[bytes, int]:
+        """(the bytes of an iovec array up to 4 KiB, their total size): one message can span
+        several buffers (glibc's DNS over TCP writes the length and the query apart)."""
+        vectors = read_bytes(thread.tid, address, 16 * min(count, 64))
+        data = bytearray()
+        total = 0
+        for index in range(len(vectors) // 16):
+            base, length = struct.unpack_from("<QQ", vectors, index * 16)
+            if len(data) < 4096:
+                data += read_bytes(thread.tid, base, min(length, 4096 - len(data)))
+            total += length
+        return bytes(data), total
+
     def _read_msghdr(self, thread: _Thread, address: int) -> tuple[SocketAddress | None, bytes, int]:
-        """(destination, first iovec's bytes up to 4 KiB, total size) of a struct msghdr."""
+        """(destination, the iovecs' bytes up to 4 KiB, total size) of a struct msghdr."""
         header = read_bytes(thread.tid, address, 56)
         if len(header) < 56:
             return None, b"", 0
         name, namelen, iov, iovlen = struct.unpack_from("<QI4xQQ", header)
         destination = decode_sockaddr(read_bytes(thread.tid, name, min(namelen, 128))) if name else None
-        vectors = read_bytes(thread.tid, iov, 16 * min(iovlen, 64))
-        total = 0
-        first = b""
-        for index in range(len(vectors) // 16):
-            base, length = struct.unpack_from("<QQ", vectors, index * 16)
-            if index == 0:
-                first = read_bytes(thread.tid, base, min(length, 4096))
-            total += length
-        return destination, first, total
+        payload, total = self._read_iovecs(thread, iov, iovlen)
+        return destination, payload, total
 
-    def _on_msg(self, thread: _Thread, fd: int, address: int) -> None:
+    def _on_msg(self, thread: _Thread, fd: int, address: int) -> bool:
+        """Record one message; True if the whole syscall was refused (block mode)."""
         destination, payload, size = self._read_msghdr(thread, address)
         if destination is None:
             server = thread.dns_sockets.get(fd)
             if server is not None:  # a connected DNS socket (glibc's resolver)
-                self._dns(thread, server, payload, tcp=False)
-            return
-        self._sent(thread, destination, self._socket_info(thread, fd)[0], payload, size)
+                self._dns(thread, server, payload, tcp=fd in thread.dns_tcp)
+            peer = thread.udp_sockets.get(fd)
+            if peer is not None:
+                self._sent(thread, peer, "udp", b"", size)
+            return False
+        protocol = self._socket_info(thread, fd)[0]
+        self._sent(thread, destination, protocol, payload, size)
+        return destination.port != _DNS_PORT and self._refused_by_gate(thread, destination, protocol)
 
     def _on_sendmsg(self, thread: _Thread, args: tuple[int, ...]) -> None:
         self._on_msg(thread, _signed32(args[0]), args[1])
 
     def _on_sendmmsg(self, thread: _Thread, args: tuple[int, ...]) -> None:
         for index in range(min(args[2], 64)):
-            self._on_msg(thread, _signed32(args[0]), args[1] + 64 * index)
+            if self._on_msg(thread, _signed32(args[0]), args[1] + 64 * index):
+                break
 
     def _on_dns_socket_syscall(self, thread: _Thread, number: int, args: tuple[int, ...]) -> None:
-        """A syscall entry of a thread that holds a connected DNS socket (stepped mode)."""
+        """A syscall entry of a thread that holds a connected DNS or UDP socket (stepped mode)."""
         fd = _signed32(args[0]) if args else -1
+        peer = thread.udp_sockets.get(fd)
+        if peer is not None:
+            if number == nr.CLOSE:
+                del thread.udp_sockets[fd]
+            elif number in (nr.WRITE, nr.WRITEV) or (number == nr.SENDTO and args[4] == 0):
+                size = args[2] if number != nr.WRITEV else self._read_iovecs(thread, args[1], args[2])[1]
+                self._sent(thread, peer, "udp", b"", size)
+            return
         server = thread.dns_sockets.get(fd)
         if server is None:
             return
+        tcp = fd in thread.dns_tcp
         if number == nr.CLOSE:
             del thread.dns_sockets[fd]
+            thread.dns_tcp.discard(fd)
         elif number in (nr.WRITE, nr.SENDTO) and (number == nr.WRITE or args[4] == 0):
-            self._dns(thread, server, read_bytes(thread.tid, args[1], min(args[2], 4096)), tcp=False)
+            self._dns(thread, server, read_bytes(thread.tid, args[1], min(args[2], 4096)), tcp=tcp)
         elif number == nr.WRITEV:
-            vectors = read_bytes(thread.tid, args[1], 16)
-            if len(vectors) == 16:
-                base, length = struct.unpack("<QQ", vectors)
-                self._dns(thread, server, read_bytes(thread.tid, base, min(length, 4096)), tcp=False)
+            self._dns(thread, server, self._read_iovecs(thread, args[1], args[2])[0], tcp=tcp)

@@ -1,0 +1,62 @@
+"""Live decisions in ``block`` mode. They use the same allowlist the rules use afterwards,
+and each refusal is itself an event in the record, so a replay agrees with what happened."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.policy.model import Mode, Policy
+from ciwatch.record.events import Event, Refusal
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+class LiveEnforcer:
+    def __init__(self, policy: Policy, allowlist: RuntimeAllowlist, sink: Callable[[Event], None]) -> None:
+        self.blocking = policy.mode is Mode.BLOCK
+        self.allowlist = allowlist
+        self.sink = sink
+
+    def _refuse(self, pid: int | None, what: str, target: str, reason: str) -> bool:
+        self.sink(Refusal(pid=pid, what=what, target=target, reason=reason))
+        return False
+
+    def request_allowed(self, host: str, pid: int | None, what: str = "request") -> bool:
+        """A request or connection through the proxy (refused before anything goes upstream)."""
+        if not self.blocking or self.allowlist.allows(host):
+            return True
+        return self._refuse(pid, what, host, "unfamiliar-egress: not in the allowlist")
+
+    def dns_allowed(self, name: str, pid: int | None) -> bool:
+        """A DNS lookup: refusing the lookup of a name outside the allowlist keeps data out of
+        DNS names too (the answer is REFUSED, nothing is sent upstream)."""
+        if not self.blocking or self.allowlist.allows(name):
+            return True
+        return self._refuse(pid, "dns", name, "unfamiliar-egress: not in the allowlist")
+
+    def direct_traffic_refusal(self, address: str, port: int, protocol: str, pid: int) -> str | None:
+        """Traffic the proxy won't see (UDP other than DNS, raw sockets, a direct connect in env
+        mode): the reason to refuse it, or None to let it go."""
+        if not self.blocking or _is_loopback(address):
+            return None
+        if protocol == "tcp" and self.allowlist.allows(address):
+            return None
+        what = "datagram" if protocol == "udp" else "connect"
+        reason = f"proxy-bypass: {protocol} to {address}:{port} would not pass the proxy"
+        self._refuse(pid, what, f"{address}:{port}", reason)
+        return reason
+
+    def io_uring_allowed(self, pid: int) -> bool:
+        if not self.blocking:
+            return True
+        return self._refuse(pid, "io-uring", "io_uring_setup", "proxy-bypass: io_uring I/O is not traced")
