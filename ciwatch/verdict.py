@@ -84,8 +84,10 @@ def _covering_exception(finding: Finding, policy: Policy, today: datetime.date) 
         if exception.rule != finding.rule or exception.expired(today):
             continue
         package, name = exception.package, finding.package_name
-        if package is not None and name is not None and package.matches(
-            finding.ecosystem or "", name, finding.package_version or ""
+        if (
+            package is not None
+            and name is not None
+            and package.matches(finding.ecosystem or "", name, finding.package_version or "")
         ):
             return exception
         if exception.host is not None and finding.host is not None and exception.host.matches(finding.host):
