@@ -27,7 +27,7 @@ from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, from_wait_status
 from ciwatch.job import Scrubber, detect_job
 from ciwatch.policy.allowlist import RuntimeAllowlist
 from ciwatch.policy.enforcer import LiveEnforcer
-from ciwatch.policy.model import Mode, Policy
+from ciwatch.policy.model import Mode, Policy, Severity
 from ciwatch.policy.project_hooks import project_hook_allowlists
 from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
 from ciwatch.record.events import End, Event, Header, HooksAllowed, Leftover, RegistryAllowed
@@ -183,6 +183,8 @@ def run(
             )
             build_env.update(egress.start(build_env, root.pid))
             tracer.redirect = egress.redirector
+        tracer.home = env.get("HOME", "")
+        tracer.follow_hooks = policy.severities.get("credential-read") is not Severity.OFF
         if enforcer.blocking:
             tracer.gate = enforcer
             tracer.gate_direct_tcp = options.net in (NetMode.ENV, NetMode.OFF)

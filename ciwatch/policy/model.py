@@ -81,10 +81,10 @@ class PackageSpec:
     def matches(self, ecosystem: str, name: str, version: str) -> bool:
         from ciwatch.policy.versions import version_in_range
 
-        if self.ecosystem is not None and self.ecosystem != ecosystem:
-            # npm's packages are npm's whichever client installs them (yarn, pnpm, bun).
-            if not (self.ecosystem == "npm" and ecosystem in ("yarn", "pnpm", "bun")):
-                return False
+        # npm's packages are npm's whichever client installs them (yarn, pnpm, bun).
+        npm_family = self.ecosystem == "npm" and ecosystem in ("yarn", "pnpm", "bun")
+        if self.ecosystem is not None and self.ecosystem != ecosystem and not npm_family:
+            return False
         if not fnmatch.fnmatchcase(name.lower(), self.name.lower()):
             return False
         return self.version_range is None or version_in_range(version, self.version_range)

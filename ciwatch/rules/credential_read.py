@@ -4,7 +4,6 @@ prints tokens (``gh auth token``) or hunts for them (trufflehog, gitleaks)."""
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from collections.abc import Iterator
 
@@ -12,6 +11,7 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.events import Anomaly, AnomalyKind, FileRead
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 from ciwatch.rules.programs import program_name
+from ciwatch.trace.sensitive import is_credential_path
 
 INFO = RuleInfo(
     id="credential-read",
@@ -20,46 +20,7 @@ INFO = RuleInfo(
     hint="Rotate the credentials the job had, then remove the package: no install hook needs them.",
 )
 
-#: Files that hold credentials (``~`` is the job's home); other processes' memory and environment.
-CREDENTIAL_PATTERNS = (
-    "~/.npmrc",
-    "~/.yarnrc",
-    "~/.yarnrc.yml",
-    "~/.pypirc",
-    "~/.netrc",
-    "~/.git-credentials",
-    "~/.ssh/*",
-    "~/.aws/*",
-    "~/.azure/*",
-    "~/.config/gcloud/*",
-    "~/.config/gh/*",
-    "~/.config/hub",
-    "~/.docker/config.json",
-    "~/.kube/config",
-    "~/.cargo/credentials*",
-    "~/.gem/credentials",
-    "~/.m2/settings*.xml",
-    "~/.gradle/gradle.properties",
-    "/proc/*/environ",
-    "/proc/*/mem",
-    "/proc/*/maps",
-    "/etc/shadow",
-)
 _TOKEN_TOOLS = frozenset({"trufflehog", "gitleaks", "detect-secrets", "noseyparker"})
-
-
-def credential_kind(path: str, home: str, own_pid: int | None = None) -> bool:
-    """Whether ``path`` holds credentials; a process reading its own /proc entries doesn't count."""
-    if own_pid is not None and (path.startswith(f"/proc/{own_pid}/") or path.startswith("/proc/self/")):
-        return False
-    for pattern in CREDENTIAL_PATTERNS:
-        if pattern.startswith("~"):
-            if not home:
-                continue
-            pattern = home.rstrip("/") + pattern[1:]
-        if fnmatch.fnmatchcase(path, pattern):
-            return True
-    return False
 
 
 def _token_command(argv: list[str]) -> str | None:
@@ -92,7 +53,7 @@ class CredentialRead:
             message = None
             target = ""
             if isinstance(event, FileRead):
-                if event.how == "open" and not credential_kind(event.path, home, event.pid):
+                if event.how == "open" and not is_credential_path(event.path, home, event.pid):
                     continue
                 target = event.path
                 message = f"{node.hook.label} read {event.path}" + (f" ({event.how})" if event.how != "open" else "")
@@ -108,7 +69,7 @@ class CredentialRead:
                 continue
             for seq, event in node.execs:
                 tool = _token_command(event.argv)
-                mentioned = [a for a in event.argv[1:] if credential_kind(os.path.normpath(a), home)]
+                mentioned = [a for a in event.argv[1:] if is_credential_path(os.path.normpath(a), home)]
                 if tool is not None:
                     yield context.finding(INFO, f"{node.hook.label} ran {tool}", node, [seq])
                 elif mentioned and (mentioned[0], node.hook.pid) not in seen:

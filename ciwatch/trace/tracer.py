@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ptrace import PtraceError
 from ptrace.binding.func import ptrace_getregs, ptrace_setregs
 
-from ciwatch.analysis.hooks import pip_build_hook
+from ciwatch.analysis.hooks import detect_hook, pip_build_hook
 from ciwatch.record.events import (
     Anomaly,
     AnomalyKind,
@@ -32,6 +32,7 @@ from ciwatch.record.events import (
     Event,
     FileHash,
     FileOp,
+    FileRead,
     FileWrite,
     NetConnect,
     NetSend,
@@ -46,6 +47,7 @@ from ciwatch.trace.executables import inspect_executable
 from ciwatch.trace.memory import read_bytes, read_cstring, read_u64, write_bytes
 from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr, encode_sockaddr, is_loopback
 from ciwatch.trace.redirect import Redirector, TrafficGate
+from ciwatch.trace.sensitive import is_credential_path
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +84,13 @@ class _Thread:
     stepped for a while to see them (a connect alone is often just getaddrinfo's probe)."""
     watch_budget: int = 0
 
+    deep: bool = False
+    """In a hook's subtree: stopped at every syscall, so reads are seen too (credential-read)."""
+
     @property
     def steps_syscalls(self) -> bool:
         watching = bool(self.dns_sockets) or bool(self.udp_sockets)
-        return self.pending_exit is not None or (watching and self.watch_budget > 0)
+        return self.deep or self.pending_exit is not None or (watching and self.watch_budget > 0)
 
 
 @dataclass
@@ -94,6 +99,8 @@ class _Process:
     ppid: int
     argv: list[str] = field(default_factory=list)
     exited: bool = False
+    last_exec: ProcessExec | None = None
+    in_hook: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,9 @@ class Tracer:
         self.stops = 0
         self.redirect: Redirector | None = None
         """Set in redirect mode: connect()s and DNS go to the proxy's listeners."""
+        self.follow_hooks = False
+        """Follow hooks' subtrees syscall by syscall, recording reads of credential files."""
+        self.home = ""
         self.gate: TrafficGate | None = None
         """Set in block mode: refuses traffic that would not pass the proxy."""
         self.gate_direct_tcp = False
@@ -236,11 +246,13 @@ class Tracer:
         an event from a process it hasn't introduced."""
         ids = procfs.tgid_and_ppid(tid)
         tgid, ppid = ids if ids else (tid, 0)
-        thread = _Thread(tid, tgid)
+        owner = self.processes.get(tgid if tgid != tid else ppid)
+        thread = _Thread(tid, tgid, deep=bool(owner and owner.in_hook))
         self.threads[tid] = thread
         if tgid == tid and tid not in self.processes:
             parent = self.processes.get(ppid)
-            self.processes[tid] = _Process(tid, ppid, argv=list(parent.argv) if parent else [])
+            in_hook = parent.in_hook if parent else False
+            self.processes[tid] = _Process(tid, ppid, argv=list(parent.argv) if parent else [], in_hook=in_hook)
             self.sink(ProcessStart(pid=tid, ppid=ppid))
         return thread
 
@@ -293,11 +305,12 @@ class Tracer:
         if event == pt.EVENT_CLONE:
             ids = procfs.tgid_and_ppid(child_tid)
             tgid = ids[0] if ids else child_tid
-        self.threads[child_tid] = _Thread(child_tid, tgid)
+        self.threads[child_tid] = _Thread(child_tid, tgid, deep=parent.deep)
         if tgid == child_tid:
             parent_process = self.processes.get(parent.tgid)
             argv = list(parent_process.argv) if parent_process else []
-            self.processes[child_tid] = _Process(child_tid, parent.tgid, argv=argv)
+            in_hook = parent_process.in_hook if parent_process else False
+            self.processes[child_tid] = _Process(child_tid, parent.tgid, argv=argv, in_hook=in_hook)
             self.sink(ProcessStart(pid=child_tid, ppid=parent.tgid))
 
     def _on_exec_done(self, thread: _Thread, former_tid: int) -> None:
@@ -327,20 +340,27 @@ class Tracer:
             package = procfs.python_build_package(cwd)
         process = self.processes.setdefault(pid, _Process(pid, 0))
         process.argv = argv
-        self.sink(
-            ProcessExec(
-                pid=pid,
-                path=path,
-                exe=exe,
-                argv=argv,
-                cwd=cwd,
-                env=procfs.attribution_env(pid),
-                package=package,
-                from_tid=former_tid if former_tid != pid else None,
-                stdin=procfs.fd_path(pid, 0),
-                stdout=procfs.fd_path(pid, 1),
-            )
+        event = ProcessExec(
+            pid=pid,
+            path=path,
+            exe=exe,
+            argv=argv,
+            cwd=cwd,
+            env=procfs.attribution_env(pid),
+            package=package,
+            from_tid=former_tid if former_tid != pid else None,
+            stdin=procfs.fd_path(pid, 0),
+            stdout=procfs.fd_path(pid, 1),
         )
+        self.sink(event)
+        if self.follow_hooks and not process.in_hook:
+            parent = self.processes.get(process.ppid)
+            if detect_hook(event, parent.last_exec if parent else None, pid, 0) is not None:
+                # From here on this process and its descendants stop at every syscall: a
+                # hook's reads of credentials are invisible to the write-only filter.
+                process.in_hook = True
+                thread.deep = True
+        process.last_exec = event
         if exe.startswith("/memfd:"):
             self.sink(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=exe))
         if path in self.written:
@@ -369,10 +389,13 @@ class Tracer:
             if action is not None:
                 thread.pending_exit = None
                 action(info.rval)
-        elif info.op == pt.SYSCALL_INFO_ENTRY and (thread.dns_sockets or thread.udp_sockets):
-            thread.watch_budget -= 1
-            if info.arch == pt.AUDIT_ARCH_X86_64:
-                self._on_dns_socket_syscall(thread, info.nr, info.args)
+        elif info.op == pt.SYSCALL_INFO_ENTRY:
+            if thread.deep and info.arch == pt.AUDIT_ARCH_X86_64:
+                self._on_hook_syscall(thread, info.nr, info.args)
+            if thread.dns_sockets or thread.udp_sockets:
+                thread.watch_budget -= 1
+                if info.arch == pt.AUDIT_ARCH_X86_64:
+                    self._on_dns_socket_syscall(thread, info.nr, info.args)
         self._resume(thread)
 
     def _on_seccomp(self, thread: _Thread) -> None:
@@ -737,6 +760,23 @@ class Tracer:
         for index in range(min(args[2], 64)):
             if self._on_msg(thread, _signed32(args[0]), args[1] + 64 * index):
                 break
+
+    def _on_hook_syscall(self, thread: _Thread, number: int, args: tuple[int, ...]) -> None:
+        """A syscall entry of a process inside a hook: reads of credentials and of other
+        processes' memory (writes already stopped at the filter)."""
+        if number == nr.OPENAT or number == nr.OPENAT2:
+            path = self._path_at(thread, args[0], args[1])
+        elif number == nr.OPEN:
+            path = self._path_at(thread, _AT_FDCWD, args[0])
+        elif number == nr.PROCESS_VM_READV:
+            target = _signed32(args[0])
+            if target != thread.tgid:
+                self.sink(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how="process_vm_readv"))
+            return
+        else:
+            return
+        if is_credential_path(path, self.home, thread.tgid):
+            self.sink(FileRead(pid=thread.tgid, path=path, how="open"))
 
     def _on_dns_socket_syscall(self, thread: _Thread, number: int, args: tuple[int, ...]) -> None:
         """A syscall entry of a thread that holds a connected DNS or UDP socket (stepped mode)."""

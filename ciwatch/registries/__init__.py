@@ -1,0 +1,122 @@
+"""Registry discovery: the hosts a job's package managers may reach, learned at run time.
+
+``registries: auto`` in a policy allows these hosts. They come from the package managers
+themselves (their effective configuration and the defaults only they know), from the
+project's lockfiles and from the job's environment; no registry is named in ciwatch. One
+module per ecosystem; each asks its tool only when the tool is on the job's PATH, and reads
+its files only when they exist.
+
+Call :func:`discover_registries` before the build starts (the tracer reaps every child of
+the ciwatch process) or from another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ciwatch.registries import (
+    apt,
+    bun,
+    cargo,
+    gem,
+    go,
+    gradle,
+    lockfiles,
+    maven,
+    npm,
+    pip,
+    pnpm,
+    poetry,
+    uv,
+    yarn,
+)
+from ciwatch.registries._base import Context, RegistrySource
+
+__all__ = ["ECOSYSTEMS", "RegistrySource", "discover_registries", "render_registries"]
+
+log = logging.getLogger(__name__)
+
+#: The ecosystems, in the order reports list them.
+ECOSYSTEMS = ("npm", "yarn", "pnpm", "bun", "pip", "uv", "poetry", "cargo", "go", "gem", "maven", "gradle", "apt")
+
+_DISCOVERERS: tuple[Callable[[Context], list[RegistrySource]], ...] = (
+    # The slowest queries first, so that they start first.
+    apt.discover,
+    npm.discover,
+    gem.discover,
+    gradle.discover,
+    pip.discover,
+    yarn.discover,
+    pnpm.discover,
+    go.discover,
+    cargo.discover,
+    uv.discover,
+    poetry.discover,
+    bun.discover,
+    maven.discover,
+    lockfiles.discover,
+)
+
+
+def discover_registries(project_dir: Path, env: Mapping[str, str], *, timeout_s: float = 10.0) -> list[RegistrySource]:
+    """The registries the job in ``project_dir`` with environment ``env`` may use.
+
+    The tools are asked concurrently, each in a subprocess that gets ``env`` (so the job's
+    ``PATH``, ``HOME`` and ``npm_config_*``/``PIP_*``/… apply) and ends by the time budget
+    ``timeout_s``. A tool that is missing, fails or runs out of time is skipped (logged at
+    debug level). The result is sorted by ecosystem, host and source, one entry per
+    (host, ecosystem, source).
+    """
+    started = time.monotonic()
+    project_dir = project_dir.resolve()
+    with tempfile.TemporaryDirectory(prefix="ciwatch-registries-") as scratch:
+        ctx = Context(project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch))
+        with ThreadPoolExecutor(max_workers=len(_DISCOVERERS), thread_name_prefix="registries") as pool:
+            futures = [(d, pool.submit(d, ctx)) for d in _DISCOVERERS]
+            found: list[RegistrySource] = []
+            for discoverer, future in futures:
+                try:
+                    found += future.result()
+                except Exception:  # one ecosystem's surprise must not hide the others
+                    log.debug("%s failed", discoverer.__module__, exc_info=True)
+    unique: dict[tuple[str, str, str], RegistrySource] = {}
+    for source in found:
+        unique.setdefault((source.host, source.ecosystem, source.source), source)
+    log.debug("%d registry sources in %.2f s", len(unique), time.monotonic() - started)
+    return sorted(unique.values(), key=_order)
+
+
+def _order(source: RegistrySource) -> tuple[int, str, str, str]:
+    rank = ECOSYSTEMS.index(source.ecosystem) if source.ecosystem in ECOSYSTEMS else len(ECOSYSTEMS)
+    return rank, source.ecosystem, source.host, source.source
+
+
+def render_registries(sources: list[RegistrySource]) -> str:
+    """What ``ciwatch registries`` prints: per ecosystem, one line per host with its sources.
+
+    ::
+
+        npm
+          registry.example.internal  npm config list (registry); package-lock.json (resolved)
+        pip
+          pypi.example.internal      pip config (global.index-url)
+    """
+    if not sources:
+        return "No registries found.\n"
+    by_ecosystem: dict[str, dict[str, list[str]]] = {}
+    for source in sorted(set(sources), key=_order):
+        hosts = by_ecosystem.setdefault(source.ecosystem, {})
+        where = hosts.setdefault(source.host, [])
+        if source.source not in where:
+            where.append(source.source)
+    width = max(len(host) for hosts in by_ecosystem.values() for host in hosts)
+    lines = []
+    for ecosystem, hosts in by_ecosystem.items():
+        lines.append(ecosystem)
+        lines += [f"  {host.ljust(width)}  {'; '.join(where)}" for host, where in hosts.items()]
+    return "\n".join(lines) + "\n"
