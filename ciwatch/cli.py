@@ -169,8 +169,10 @@ def run(
             return _render_error(error, verbose), None
         if result.launch_error:
             click.secho(f"ciwatch: {result.launch_error}", fg="red", err=True)
-        if result.verdict is not None:
-            click.echo(render_verdict(result.verdict, color=sys.stderr.isatty()), err=True)
+        verdict = result.verdict
+        if verdict is not None and (verdict.verdict is not VerdictKind.PASS or verdict.mode is not Mode.AUDIT):
+            # Quiet when there is nothing to say: the build's own output stays the last word.
+            click.echo(render_verdict(verdict, color=sys.stderr.isatty()), err=True)
         if result.leftovers:
             click.echo(
                 f"ciwatch: {len(result.leftovers)} process(es) still running after the build "
