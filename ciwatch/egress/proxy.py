@@ -238,7 +238,11 @@ def _use_in_memory_authority(authority: RunAuthority | None, confdir: Path | Non
     key = load_pem_private_key(authority.key_pem, None)
     cert = certs.Cert(x509.load_pem_x509_certificate(authority.cert_pem))
     # Diffie-Hellman parameters are public; mitmproxy wants them as a file.
-    store = certs.CertStore(key, cert, None, certs.CertStore.load_dhparam(confdir / "dhparam.pem"))
+    dhparams = certs.CertStore.load_dhparam(confdir / "dhparam.pem")
+    if hasattr(certs, "dummy_crl"):  # mitmproxy 12 serves a CRL signed by the CA
+        store = certs.CertStore(key, cert, None, certs.dummy_crl(key, cert._cert), dhparams)
+    else:
+        store = certs.CertStore(key, cert, None, dhparams)
 
     def from_store(cls: type, path: object, basename: object, key_size: object, passphrase: object = None) -> object:
         return store
