@@ -21,7 +21,7 @@ from ciwatch.policy import Mode, load_policy
 from ciwatch.policy.baseline import propose_policy
 from ciwatch.policy.loader import resolve_policy
 from ciwatch.record import read_record
-from ciwatch.report import terminal
+from ciwatch.report import github, terminal
 from ciwatch.report.verdict_text import render_verdict
 from ciwatch.verdict import VerdictKind, evaluate
 
@@ -173,6 +173,9 @@ def run(
         if verdict is not None and (verdict.verdict is not VerdictKind.PASS or verdict.mode is not Mode.AUDIT):
             # Quiet when there is nothing to say: the build's own output stays the last word.
             click.echo(render_verdict(verdict, color=sys.stderr.isatty()), err=True)
+            if os.environ.get("GITHUB_ACTIONS") == "true" and verdict.mode is not Mode.AUDIT:
+                for line in github.workflow_commands(verdict):
+                    click.echo(line)  # workflow commands are read from stdout
         if result.leftovers:
             click.echo(
                 f"ciwatch: {len(result.leftovers)} process(es) still running after the build "
