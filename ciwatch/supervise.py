@@ -7,8 +7,9 @@ processes running (a daemon, a cache server), the tracer stays behind to keep th
 while the front returns the build's exit code at once.
 
 - Signals sent to the front (``kill``, a CI runner cancelling the step) are forwarded to the
-  build's root. Terminal-generated ones (Ctrl-C) already reached the whole foreground
-  process group, so they are not sent twice.
+  build's root; those that come while ciwatch is still starting wait until it exists.
+  Terminal-generated ones (Ctrl-C) already reached the whole foreground process group, so
+  they are not sent twice.
 - If the front is killed, the tracer dies with it (PDEATHSIG), and with the tracer every
   tracee (PTRACE_O_EXITKILL): nothing is left behind. The record stays readable.
 """
@@ -92,6 +93,9 @@ def _tracer_main(work: TracerWork, write_fd: int, front_pid: int) -> None:
 def _front_main(read_fd: int, tracer_pid: int) -> int:
     root_pid = 0
     outcome: list[int] = []
+    # Signals to pass on, kept until the build's root is known: a step cancelled while
+    # ciwatch is still starting must not then run to its end.
+    to_forward: list[int] = []
     done = threading.Event()
 
     def read_messages() -> None:
@@ -104,21 +108,26 @@ def _front_main(read_fd: int, tracer_pid: int) -> int:
                 word, _, value = line.decode().partition(" ")
                 if word == "root":
                     root_pid = int(value)
+                    os.kill(os.getpid(), signal.SIGCHLD)  # wake sigwaitinfo: forward what came early
                 elif word == "exit":
                     outcome.append(int(value))
         done.set()
         os.kill(os.getpid(), signal.SIGCHLD)  # wake sigwaitinfo
 
-    threading.Thread(target=read_messages, daemon=True).start()
     waited = set(_FORWARDED) | {signal.SIGCHLD}
+    # Blocked before the reader thread starts, so that it inherits the mask: a wake-up it
+    # sends must reach sigwaitinfo, not be taken (and dropped) by the reader itself.
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    threading.Thread(target=read_messages, daemon=True).start()
     while not done.is_set():
         info = signal.sigwaitinfo(waited)
-        if info.si_signo == signal.SIGCHLD:
-            continue
-        if info.si_code != _SI_KERNEL and root_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(root_pid, info.si_signo)
+        if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
+            to_forward.append(info.si_signo)
+        if root_pid:
+            for sig in to_forward:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(root_pid, sig)
+            to_forward.clear()
     if not outcome:
         # The tracer process died without a word (killed): reap it and say so.
         os.waitpid(tracer_pid, 0)

@@ -36,7 +36,9 @@ _TOKEN_PATTERNS = [
 ]
 #: user:password@ in a URL keeps the user and loses the password.
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^/@:\s]*):(?P<password>[^/@\s]+)@")
-_TOKENS = re.compile("|".join(f"(?:{p})" for p in _TOKEN_PATTERNS))
+#: A token starts a word: the ``sk-`` of ``task-runner-...`` or ``desk-top-app`` (a repository,
+#: so every path of the job) is not one.
+_TOKENS = re.compile("(?<![A-Za-z0-9])(?:" + "|".join(f"(?:{p})" for p in _TOKEN_PATTERNS) + ")")
 #: Bearer/Basic values and --token=... style arguments.
 _INLINE = re.compile(
     r"(?P<prefix>(?:authorization:\s*(?:bearer|basic|token)\s+|--?(?:token|password|passwd|secret|api-key|auth)[=\s]))(?P<value>\S+)",

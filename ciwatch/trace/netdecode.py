@@ -87,9 +87,16 @@ class DnsQuestion:
 
 
 def decode_dns_query(payload: bytes, *, tcp: bool = False) -> list[DnsQuestion]:
-    """The questions of a DNS query message; [] if it is not one (or is malformed)."""
+    """The questions of a DNS query message; [] if it is not one (or is malformed). Over TCP,
+    ``payload`` is a stream of messages, each after its 2-byte length."""
     if tcp:
-        payload = payload[2:]
+        # glibc writes its A and AAAA queries with one writev: decode every message.
+        found: list[DnsQuestion] = []
+        while len(payload) >= 2:
+            length = struct.unpack_from(">H", payload)[0]
+            found += decode_dns_query(payload[2 : 2 + length])
+            payload = payload[2 + length :]
+        return found
     if len(payload) < 12:
         return []
     flags, qdcount = struct.unpack_from(">HH", payload, 2)
