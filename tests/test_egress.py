@@ -13,7 +13,7 @@ import pytest
 
 from ciwatch.analysis.tree import ProcessTree
 from ciwatch.record import read_record
-from ciwatch.record.events import DnsAnswer, DnsQuery, EgressFlow, NetConnect, NetSend, TlsHandling
+from ciwatch.record.events import DnsAnswer, DnsQuery, EgressFlow, NetConnect, NetSend, ProcessStart, TlsHandling
 from tests.support.internet import EVIL, EXFIL, UDP_PORT, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]
@@ -207,14 +207,19 @@ def test_loopback_is_left_alone_in_redirect_mode(internet, tmp_path):
 
 
 def test_nothing_is_left_behind_after_a_run(internet, tmp_path):
-    before_links = _links()
     out = tmp_path / "out"
     done = run_watched(
         internet, tmp_path, ["--net", "sandbox", "--out", str(out), "--", "curl", "-s", f"https://{EVIL}/x"], tmp_path
     )
     assert done.returncode == 0, done.stderr
-    assert _links() == before_links
+    assert _sandbox_link(out) not in _links()
     assert not _run_dirs_with_keys()
+
+
+def _sandbox_link(out: Path) -> str:
+    """The host end of the sandbox's veth is named after the build's root pid."""
+    root = next(i.event for i in read_record(out).events if isinstance(i.event, ProcessStart))
+    return f"cw{root.pid}h"
 
 
 def _links() -> set[str]:
@@ -240,7 +245,6 @@ def _run_dirs_with_keys() -> list[Path]:
 def test_nothing_is_left_behind_when_ciwatch_is_killed(internet, tmp_path):
     """SIGKILL to ciwatch mid-build: the tracer dies with it, the build with the tracer, the
     sandbox's namespace and veth with the build; the record is readable up to that point."""
-    before_links = _links()
     out = tmp_path / "out"
     marker = tmp_path / "started"
     env = internet.client_env(tmp_path / "home")
@@ -260,7 +264,8 @@ def test_nothing_is_left_behind_when_ciwatch_is_killed(internet, tmp_path):
             os.kill(pid, 9)
         front.wait(timeout=30)
         _wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in build_pids + ciwatch_pids))
-        _wait_for(lambda: _links() == before_links)
+        link = _sandbox_link(out)
+        _wait_for(lambda: link not in _links())
     finally:
         front.kill()
     record = read_record(out)
