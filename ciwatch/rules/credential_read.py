@@ -4,9 +4,13 @@ prints tokens (``gh auth token``) or hunts for them (trufflehog, gitleaks)."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
 from collections.abc import Iterator
 
+from ciwatch.analysis.hooks import package_manager_of
+from ciwatch.analysis.tree import ProcessNode
 from ciwatch.policy.model import Severity
 from ciwatch.record.events import Anomaly, AnomalyKind, FileRead
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
@@ -21,6 +25,47 @@ INFO = RuleInfo(
 )
 
 _TOKEN_TOOLS = frozenset({"trufflehog", "gitleaks", "detect-secrets", "noseyparker"})
+#: The credential files each package manager reads as its own configuration, whoever starts it: a
+#: hook that runs ``npm run build`` (a prepare script, a git dependency) has npm read ~/.npmrc as
+#: it always does. Asked for its configuration or a token (``npm config get //host/:_authToken``),
+#: it hands the secret over: that still counts.
+_OWN_CONFIG: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("npm", "yarn", "pnpm", "bun"), ("~/.npmrc", "~/.yarnrc", "~/.yarnrc.yml")),
+    "pip": ("~/.netrc",),
+    "cargo": ("~/.cargo/credentials*",),
+    "maven": ("~/.m2/settings*.xml",),
+    "gradle": ("~/.gradle/gradle.properties",),
+}
+_PRINTS_CONFIG = frozenset({"config", "c", "get", "token", "whoami", "auth"})
+#: What separates the words of a command line, or of the code a shell runs (``cat ~/.npmrc | curl ...``).
+_WORD_SEPARATORS = re.compile(r"[\s'\"|;&<>()`,]+")
+_HOME_PREFIXES = ("~/", "$HOME/", "${HOME}/")
+
+
+def _reads_own_config(node: ProcessNode, path: str, home: str) -> bool:
+    ecosystem = package_manager_of(node.argv)
+    if ecosystem is None or not home or _PRINTS_CONFIG & set(node.argv[1:]):
+        return False
+    own = (home.rstrip("/") + pattern[1:] for pattern in _OWN_CONFIG.get(ecosystem, ()))
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in own)
+
+
+def _mentioned_credential(argv: list[str], home: str) -> str | None:
+    """A credential file or directory that a command line names: as an argument, inside the code of
+    ``sh -c``, after an option's ``=`` or curl's ``@``, with ``~`` or ``$HOME`` or spelled out."""
+    for arg in argv[1:]:
+        for word in _WORD_SEPARATORS.split(arg):
+            for text in (word, word.partition("=")[2], word.removeprefix("@")):
+                prefix = next((p for p in _HOME_PREFIXES if text.startswith(p)), None)
+                if prefix is not None and home:
+                    text = home.rstrip("/") + "/" + text[len(prefix) :]
+                if not text.startswith("/"):
+                    continue
+                path = os.path.normpath(text)
+                # a directory of credentials counts as much as a file in it (tar czf - ~/.ssh)
+                if is_credential_path(path, home) or is_credential_path(path + "/x", home):
+                    return path
+    return None
 
 
 def _token_command(argv: list[str]) -> str | None:
@@ -55,6 +100,8 @@ class CredentialRead:
             if isinstance(event, FileRead):
                 if event.how == "open" and not is_credential_path(event.path, home, event.pid):
                     continue
+                if event.how == "open" and _reads_own_config(node, event.path, home):
+                    continue
                 target = event.path
                 message = f"{node.hook.label} read {event.path}" + (f" ({event.how})" if event.how != "open" else "")
             elif isinstance(event, Anomaly) and event.anomaly is AnomalyKind.PTRACE:
@@ -69,9 +116,9 @@ class CredentialRead:
                 continue
             for seq, event in node.execs:
                 tool = _token_command(event.argv)
-                mentioned = [a for a in event.argv[1:] if is_credential_path(os.path.normpath(a), home)]
+                mentioned = _mentioned_credential(event.argv, home)
                 if tool is not None:
                     yield context.finding(INFO, f"{node.hook.label} ran {tool}", node, [seq])
-                elif mentioned and (mentioned[0], node.hook.pid) not in seen:
-                    seen.add((mentioned[0], node.hook.pid))
-                    yield context.finding(INFO, f"{node.hook.label} ran {node.name} on {mentioned[0]}", node, [seq])
+                elif mentioned and (mentioned, node.hook.pid) not in seen:
+                    seen.add((mentioned, node.hook.pid))
+                    yield context.finding(INFO, f"{node.hook.label} ran {node.name} on {mentioned}", node, [seq])

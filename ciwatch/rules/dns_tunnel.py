@@ -20,6 +20,8 @@ INFO = RuleInfo(
 )
 
 _ENCODED = re.compile(r"^(?:[0-9a-f]{16,}|[a-z2-7]{20,}=*|[A-Za-z0-9+/_-]{24,}=*)$", re.IGNORECASE)
+_HEX = re.compile(r"[0-9a-f]+", re.IGNORECASE)
+_WORD = re.compile(r"[a-z]+[0-9]*|[0-9]+|[a-z0-9]{1,3}")
 _TWO_LEVEL_SUFFIXES = frozenset({"co", "com", "net", "org", "gov", "ac", "edu"})
 #: Distinct data-carrying names under one zone that make a finding.
 _MIN_NAMES = 3
@@ -30,7 +32,18 @@ def entropy(text: str) -> float:
     return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
 
 
+def is_named_by_people(label: str) -> bool:
+    """Words joined by hyphens, each letters with at most a number after them (``productionresultssa12``,
+    ``my-company-artifacts-prod``, ``us-central1``, ``k8s``): bucket, account and region names. Encoded
+    data mixes its digits in among the letters (hex, base32) or has no word structure at all."""
+    return all(_WORD.fullmatch(part) for part in label.lower().split("-") if part)
+
+
 def is_data_label(label: str) -> bool:
+    if _HEX.fullmatch(label):
+        return len(label) >= 16
+    if is_named_by_people(label):
+        return False
     if len(label) >= 40:
         return True
     if len(label) < 12:

@@ -35,6 +35,9 @@ INSTALL_OUTPUT_DIRS = frozenset(
         "build",
         ".gradle",
         ".m2",
+        # The XDG cache: where hooks put the browsers and tools they download for the package
+        # (Playwright, Puppeteer, Cypress, Electron); nothing runs from it unless asked.
+        ".cache",
     }
 )
 

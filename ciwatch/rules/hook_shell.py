@@ -4,11 +4,21 @@ on stdin (``curl ... | sh``), or an interactive or login shell. The package mana
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
+from ciwatch.analysis.tree import ProcessNode
 from ciwatch.policy.model import Severity
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.rules.programs import is_interactive_or_login_shell, is_network_tool, is_shell, reads_program_from_stdin
+from ciwatch.rules.programs import (
+    INTERPRETERS,
+    is_fetching_one_liner,
+    is_interactive_or_login_shell,
+    is_network_tool,
+    is_shell,
+    program_name,
+    reads_program_from_stdin,
+)
 
 INFO = RuleInfo(
     id="hook-shell",
@@ -35,10 +45,15 @@ class HookShell:
             if event.stdout.startswith("pipe:") and is_network_tool(event.argv, event.path)
             for pipe in [event.stdout]
         }
+        # A file counts as downloaded when the process that wrote it reached the network: curl -o,
+        # and as much a python -c or node script that fetched it.
+        online = {id(contact.node) for contact in context.contacts if contact.node is not None}
         for node in context.tree.nodes:
-            if node.hook is None or node.starts_hook:
-                continue  # the hook's own boundary is the package manager's wrapper
+            if node.hook is None:
+                continue
             for seq, event in node.execs:
+                if seq == node.hook.seq:
+                    continue  # the exec at the hook's boundary is the package manager's wrapper (sh -c ...)
                 reason = None
                 if reads_program_from_stdin(event.argv, event.path):
                     if event.stdin in network_writers:
@@ -46,24 +61,24 @@ class HookShell:
                         reason = f"runs what {feeder} downloads, piped into {node.name}"
                     elif event.stdin.startswith("pipe:") or event.stdin.startswith("socket:"):
                         reason = f"runs a program from its stdin ({node.name} reading {event.stdin.split(':')[0]})"
-                elif is_interactive_or_login_shell(event.argv, event.path):
+                if reason is None and is_interactive_or_login_shell(event.argv, event.path):
                     reason = f"starts an interactive or login shell ({' '.join(event.argv[:3])})"
-                elif is_shell(event.argv, event.path) or node.name.split()[0] in ("python", "node", "perl", "ruby"):
+                if reason is None and (
+                    is_shell(event.argv, event.path) or program_name(event.argv, event.path) in INTERPRETERS
+                ):
                     script = next((a for a in event.argv[1:] if not a.startswith("-")), None)
                     written = context.written_by_hooks.get(_absolute(script, event.cwd)) if script else None
-                    if written and any(w_seq < seq and _downloaded(w_node) for w_seq, w_node in written):
-                        reason = f"runs {script}, which a network tool of the hook downloaded"
+                    if written and any(w_seq < seq and _downloaded(w_node, online) for w_seq, w_node in written):
+                        reason = f"runs {script}, which a process of the hook downloaded"
                 if reason:
                     yield context.finding(INFO, f"{node.hook.label} {reason}", node, [seq])
 
 
 def _absolute(path: str, cwd: str) -> str:
-    import os
-
     return os.path.normpath(os.path.join(cwd, path))
 
 
-def _downloaded(node: object) -> bool:
-    from ciwatch.analysis.tree import ProcessNode
-
-    return isinstance(node, ProcessNode) and any(is_network_tool(e.argv, e.path) for _, e in node.execs)
+def _downloaded(node: ProcessNode, online: set[int]) -> bool:
+    return id(node) in online or any(
+        is_network_tool(e.argv, e.path) or is_fetching_one_liner(e.argv, e.path) for _, e in node.execs
+    )

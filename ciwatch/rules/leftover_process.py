@@ -13,7 +13,8 @@ INFO = RuleInfo(
     summary="A process started by the build was still running when the build ended",
     default_severity=Severity.LOW,
     hint="Daemons started by install hooks (miners, beacons) outlive the step; if it is a known build server "
-    "(a compiler cache, a Gradle daemon), except it or pass --leftovers kill.",
+    "(a compiler cache, a Gradle daemon), stop it at the end of the step or pass --leftovers kill (a hook's "
+    "daemon can also be excepted by package).",
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh", "busybox"})
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
 NETWORK_TOOLS = frozenset(
     {
         "curl",
@@ -60,11 +60,31 @@ INTERPRETERS = frozenset(
         "lua",
     }
 )
-_INLINE_CODE_FLAGS = frozenset({"-c", "-e", "-r", "-p", "--eval", "--print", "-Command", "-command", "-E"})
-#: What fetching looks like inside an interpreter one-liner, in any of the common languages.
+#: Options whose value is code, by interpreter. The same letter means something else elsewhere
+#: (``node -r`` preloads a module, ``python -E`` ignores the environment, ``php -c`` names a config
+#: file), so each program has its own. Perl's ``-M`` and Ruby's ``-r`` load the module the code then
+#: calls (``perl -MLWP::Simple -e 'getstore(...)'``), so their value is read as part of the code.
+_CODE_OPTIONS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("python", "python2", "python3"), frozenset({"-c"})),
+    **dict.fromkeys(("node", "nodejs", "bun"), frozenset({"-e", "--eval", "-p", "--print"})),
+    "deno": frozenset({"eval"}),
+    "perl": frozenset({"-e", "-E", "-M", "-m"}),
+    "ruby": frozenset({"-e", "-r"}),
+    "php": frozenset({"-r"}),
+    "lua": frozenset({"-e"}),
+    **dict.fromkeys(("pwsh", "powershell"), frozenset({"-c", "-command"})),
+}
+#: Short options clustered in one argument (``python3 -Ic``, ``perl -le``, ``bash -ec``).
+_OPTION_CLUSTER = re.compile(r"-[A-Za-z]{2,}")
+#: Long shell options that take the next argument as their value.
+_SHELL_LONG_OPTION_VALUES = frozenset({"--rcfile", "--init-file"})
+#: What fetching looks like inside an interpreter one-liner, in any of the common languages. Starting
+#: a process (child_process, subprocess) is not: what it starts is traced and judged by itself.
+#: Python's socket module counts where it connects or resolves, not for socket.gethostname().
 _FETCH_CODE = re.compile(
-    r"https?://|ftp://|urllib|urlopen|requests\.|http\.client|httpx|aiohttp|socket\.|"
-    r"require\(\s*['\"](?:node:)?(?:https?|net|dgram|tls|dns|child_process)['\"]|\bfetch\(|XMLHttpRequest|axios|got\(|"
+    r"https?://|ftp://|urllib|urlopen|requests\.|http\.client|httpx|aiohttp|"
+    r"socket\.(?:socket|create_connection|getaddrinfo|gethostbyname)|"
+    r"require\(\s*['\"](?:node:)?(?:https?|http2|net|dgram|tls|dns)['\"]|\bfetch\(|XMLHttpRequest|axios|got\(|"
     r"LWP|IO::Socket|HTTP::Tiny|Net::HTTP|open-uri|Net::HTTP|TCPSocket|file_get_contents\(|curl_init|fsockopen|"
     r"Invoke-WebRequest|Invoke-RestMethod|DownloadString|DownloadFile|WebClient|/dev/(?:tcp|udp)/",
     re.IGNORECASE,
@@ -79,58 +99,104 @@ def program_name(argv: list[str], path: str = "") -> str:
     return stripped if stripped in INTERPRETERS or stripped in SHELLS else name
 
 
+def _applet(argv: list[str], path: str) -> tuple[list[str], str]:
+    """``busybox wget ...`` runs wget and ``busybox sh`` a shell: busybox is the applet it names."""
+    if argv and os.path.basename(argv[0]) == "busybox" and len(argv) > 1:
+        return argv[1:], ""
+    return argv, path
+
+
 def is_shell(argv: list[str], path: str = "") -> bool:
+    argv, path = _applet(argv, path)
     return program_name(argv, path) in SHELLS or os.path.basename(path) in SHELLS
 
 
 def is_network_tool(argv: list[str], path: str = "") -> bool:
-    names = {program_name(argv, path), os.path.basename(path)}
-    if names & NETWORK_TOOLS:
-        return True
-    # busybox wget / busybox nc
-    return program_name(argv, path) == "busybox" and len(argv) > 1 and argv[1] in NETWORK_TOOLS
+    argv, path = _applet(argv, path)
+    return bool({program_name(argv, path), os.path.basename(path)} & NETWORK_TOOLS)
 
 
-def inline_code(argv: list[str]) -> str | None:
-    """The code an interpreter or shell runs from its command line (``-c``, ``-e``...)."""
+def _shell_options(args: list[str]) -> tuple[list[str], str | None]:
+    """A shell's options and its first operand (the script, or the code under ``-c``). Options
+    after the first operand belong to the script, not to the shell."""
+    options: list[str] = []
+    takes_value = False
+    for arg in args:
+        if takes_value:
+            takes_value = False
+        elif arg == "--":
+            continue
+        elif len(arg) > 1 and arg[0] in "-+":
+            options.append(arg)
+            # -o pipefail, -euxo pipefail, +O extglob, --rcfile FILE
+            takes_value = arg in _SHELL_LONG_OPTION_VALUES or (not arg.startswith("--") and arg[-1] in "oO")
+        else:
+            return options, arg
+    return options, None
+
+
+def _short_options(options: list[str]) -> str:
+    return "".join(option[1:] for option in options if option.startswith("-") and not option.startswith("--"))
+
+
+def inline_code(argv: list[str], path: str = "") -> str | None:
+    """The code an interpreter or shell runs from its command line (``-c``, ``-e``...), every
+    piece of it; None when it runs a script or its stdin."""
+    argv, path = _applet(argv, path)
+    if is_shell(argv, path):
+        # -c (alone or clustered: -ec, -lc) makes the first operand the code.
+        options, operand = _shell_options(argv[1:])
+        return operand if "c" in _short_options(options) else None
+    name = program_name(argv, path)
+    options_with_code = _CODE_OPTIONS.get(name, frozenset())
+    if name in ("pwsh", "powershell"):
+        argv = [arg.lower() for arg in argv]  # PowerShell's parameters ignore case
+    letters = {option[1] for option in options_with_code if len(option) == 2}
+    pieces: list[str] = []
     for index, arg in enumerate(argv[1:], start=1):
-        if arg in _INLINE_CODE_FLAGS and index + 1 < len(argv):
-            return argv[index + 1]
-        if len(arg) > 2 and arg[:2] in ("-c", "-e") and arg[1] in "ce" and not arg.startswith("--"):
-            return arg[2:]
-    return None
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if arg in options_with_code or (_OPTION_CLUSTER.fullmatch(arg) and arg[-1] in letters):
+            value = following
+        elif arg.startswith("--") and arg.partition("=")[0] in options_with_code:
+            value = arg.partition("=")[2]
+        elif len(arg) > 2 and arg[0] == "-" and arg[1] in letters:
+            value = arg[2:]  # attached: python3 -c'...', perl -MLWP::Simple
+        else:
+            continue
+        if value is not None:
+            pieces.append(value)
+    return "\n".join(pieces) if pieces else None
 
 
 def is_fetching_one_liner(argv: list[str], path: str = "") -> bool:
     """An interpreter (or a shell using /dev/tcp) running inline code that reaches the network."""
-    name = program_name(argv, path)
-    code = inline_code(argv)
+    argv, path = _applet(argv, path)
+    code = inline_code(argv, path)
     if code is None:
         return False
-    if name in INTERPRETERS:
-        return bool(_FETCH_CODE.search(code))
-    if name in SHELLS:
+    if is_shell(argv, path):
         return "/dev/tcp/" in code or "/dev/udp/" in code
-    return False
+    return program_name(argv, path) in INTERPRETERS and bool(_FETCH_CODE.search(code))
 
 
 def reads_program_from_stdin(argv: list[str], path: str = "") -> bool:
     """A shell or interpreter with no script and no inline code: it runs what stdin holds."""
-    name = program_name(argv, path)
-    if name not in SHELLS and name not in INTERPRETERS:
+    argv, path = _applet(argv, path)
+    if inline_code(argv, path) is not None:
         return False
-    if inline_code(argv) is not None:
+    if is_shell(argv, path):
+        options, operand = _shell_options(argv[1:])
+        return operand is None or operand == "-" or "s" in _short_options(options)
+    if program_name(argv, path) not in INTERPRETERS:
         return False
     operands = [arg for arg in argv[1:] if not arg.startswith("-")]
-    return not operands or "-s" in argv[1:] or argv[1:2] == ["-"]
+    return not operands or argv[1:2] == ["-"]
 
 
 def is_interactive_or_login_shell(argv: list[str], path: str = "") -> bool:
+    argv, path = _applet(argv, path)
     if not is_shell(argv, path):
         return False
-    flags = [arg for arg in argv[1:] if arg.startswith("-") and not arg.startswith("--")]
-    return (
-        any("i" in flag[1:] or "l" in flag[1:] for flag in flags)
-        or "--login" in argv
-        or (bool(argv) and argv[0].startswith("-"))
-    )
+    options, _ = _shell_options(argv[1:])
+    short = _short_options(options)
+    return "i" in short or "l" in short or "--login" in options or argv[0].startswith("-")

@@ -61,34 +61,34 @@ class ProxyBypass:
             node = context.tree.node_at(item.seq)
             message = None
             key = ""
+            host = None  # the address the finding is about: what a host exception matches
             if isinstance(event, NetConnect) and event.protocol == "udp" and event.port != 53:
                 continue  # a UDP connect sends nothing (getaddrinfo probes this way); its sends are recorded
             if isinstance(event, NetConnect) and not _is_loopback(event.address):
-                target = f"{event.address}:{event.port}"
+                target, host = f"{event.address}:{event.port}", event.address
                 if event.protocol == "raw":
                     message, key = f"opened a raw socket to {event.address}", f"raw {event.address}"
-                elif event.protocol == "udp" and event.port != 53:
-                    message, key = f"sent UDP to {target} (not DNS)", f"udp {target}"
                 elif event.protocol == "udp" and resolvers and event.address not in resolvers:
-                    message, key = f"used the DNS server {event.address}, not the configured one", f"dns {target}"
+                    message, key = f"used the DNS server {event.address}, not the configured one", f"dns {host}"
                 elif event.protocol == "tcp" and proxied and event.via == "direct" and header.net_mode != "sandbox":
                     message, key = f"connected to {target} without the proxy", f"direct {target}"
             elif isinstance(event, NetSend) and not _is_loopback(event.address):
-                target = f"{event.address}:{event.port}"
+                target, host = f"{event.address}:{event.port}", event.address
                 if event.port != 53:
-                    message, key = f"sent UDP to {target} (not DNS)", f"udp {target}"
+                    what = event.protocol.upper() if event.protocol in ("udp", "tcp") else f"{event.protocol} packets"
+                    message, key = f"sent {what} to {target} (not DNS)", f"{event.protocol} {target}"
                 elif resolvers and event.address not in resolvers:
-                    message, key = f"used the DNS server {event.address}, not the configured one", f"dns {target}"
+                    message, key = f"used the DNS server {event.address}, not the configured one", f"dns {host}"
             elif isinstance(event, DnsQuery) and resolvers and not _is_loopback(event.server):
                 if event.server not in resolvers:
                     message = f"asked the DNS server {event.server}, not the configured one"
-                    key = f"dns {event.server}"
+                    key, host = f"dns {event.server}", event.server
             elif isinstance(event, EgressFlow) and sees_dns and _is_address(event.host) and not event.sni:
                 if not context.allowlist.names_of_address.get(event.host):
                     message = f"reached {event.host} by address, with no DNS lookup for it"
-                    key = f"literal {event.host}"
+                    key, host = f"literal {event.host}", event.host
             elif isinstance(event, Anomaly) and event.anomaly in (AnomalyKind.IO_URING, AnomalyKind.FOREIGN_ABI):
                 message, key = f"used {event.anomaly}: {event.detail}", str(event.anomaly)
             if message is not None and once(key, node):
                 prefix = node.hook.label if node is not None and node.hook is not None else "the build"
-                yield context.finding(INFO, f"{prefix} {message}", node, [item.seq])
+                yield context.finding(INFO, f"{prefix} {message}", node, [item.seq], host=host)
