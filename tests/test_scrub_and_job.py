@@ -104,8 +104,8 @@ GITHUB_ENV = {
 }
 
 
-def test_github_actions_job_attribution(ciwatch):
-    run = ciwatch("--", "sh", "-c", 'exec /bin/echo "$GITHUB_TOKEN" "$ACTIONS_RUNTIME_TOKEN"', env=GITHUB_ENV)
+def test_github_actions_job_attribution(traced):
+    run = traced("--", "sh", "-c", 'exec /bin/echo "$GITHUB_TOKEN" "$ACTIONS_RUNTIME_TOKEN"', env=GITHUB_ENV)
     assert run.code == 0, run.stderr
     assert run.stdout == f"{GITHUB_ENV['GITHUB_TOKEN']} {GITHUB_ENV['ACTIONS_RUNTIME_TOKEN']}\n"
     context = run.record.header.job_context

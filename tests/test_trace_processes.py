@@ -184,10 +184,10 @@ def test_daemon_left_running_keeps_working_after_the_build(ciwatch, tmp_path):
                 kill_if_ours(starts(record)[root_pid(record)].ppid, str(run.out_dir))  # the tracer
 
 
-def test_leftovers_kill_kills_the_daemon(ciwatch, tmp_path):
+def test_leftovers_kill_kills_the_daemon(traced, tmp_path):
     build = _daemon_build(tmp_path, "while true; do sleep 0.02; done")
     try:
-        run = ciwatch("--leftovers", "kill", "--", "sh", str(build))
+        run = traced("--leftovers", "kill", "--", "sh", str(build))
         daemon = _daemon_pid(tmp_path)
         assert run.code == 0, run.stderr
         leftovers = {e.pid: e for e in run.events(Leftover)}
@@ -202,12 +202,12 @@ def test_leftovers_kill_kills_the_daemon(ciwatch, tmp_path):
             kill_if_ours(_daemon_pid(tmp_path), str(tmp_path))
 
 
-def test_leftovers_wait_records_what_the_daemon_does_later(ciwatch, tmp_path):
+def test_leftovers_wait_records_what_the_daemon_does_later(traced, tmp_path):
     # The daemon execs only once the build's root has exited (and been reaped).
     body = 'while kill -0 "$1" 2>/dev/null; do sleep 0.02; done\nexec /bin/echo late-exec'
     build = _daemon_build(tmp_path, body)
     try:
-        run = ciwatch("--leftovers", "wait", "--", "sh", str(build))
+        run = traced("--leftovers", "wait", "--", "sh", str(build))
         daemon = _daemon_pid(tmp_path)
         assert run.code == 0, run.stderr
         record = run.record
