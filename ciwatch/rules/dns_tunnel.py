@@ -32,23 +32,28 @@ def entropy(text: str) -> float:
     return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
 
 
-def is_named_by_people(label: str) -> bool:
-    """Words joined by hyphens, each letters with at most a number after them (``productionresultssa12``,
-    ``my-company-artifacts-prod``, ``us-central1``, ``k8s``): bucket, account and region names. Encoded
-    data mixes its digits in among the letters (hex, base32) or has no word structure at all."""
-    return all(_WORD.fullmatch(part) for part in label.lower().split("-") if part)
+def _is_data_part(part: str) -> bool:
+    if _HEX.fullmatch(part):
+        return len(part) >= 16
+    if _WORD.fullmatch(part.lower()):
+        return False  # letters with at most a number after them: productionresultssa12, west1, k8s
+    if len(part) >= 40:
+        return True
+    if len(part) < 12:
+        return False
+    return bool(_ENCODED.match(part)) or (len(part) >= 16 and entropy(part) >= 3.6)
 
 
 def is_data_label(label: str) -> bool:
-    if _HEX.fullmatch(label):
-        return len(label) >= 16
-    if is_named_by_people(label):
-        return False
-    if len(label) >= 40:
+    """Whether a label carries data. Judged part by part between hyphens: names that people give
+    (``my-company-artifacts-prod``, ``us-central1-docker``) are words, and the random parts of
+    cloud names are short identifiers (``hello-2ldgwxzwxa-uc``, ``app-5f7d8b9c6-x2k4p``), while
+    encoded data (hex, base32, base64) comes in long runs with its digits mixed among the letters.
+    A long label cut into short runs that aren't words is data too (``a8f3k2j9x1-q7w2e4r6t8-...``)."""
+    parts = [part for part in label.split("-") if part]
+    if any(_is_data_part(part) for part in parts):
         return True
-    if len(label) < 12:
-        return False
-    return bool(_ENCODED.match(label)) or (len(label) >= 16 and entropy(label) >= 3.6)
+    return len(label) >= 40 and not all(_WORD.fullmatch(part.lower()) for part in parts)
 
 
 def zone_of(name: str) -> str:
