@@ -30,7 +30,7 @@ from ciwatch.policy.enforcer import LiveEnforcer
 from ciwatch.policy.model import Mode, Policy, Severity
 from ciwatch.policy.project_hooks import project_hook_allowlists
 from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
-from ciwatch.record.events import End, Event, Header, HooksAllowed, Leftover, RegistryAllowed
+from ciwatch.record.events import AllowlistLearned, End, Event, Header, HooksAllowed, Leftover, RegistryAllowed
 from ciwatch.record.reader import read_record
 from ciwatch.trace import BuildExit, Tracer
 from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting, wait_ready
@@ -188,15 +188,19 @@ def run(
         if enforcer.blocking:
             tracer.gate = enforcer
             tracer.gate_direct_tcp = options.net in (NetMode.ENV, NetMode.OFF)
-        if discovery is not None:
-            for found in discovery.result():
-                sink(RegistryAllowed(host=found.host, ecosystem=found.ecosystem, source=found.source))
+        if discovery is not None and enforcer.blocking:
+            # Live decisions need the whole allowlist before the build makes its first request.
+            _settle_registries(discovery, allowlist, sink)
+            discovery = None
         if policy.hooks_import:
             for packages, where in project_hook_allowlists(Path.cwd()):
                 sink(HooksAllowed(packages=packages, source=where))
         release(root, build_env)
         on_root_started(root.pid)
         build = tracer.run_until_root_exits()
+        if discovery is not None:
+            # Audit and warn: discovery ran alongside the build, at no cost to its time.
+            _settle_registries(discovery, allowlist, sink)
         exec_error = read_exec_error(root)
         if exec_error is not None:
             launch_error = _describe_exec_error(options.command[0], *exec_error)
@@ -234,16 +238,18 @@ def run(
             egress.stop()
         exit_code = from_wait_status(build.exit_code, build.signal) if build is not None else INTERNAL_ERROR
         writer.append(
-            End(
-                exit_code=exit_code,
-                build_exit_code=build.exit_code if build else None,
-                build_signal=build.signal if build else None,
-                duration_s=round(time.monotonic() - started, 3),
-                event_counts=dict(writer.counts),
-                clean=clean,
-                error=error,
-                tracer_stops=tracer.stops,
-                tracer_cpu_s=round(time.process_time() - cpu_started, 3),
+            scrubber.event(  # its error text comes from an exception, which may quote a secret
+                End(
+                    exit_code=exit_code,
+                    build_exit_code=build.exit_code if build else None,
+                    build_signal=build.signal if build else None,
+                    duration_s=round(time.monotonic() - started, 3),
+                    event_counts=dict(writer.counts),
+                    clean=clean,
+                    error=error,
+                    tracer_stops=tracer.stops,
+                    tracer_cpu_s=round(time.process_time() - cpu_started, 3),
+                )
             )
         )
         writer.close()
@@ -260,6 +266,15 @@ def run(
         tracer=tracer if background else None,
         verdict=verdict,
     )
+
+
+def _settle_registries(
+    discovery: _RegistryDiscovery, allowlist: RuntimeAllowlist, sink: Callable[[Event], None]
+) -> None:
+    for found in discovery.result():
+        sink(RegistryAllowed(host=found.host, ecosystem=found.ecosystem, source=found.source))
+    for learned_from, host, url in allowlist.settle_registries():
+        sink(AllowlistLearned(host=host, learned_from=learned_from, url=url))
 
 
 class _RegistryDiscovery:

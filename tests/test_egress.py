@@ -258,7 +258,7 @@ def test_nothing_is_left_behind_when_ciwatch_is_killed(internet, tmp_path):
         _wait_for(marker.exists)
         record_so_far = read_record(out)
         build_pids = [e.pid for e in (i.event for i in record_so_far.events) if isinstance(e, NetConnect)]
-        ciwatch_pids = _pids_with_cmdline("ciwatch")
+        ciwatch_pids = _descendants_with_cmdline(front.pid, "ciwatch")
         front.kill()  # SIGKILL the unshare wrapper's child tree root: ciwatch's front process
         for pid in ciwatch_pids:
             os.kill(pid, 9)
@@ -274,17 +274,30 @@ def test_nothing_is_left_behind_when_ciwatch_is_killed(internet, tmp_path):
     assert not _run_dirs_with_keys()
 
 
-def _pids_with_cmdline(word: str) -> list[int]:
-    found = []
+def _descendants_with_cmdline(root: int, word: str) -> list[int]:
+    """Processes under ``root`` whose command line names ``word`` (never another test's)."""
+    parents: dict[int, int] = {}
+    cmdlines: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(word.encode() in arg for arg in cmdline[:4]) and b"pytest" not in cmdline[1:2]:
-                found.append(int(entry.name))
-    return found
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdlines[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+
+    def under_root(pid: int) -> bool:
+        for _ in range(64):
+            if pid == root:
+                return True
+            pid = parents.get(pid, 0)
+            if pid <= 1:
+                return False
+        return False
+
+    return [pid for pid, cmdline in cmdlines.items() if word.encode() in cmdline and under_root(pid) and pid != root]
 
 
 def _wait_for(condition: object, limit_s: float = 30.0) -> None:

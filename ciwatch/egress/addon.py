@@ -104,11 +104,11 @@ class FlowRecorder:
         flow.response.stream = digest
 
     def _learns_from(self, flow: Any) -> bool:
-        return (
-            self.allowlist is not None
-            and self.allowlist.policy.allow.registries_auto
-            and self.allowlist.is_index(flow.request.pretty_host)
-        )
+        allowlist = self.allowlist
+        if allowlist is None or not allowlist.policy.allow.registries_auto:
+            return False
+        # Until the registries are known, any index-like page may turn out to be a registry's.
+        return not allowlist.registries_settled or allowlist.is_index(flow.request.pretty_host)
 
     def response(self, flow: Any) -> None:
         self._emit_http(flow, error=None)
@@ -122,9 +122,10 @@ class FlowRecorder:
             body = flow.response.content or b""
         except ValueError:  # an undecodable content-encoding
             return
+        learned_from = flow.request.pretty_host
         for host, url in download_hosts(content_type, body, flow.request.pretty_url).items():
-            if not self.allowlist.allows(host):
-                self.sink(AllowlistLearned(host=host, learned_from=flow.request.pretty_host, url=redact_url(url)))
+            if self.allowlist.offer_learned(learned_from, host, redact_url(url)):
+                self.sink(AllowlistLearned(host=host, learned_from=learned_from, url=redact_url(url)))
 
     def error(self, flow: Any) -> None:
         if flow.metadata.get("ciwatch_recorded"):

@@ -28,6 +28,11 @@ class RuntimeAllowlist:
         self.learned: set[str] = set()
         self.names_of_address: dict[str, set[str]] = {}
         """What DNS said: address -> the names that resolved to it during the run."""
+        self.registries_settled = not policy.allow.registries_auto
+        """False while the job's registries are still being discovered (outside block mode
+        that runs alongside the build): download hosts offered meanwhile wait in
+        ``_pending`` until it is known whether their index is a registry."""
+        self._pending: list[tuple[str, str, str]] = []
 
     def observe(self, event: Event) -> None:
         """Take in a record event that changes what is allowed."""
@@ -65,6 +70,26 @@ class RuntimeAllowlist:
             return any(self._allows_name(name) for name in names)
         with self._lock:
             return self._allows_name(host)
+
+    def offer_learned(self, learned_from: str, host: str, url: str) -> bool:
+        """A download host named by ``learned_from``'s response: True to record it now; False
+        if it is already allowed, not from an index, or waits for the registries."""
+        with self._lock:
+            if not self.registries_settled:
+                self._pending.append((learned_from, host, url))
+                return False
+        return self.is_index(learned_from) and not self.allows(host)
+
+    def settle_registries(self) -> list[tuple[str, str, str]]:
+        """The registries are all known now: the waiting offers that come from one of them."""
+        with self._lock:
+            self.registries_settled = True
+            pending, self._pending = self._pending, []
+        found: dict[str, tuple[str, str, str]] = {}
+        for learned_from, host, url in pending:
+            if host not in found and self.is_index(learned_from) and not self.allows(host):
+                found[host] = (learned_from, host, url)
+        return list(found.values())
 
     def is_index(self, host: str) -> bool:
         """Hosts whose responses may teach download hosts: the job's registries and the
