@@ -179,25 +179,7 @@ class FlowRecorder:
         if blocking and self.allowlist is not None and not self.allowlist.allows(sni):
             return  # intercept after all: the request is refused by the policy
         data.ignore_connection = True
-        server = data.context.server.address or ("", 0)
-        self.sink(
-            EgressFlow(
-                pid=self._pid(data.context.client),
-                host=sni,
-                sni=sni,
-                server_address=str(server[0]),
-                server_port=int(server[1]),
-                scheme="tls",
-                method=None,
-                url=None,
-                status=None,
-                bytes_out=0,
-                bytes_in=0,
-                sha256=None,
-                content_type=None,
-                tls=TlsHandling.PASSTHROUGH,
-            )
-        )
+        self._emit_passthrough(data.context, sni, error=None)
 
     def tls_failed_client(self, data: Any) -> None:
         """The client refused our certificate: it pins, or carries its own roots. Don't
@@ -207,10 +189,15 @@ class FlowRecorder:
             return
         with self._lock:
             self.passthrough_hosts.add(sni)
-        server = data.context.server.address or ("", 0)
+        error = f"the client rejected the run's CA ({data.conn.error}); later connections pass through"
+        self._emit_passthrough(data.context, sni, error)
+
+    def _emit_passthrough(self, context: Any, sni: str, error: str | None) -> None:
+        """A TLS connection known only by its SNI: the bytes were not (or not yet) read."""
+        server = context.server.address or ("", 0)
         self.sink(
             EgressFlow(
-                pid=self._pid(data.context.client),
+                pid=self._pid(context.client),
                 host=sni,
                 sni=sni,
                 server_address=str(server[0]),
@@ -224,7 +211,7 @@ class FlowRecorder:
                 sha256=None,
                 content_type=None,
                 tls=TlsHandling.PASSTHROUGH,
-                error=f"the client rejected the run's CA ({data.conn.error}); later connections pass through",
+                error=error,
             )
         )
 
