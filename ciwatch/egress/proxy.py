@@ -167,7 +167,11 @@ class EgressProxy:
         opts.update(connection_strategy="lazy")
         if self.config.upstream_trust is not None:
             opts.update(ssl_verify_upstream_trusted_ca=str(self.config.upstream_trust))
-        logging.getLogger("mitmproxy").setLevel(logging.DEBUG if self.config.verbose else logging.CRITICAL)
+        quiet = logging.DEBUG if self.config.verbose else logging.CRITICAL
+        # Connections still open at shutdown end as cancelled tasks, which asyncio reports
+        # with a traceback: noise on the build's stderr, not a problem.
+        for name in ("mitmproxy", "asyncio"):
+            logging.getLogger(name).setLevel(quiet)
         linux_original_addr = platform.original_addr
         destinations = self.destinations
 
