@@ -188,6 +188,7 @@ def run(
         if enforcer.blocking:
             tracer.gate = enforcer
             tracer.gate_direct_tcp = options.net in (NetMode.ENV, NetMode.OFF)
+            tracer.dns_via_namespace = options.net is NetMode.SANDBOX
         if discovery is not None and enforcer.blocking:
             # Live decisions need the whole allowlist before the build makes its first request.
             _settle_registries(discovery, allowlist, sink)

@@ -50,6 +50,7 @@ def contacts(tree: ProcessTree) -> list[Contact]:
     # In sandbox mode every TCP connection was sent to the proxy by nftables: its flow says it.
     tcp_through_proxy = tree.record.header.net_mode == "sandbox"
     dns_seen: set[tuple[int | None, str]] = set()
+    queried: set[str] = set()  # names the tracer saw a build process ask its resolver for
     for item in tree.record.events:
         event = item.event
         node = tree.node_at(item.seq)
@@ -66,6 +67,13 @@ def contacts(tree: ProcessTree) -> list[Contact]:
             if not _is_local(event.address) and event.port != 53:
                 found.append(Contact(ContactKind.DATAGRAM, event.address, event.port, item.seq, event, node))
         elif isinstance(event, DnsQuery | DnsAnswer):
+            name = event.name.lower().rstrip(".")
+            if isinstance(event, DnsQuery):
+                queried.add(name)
+            elif event.pid is None and name in queried:
+                # ciwatch's DNS server couldn't tell who asked (sandbox mode: a packet from the
+                # namespace); the tracer's query, with its process and hook, is this lookup.
+                continue
             key = (event.pid, event.name)
             if key not in dns_seen:  # the tracer's query and the proxy's answer are one lookup
                 dns_seen.add(key)

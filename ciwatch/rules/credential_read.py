@@ -68,6 +68,20 @@ def _mentioned_credential(argv: list[str], home: str) -> str | None:
     return None
 
 
+def _invoked(argv: list[str], path: str, exe: str) -> list[str]:
+    """The command line as the hook invoked it. When the file run is a script (``path`` is not
+    the ``exe`` the kernel ran), the kernel's argv starts with the ``#!`` interpreter and its
+    optional argument (``/usr/bin/python3 /usr/local/bin/detect-secrets scan``); a tool is
+    known by its own name whether it is a binary or a script, so that prefix is dropped."""
+    if not path or path == exe:
+        return argv
+    name = os.path.basename(path)
+    for index in (1, 2):
+        if index < len(argv) and os.path.basename(argv[index]) == name:
+            return argv[index:]
+    return argv
+
+
 def _token_command(argv: list[str]) -> str | None:
     name = program_name(argv)
     if name in _TOKEN_TOOLS:
@@ -115,7 +129,7 @@ class CredentialRead:
             if node.hook is None:
                 continue
             for seq, event in node.execs:
-                tool = _token_command(event.argv)
+                tool = _token_command(_invoked(event.argv, event.path, event.exe))
                 mentioned = _mentioned_credential(event.argv, home)
                 if tool is not None:
                     yield context.finding(INFO, f"{node.hook.label} ran {tool}", node, [seq])

@@ -142,6 +142,9 @@ class Tracer:
         """Set in block mode: refuses traffic that would not pass the proxy."""
         self.gate_direct_tcp = False
         """Also gate TCP connects that aren't redirected (env mode: those bypass the proxy)."""
+        self.dns_via_namespace = False
+        """Set in sandbox mode: nftables sends the namespace's DNS to ciwatch's DNS listener,
+        which judges each name, so DNS to the configured resolver is not the gate's to refuse."""
         self.dns_redirected: dict[tuple[int, int], bytes] = {}
         """(pid, fd) of DNS sockets sent to ciwatch's listener -> the resolver's sockaddr."""
         self._pidfds: dict[int, int] = {}
@@ -527,7 +530,11 @@ class Tracer:
             return False
         if protocol == "tcp" and not self.gate_direct_tcp:
             return False
-        if protocol == "udp" and destination.port == _DNS_PORT and self.redirect is not None:
+        if (
+            protocol == "udp"
+            and destination.port == _DNS_PORT
+            and (self.redirect is not None or self.dns_via_namespace)
+        ):
             return False  # goes to ciwatch's DNS listener, which judges the name
         reason = self.gate.direct_traffic_refusal(destination.address, destination.port, protocol, thread.tgid)
         if reason is None:
