@@ -530,6 +530,8 @@ class Tracer:
             return False
         if protocol == "tcp" and not self.gate_direct_tcp:
             return False
+        if protocol == "udp" and destination.port == 0:
+            return False  # getaddrinfo's source-address probe: a UDP connect that sends nothing
         if (
             protocol == "udp"
             and destination.port == _DNS_PORT
