@@ -226,6 +226,7 @@ def run(
             tracer.redirect = None
         for path in sorted(tracer.written):
             tracer.hash_written(path)
+        tracer.flush()
     except KeyboardInterrupt:
         clean, error = False, "interrupted"
         tracer.kill_all()

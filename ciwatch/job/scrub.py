@@ -81,12 +81,19 @@ def secret_values(env: Mapping[str, str]) -> list[str]:
 class Scrubber:
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = secrets
+        # One search that says whether any rule below could apply: most strings (paths,
+        # argv) have nothing to scrub, and the record is written at every traced syscall.
+        suspects = [re.escape(secret) for secret in secrets] + [_TOKENS.pattern, "@", _INLINE.pattern]
+        self._suspect = re.compile("|".join(f"(?:{s})" for s in suspects), _INLINE.flags)
+        self._fields: dict[type, tuple[str, ...]] = {}
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> Scrubber:
         return cls(secret_values(env))
 
     def text(self, value: str) -> str:
+        if not self._suspect.search(value):
+            return value
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
@@ -109,11 +116,14 @@ class Scrubber:
 
     def event(self, event: T) -> T:
         """The event with every string field scrubbed (the same object when nothing changed)."""
+        names = self._fields.get(type(event))
+        if names is None:
+            names = self._fields[type(event)] = tuple(f.name for f in dataclasses.fields(event))  # type: ignore[arg-type]
         changes = {}
-        for item in dataclasses.fields(event):  # type: ignore[arg-type]
-            current = getattr(event, item.name)
+        for name in names:
+            current = getattr(event, name)
             if isinstance(current, (str, list, dict)):
                 scrubbed = self.value(current)
                 if scrubbed != current:
-                    changes[item.name] = scrubbed
+                    changes[name] = scrubbed
         return dataclasses.replace(event, **changes) if changes else event  # type: ignore[type-var]

@@ -42,7 +42,7 @@ def read_bytes(pid: int, address: int, size: int) -> bytes:
         got = _process_vm_readv(pid, ctypes.byref(_local), 1, ctypes.byref(_remote), 1, 0)
         if got <= 0:
             break
-        out += _buffer.raw[:got]
+        out += ctypes.string_at(_buffer, got)  # not .raw, which copies the whole buffer
         if got < chunk:
             break
         address += got
@@ -56,9 +56,11 @@ def read_cstring(pid: int, address: int, limit: int = 65536) -> bytes:
     if address == 0:
         return b""
     out = bytearray()
+    want = 256  # most paths fit: a first short read, then page by page
     while len(out) < limit:
         to_page_end = _PAGE - (address % _PAGE)
-        chunk = read_bytes(pid, address, to_page_end)
+        chunk = read_bytes(pid, address, min(to_page_end, want))
+        want = _PAGE
         if not chunk:
             break
         nul = chunk.find(b"\0")

@@ -126,6 +126,7 @@ class Tracer:
 
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
+        self._pending: list[Event] = []
         self.threads: dict[int, _Thread] = {}
         self.processes: dict[int, _Process] = {}
         self.written: dict[str, int] = {}
@@ -213,7 +214,25 @@ class Tracer:
 
     # -- the loop ------------------------------------------------------------------------
 
+    def _emit(self, event: Event) -> None:
+        # Events wait until the tracee has been resumed: building, scrubbing and writing a
+        # record line then overlaps with the build instead of stalling it.
+        self._pending.append(event)
+
+    def flush(self) -> None:
+        """Hand the events gathered so far to the sink (the loop does it after each stop)."""
+        if self._pending:
+            events, self._pending = self._pending, []
+            for event in events:
+                self.sink(event)
+
     def _step(self) -> None:
+        try:
+            self._handle_stop()
+        finally:
+            self.flush()
+
+    def _handle_stop(self) -> None:
         try:
             tid, status = os.waitpid(-1, _WALL)
         except ChildProcessError:
@@ -256,7 +275,7 @@ class Tracer:
             parent = self.processes.get(ppid)
             in_hook = parent.in_hook if parent else False
             self.processes[tid] = _Process(tid, ppid, argv=list(parent.argv) if parent else [], in_hook=in_hook)
-            self.sink(ProcessStart(pid=tid, ppid=ppid))
+            self._emit(ProcessStart(pid=tid, ppid=ppid))
         return thread
 
     def _resume(self, thread: _Thread, sig: int = 0) -> None:
@@ -276,7 +295,7 @@ class Tracer:
         process = self.processes.get(tid)
         if process is not None and not process.exited:
             process.exited = True
-            self.sink(ProcessExit(pid=tid, exit_code=code, signal=sig))
+            self._emit(ProcessExit(pid=tid, exit_code=code, signal=sig))
         for other in [t for t in self.threads.values() if t.tgid == tid]:
             del self.threads[other.tid]
         if tid == self.root_pid and self.root_exit is None:
@@ -314,7 +333,7 @@ class Tracer:
             argv = list(parent_process.argv) if parent_process else []
             in_hook = parent_process.in_hook if parent_process else False
             self.processes[child_tid] = _Process(child_tid, parent.tgid, argv=argv, in_hook=in_hook)
-            self.sink(ProcessStart(pid=child_tid, ppid=parent.tgid))
+            self._emit(ProcessStart(pid=child_tid, ppid=parent.tgid))
 
     def _on_exec_done(self, thread: _Thread, former_tid: int) -> None:
         pid = thread.tid
@@ -355,7 +374,7 @@ class Tracer:
             stdin=procfs.fd_path(pid, 0),
             stdout=procfs.fd_path(pid, 1),
         )
-        self.sink(event)
+        self._emit(event)
         if self.follow_hooks and not process.in_hook:
             parent = self.processes.get(process.ppid)
             if detect_hook(event, parent.last_exec if parent else None, pid, 0) is not None:
@@ -365,7 +384,7 @@ class Tracer:
                 thread.deep = True
         process.last_exec = event
         if exe.startswith("/memfd:"):
-            self.sink(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=exe))
+            self._emit(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=exe))
         if path in self.written:
             # Written earlier in this run and now run: hash it as it is executed, since it
             # may be gone (or different) by the end of the run.
@@ -374,7 +393,7 @@ class Tracer:
     def hash_written(self, path: str) -> None:
         found = inspect_executable(path)
         if found is not None:
-            self.sink(
+            self._emit(
                 FileHash(
                     path=found.path,
                     sha256=found.sha256,
@@ -416,7 +435,7 @@ class Tracer:
             name, abi = nr.name_i386(number), "i386 (int 0x80)"
         else:
             name, abi = nr.name_x86_64(number & ~nr.X32_SYSCALL_BIT), "x32"
-        self.sink(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.FOREIGN_ABI, detail=f"{abi} syscall {name}"))
+        self._emit(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.FOREIGN_ABI, detail=f"{abi} syscall {name}"))
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -436,7 +455,7 @@ class Tracer:
     def _write(
         self, thread: _Thread, op: FileOp, path: str, target: str | None = None, flags: int | None = None
     ) -> None:
-        self.sink(FileWrite(pid=thread.tgid, op=op, path=path, target=target, flags=flags))
+        self._emit(FileWrite(pid=thread.tgid, op=op, path=path, target=target, flags=flags))
         match op:
             case FileOp.OPEN | FileOp.CREAT | FileOp.CHMOD:
                 self.written[path] = thread.tgid
@@ -521,7 +540,7 @@ class Tracer:
 
     def _on_io_uring_setup(self, thread: _Thread, args: tuple[int, ...]) -> None:
         detail = "io_uring_setup: its I/O bypasses syscall tracing"
-        self.sink(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.IO_URING, detail=detail))
+        self._emit(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.IO_URING, detail=detail))
         if self.gate is not None and not self.gate.io_uring_allowed(thread.tgid):
             self._refuse_syscall(thread, errno.EPERM)  # programs fall back to ordinary syscalls
 
@@ -559,7 +578,7 @@ class Tracer:
 
     def _on_ptrace(self, thread: _Thread, args: tuple[int, ...]) -> None:
         detail = f"ptrace(request={_signed64(args[0])}, pid={_signed32(args[1])})"
-        self.sink(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.PTRACE, detail=detail))
+        self._emit(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.PTRACE, detail=detail))
 
     # -- network -------------------------------------------------------------------------
 
@@ -617,7 +636,7 @@ class Tracer:
         protocol, inode = self._socket_info(thread, fd)
         redirected = self._redirect(thread, fd, args[1], raw, destination, protocol, inode)
         if not redirected and self._refused_by_gate(thread, destination, protocol):
-            self.sink(
+            self._emit(
                 NetConnect(
                     pid=thread.tgid,
                     family=destination.family,
@@ -640,7 +659,7 @@ class Tracer:
     def _connected(
         self, thread: _Thread, fd: int, destination: SocketAddress, protocol: str, result: int, redirected: bool
     ) -> None:
-        self.sink(
+        self._emit(
             NetConnect(
                 pid=thread.tgid,
                 family=destination.family,
@@ -663,7 +682,7 @@ class Tracer:
             thread.watch_budget = _DNS_WATCH_BUDGET
 
     def _sent(self, thread: _Thread, destination: SocketAddress, protocol: str, payload: bytes, size: int) -> None:
-        self.sink(
+        self._emit(
             NetSend(
                 pid=thread.tgid,
                 family=destination.family,
@@ -681,7 +700,7 @@ class Tracer:
             query = DnsQuery(
                 pid=thread.tgid, name=question.name, qtype=question.qtype, server=server.address, port=server.port
             )
-            self.sink(query)
+            self._emit(query)
 
     def _on_sendto(self, thread: _Thread, args: tuple[int, ...]) -> None:
         raw = read_bytes(thread.tid, args[4], min(args[5], 128))
@@ -780,12 +799,12 @@ class Tracer:
         elif number == nr.PROCESS_VM_READV:
             target = _signed32(args[0])
             if target != thread.tgid:
-                self.sink(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how="process_vm_readv"))
+                self._emit(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how="process_vm_readv"))
             return
         else:
             return
         if is_credential_path(path, self.home, thread.tgid):
-            self.sink(FileRead(pid=thread.tgid, path=path, how="open"))
+            self._emit(FileRead(pid=thread.tgid, path=path, how="open"))
 
     def _on_dns_socket_syscall(self, thread: _Thread, number: int, args: tuple[int, ...]) -> None:
         """A syscall entry of a thread that holds a connected DNS or UDP socket (stepped mode)."""
