@@ -103,6 +103,24 @@ def build_filter(*, trace_receives: bool = False) -> bytes:
     return p.assemble()
 
 
+def build_hook_filter() -> bytes:
+    """The filter added to a lifecycle hook's process (and so to all it starts): it also
+    stops at read-only opens and at reads of another process's memory, so that a hook's
+    reads of credentials are seen while the rest of the build keeps the write-only filter.
+    Stacked filters combine: a syscall is traced when either says so."""
+    p = _Program()
+    p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
+    p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "allow")  # the base filter traces foreign ABIs
+    p.emit(_BPF_LD_W_ABS, _OFFSET_NR)
+    for number in (nr.OPEN, nr.OPENAT, nr.OPENAT2, nr.PROCESS_VM_READV):
+        p.emit(_BPF_JEQ_K, number, "trace", 0)
+    p.label("allow")
+    p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
+    p.label("trace")
+    p.emit(_BPF_RET_K, SECCOMP_RET_TRACE)
+    return p.assemble()
+
+
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22
 _SECCOMP_MODE_FILTER = 2

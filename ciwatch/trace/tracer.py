@@ -20,6 +20,7 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ptrace import PtraceError
 from ptrace.binding.func import ptrace_getregs, ptrace_setregs
@@ -47,6 +48,7 @@ from ciwatch.trace.executables import inspect_executable
 from ciwatch.trace.memory import read_bytes, read_cstring, read_u64, write_bytes
 from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr, encode_sockaddr, is_loopback
 from ciwatch.trace.redirect import Redirector, TrafficGate
+from ciwatch.trace.seccomp import build_hook_filter
 from ciwatch.trace.sensitive import is_credential_path
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,19 @@ _SYS_PIDFD_GETFD = 438
 #: Called with a syscall's return value at its exit stop.
 _ExitAction = Callable[[int], None]
 
+_SYS_SECCOMP = 317
+_SECCOMP_SET_MODE_FILTER = 1
+#: Below the stack pointer, past the red zone: scratch space for the injected filter.
+_SCRATCH_BELOW_SP = 128 + 512
+_HOOK_FILTER = build_hook_filter()
+
+
+@dataclass
+class _Injection:
+    saved_regs: Any = None
+    """The registers at the syscall entry that was borrowed; restored (and the syscall
+    instruction replayed) once seccomp() has returned."""
+
 
 @dataclass
 class _Thread:
@@ -85,12 +100,16 @@ class _Thread:
     watch_budget: int = 0
 
     deep: bool = False
-    """In a hook's subtree: stopped at every syscall, so reads are seen too (credential-read)."""
+    """In a hook's subtree where the hook filter could not be added: stopped at every
+    syscall instead, so reads are seen too (credential-read)."""
+    injection: _Injection | None = None
+    """Adding the hook filter: the tracee makes a seccomp() call on ciwatch's behalf."""
 
     @property
     def steps_syscalls(self) -> bool:
         watching = bool(self.dns_sockets) or bool(self.udp_sockets)
-        return self.deep or self.pending_exit is not None or (watching and self.watch_budget > 0)
+        stepping = self.deep or self.injection is not None or self.pending_exit is not None
+        return stepping or (watching and self.watch_budget > 0)
 
 
 @dataclass
@@ -178,6 +197,7 @@ class Tracer:
             nr.RECVMSG: self._on_recvmsg,
             nr.IO_URING_SETUP: self._on_io_uring_setup,
             nr.PTRACE: self._on_ptrace,
+            nr.PROCESS_VM_READV: self._on_process_vm_readv,
         }
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -381,7 +401,7 @@ class Tracer:
                 # From here on this process and its descendants stop at every syscall: a
                 # hook's reads of credentials are invisible to the write-only filter.
                 process.in_hook = True
-                thread.deep = True
+                thread.injection = _Injection()
         process.last_exec = event
         if exe.startswith("/memfd:"):
             self._emit(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=exe))
@@ -411,6 +431,9 @@ class Tracer:
             if action is not None:
                 thread.pending_exit = None
                 action(info.rval)
+        elif info.op == pt.SYSCALL_INFO_ENTRY and thread.injection is not None:
+            if info.arch == pt.AUDIT_ARCH_X86_64:
+                self._inject_hook_filter(thread)
         elif info.op == pt.SYSCALL_INFO_ENTRY:
             if thread.deep and info.arch == pt.AUDIT_ARCH_X86_64:
                 self._on_hook_syscall(thread, info.nr, info.args)
@@ -481,16 +504,27 @@ class Tracer:
         else:
             thread.pending_exec = self._resolve(thread, args[0], path)
 
+    def _opened(self, thread: _Thread, path: str, flags: int) -> None:
+        if flags & nr.WRITE_OPEN_FLAGS:
+            self._write(thread, FileOp.OPEN, path, flags=flags)
+        elif is_credential_path(path, self.home, thread.tgid):
+            # Only a hook's processes stop at read-only opens (the hook filter).
+            self._emit(FileRead(pid=thread.tgid, path=path, how="open"))
+
     def _on_open(self, thread: _Thread, args: tuple[int, ...]) -> None:
-        self._write(thread, FileOp.OPEN, self._path_at(thread, _AT_FDCWD, args[0]), flags=args[1] & 0xFFFFFFFF)
+        self._opened(thread, self._path_at(thread, _AT_FDCWD, args[0]), args[1] & 0xFFFFFFFF)
 
     def _on_openat(self, thread: _Thread, args: tuple[int, ...]) -> None:
-        self._write(thread, FileOp.OPEN, self._path_at(thread, args[0], args[1]), flags=args[2] & 0xFFFFFFFF)
+        self._opened(thread, self._path_at(thread, args[0], args[1]), args[2] & 0xFFFFFFFF)
 
     def _on_openat2(self, thread: _Thread, args: tuple[int, ...]) -> None:
-        flags = read_u64(thread.tid, args[2]) or 0
-        if flags & nr.WRITE_OPEN_FLAGS:
-            self._write(thread, FileOp.OPEN, self._path_at(thread, args[0], args[1]), flags=flags & 0xFFFFFFFF)
+        flags = (read_u64(thread.tid, args[2]) or 0) & 0xFFFFFFFF
+        self._opened(thread, self._path_at(thread, args[0], args[1]), flags)
+
+    def _on_process_vm_readv(self, thread: _Thread, args: tuple[int, ...]) -> None:
+        target = _signed32(args[0])
+        if target != thread.tgid:
+            self._emit(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how="process_vm_readv"))
 
     def _on_creat(self, thread: _Thread, args: tuple[int, ...]) -> None:
         self._write(thread, FileOp.CREAT, self._path_at(thread, _AT_FDCWD, args[0]), flags=args[1] & 0o7777)
@@ -789,6 +823,47 @@ class Tracer:
             if self._on_msg(thread, _signed32(args[0]), args[1] + 64 * index):
                 break
 
+    def _inject_hook_filter(self, thread: _Thread) -> None:
+        """At a syscall entry of a hook's process: turn it into seccomp(SET_MODE_FILTER, hook
+        filter); at its exit, restore the registers and step back over the syscall
+        instruction, so that the original syscall runs as if nothing had happened."""
+        injection = thread.injection
+        assert injection is not None
+        regs = ptrace_getregs(thread.tid)
+        injection.saved_regs = _copy_regs(regs)
+        program = _HOOK_FILTER
+        fprog = (regs.rsp - _SCRATCH_BELOW_SP) & ~0xF
+        filter_address = fprog + 16
+        ok = write_bytes(thread.tid, filter_address, program) and write_bytes(
+            thread.tid, fprog, struct.pack("<HxxxxxxQ", len(program) // 8, filter_address)
+        )
+        if not ok:
+            self._hook_filter_failed(thread)
+            return
+        regs.orig_rax = _SYS_SECCOMP
+        regs.rdi = _SECCOMP_SET_MODE_FILTER
+        regs.rsi = 0
+        regs.rdx = fprog
+        ptrace_setregs(thread.tid, regs)
+        thread.pending_exit = lambda result: self._finish_hook_filter(thread, result)
+
+    def _finish_hook_filter(self, thread: _Thread, result: int) -> None:
+        injection = thread.injection
+        thread.injection = None
+        if injection is None or injection.saved_regs is None:
+            return
+        regs = injection.saved_regs
+        regs.rip -= 2  # the syscall instruction, to run the original syscall again
+        regs.rax = regs.orig_rax
+        ptrace_setregs(thread.tid, regs)
+        if result != 0:  # no_new_privs and no CAP_SYS_ADMIN, or seccomp refused
+            self._hook_filter_failed(thread)
+
+    def _hook_filter_failed(self, thread: _Thread) -> None:
+        log.debug("could not add the hook filter to %d: following it syscall by syscall", thread.tid)
+        thread.injection = None
+        thread.deep = True
+
     def _on_hook_syscall(self, thread: _Thread, number: int, args: tuple[int, ...]) -> None:
         """A syscall entry of a process inside a hook: reads of credentials and of other
         processes' memory (writes already stopped at the filter)."""
@@ -828,3 +903,12 @@ class Tracer:
             self._dns(thread, server, read_bytes(thread.tid, args[1], min(args[2], 4096)), tcp=tcp)
         elif number == nr.WRITEV:
             self._dns(thread, server, self._read_iovecs(thread, args[1], args[2])[0], tcp=tcp)
+
+
+def _copy_regs(regs: Any) -> Any:
+    """A copy of a ctypes register structure (ptrace_getregs returns one)."""
+    import ctypes as c
+
+    copy = type(regs)()
+    c.memmove(c.addressof(copy), c.addressof(regs), c.sizeof(regs))
+    return copy
