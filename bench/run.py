@@ -129,8 +129,17 @@ CONFIGURATIONS: list[Configuration] = [
         lambda run: [*run.ciwatch, "run", "--net", "off", "--out", str(run.record_dir), "--", *run.command],
         runs_ciwatch=True,
     ),
-    Configuration("strace -f", _strace()),
-    Configuration("strace -f --seccomp-bpf", _strace("--seccomp-bpf", "-e", f"trace={CIWATCH_SYSCALLS}")),
+    Configuration(
+        "ciwatch redirect",
+        lambda run: [*run.ciwatch, "run", "--net", "redirect", "--out", str(run.record_dir), "--", *run.command],
+        runs_ciwatch=True,
+    ),
+    Configuration("strace -f", _strace(), workloads=frozenset({"npm", "pip"})),
+    Configuration(
+        "strace -f --seccomp-bpf",
+        _strace("--seccomp-bpf", "-e", f"trace={CIWATCH_SYSCALLS}"),
+        workloads=frozenset({"npm", "pip"}),
+    ),
 ]
 
 
@@ -246,6 +255,22 @@ def _prepare_npm() -> str:
 
 def _reset_npm() -> None:
     _rmtree(NPM_WORK / "node_modules")
+
+
+# npm-online: the same project with an empty npm cache for every run, so that `npm ci`
+# downloads every packument and tarball from the registry npm is configured for.
+
+NPM_ONLINE_CACHE = WORK / "npm-online-cache"
+
+
+def _prepare_npm_online() -> str:
+    description = _prepare_npm()
+    return description.replace("warm cache", "empty cache: every tarball downloaded")
+
+
+def _reset_npm_online() -> None:
+    _reset_npm()
+    _rmtree(NPM_ONLINE_CACHE)
 
 
 # pip: sdists that must be built (setup.py, pyproject, a C extension compiled by gcc), made here
@@ -384,6 +409,21 @@ WORKLOADS: list[Workload] = [
         env={**os.environ, "npm_config_progress": "false", "npm_config_update_notifier": "false"},
         prepare=_prepare_npm,
         reset=_reset_npm,
+        needs=("npm", "node"),
+    ),
+    Workload(
+        name="npm-online",
+        command=["npm", "ci", "--prefer-online", "--no-audit", "--no-fund"],
+        cwd=NPM_WORK,
+        env={
+            **os.environ,
+            "npm_config_progress": "false",
+            "npm_config_update_notifier": "false",
+            "npm_config_cache": str(NPM_ONLINE_CACHE),
+        },
+        prepare=_prepare_npm_online,
+        reset=_reset_npm_online,
+        in_all=False,
         needs=("npm", "node"),
     ),
     Workload(
