@@ -143,6 +143,7 @@ def run(
         )
     )
     tracer = Tracer(sink)
+    tracer.on_idle = writer.flush
     clean = True
     error: str | None = None
     build: BuildExit | None = None

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ciwatch.egress.learn import download_hosts
+from ciwatch.egress.learn import DownloadHostScanner
 from ciwatch.egress.origdst import OriginalDestinations
 from ciwatch.job.scrub import redact_url
 from ciwatch.policy.allowlist import RuntimeAllowlist
@@ -31,11 +31,15 @@ class _BodyDigest:
     digest: Any = field(default_factory=hashlib.sha256)
     digest512: Any = field(default_factory=hashlib.sha512)
     size: int = 0
+    scanner: DownloadHostScanner | None = None
+    """Set for an index's pages: the download hosts they name, found as they stream by."""
 
     def __call__(self, chunk: bytes) -> bytes:
         self.digest.update(chunk)
         self.digest512.update(chunk)
         self.size += len(chunk)
+        if self.scanner is not None:
+            self.scanner.feed(chunk)
         return chunk
 
 
@@ -96,10 +100,11 @@ class FlowRecorder:
             )
 
     def responseheaders(self, flow: Any) -> None:
-        content_type = flow.response.headers.get("content-type", "")
-        if self._learns_from(flow) and ("json" in content_type or "html" in content_type):
-            return  # an index page: kept whole, to learn the download hosts it names
         digest = _BodyDigest()
+        if flow.response.status_code == 200 and self._learns_from(flow):
+            headers = flow.response.headers
+            scanner = DownloadHostScanner(headers.get("content-type", ""), headers.get("content-encoding", ""))
+            digest.scanner = scanner if scanner.active else None
         flow.metadata["ciwatch_digest"] = digest
         flow.response.stream = digest
 
@@ -112,18 +117,13 @@ class FlowRecorder:
 
     def response(self, flow: Any) -> None:
         self._emit_http(flow, error=None)
-        if flow.metadata.get("ciwatch_digest") is None and flow.response.status_code == 200 and self._learns_from(flow):
-            self._learn(flow)
+        digest: _BodyDigest | None = flow.metadata.get("ciwatch_digest")
+        if digest is not None and digest.scanner is not None and digest.scanner.hosts:
+            self._learn(flow.request.pretty_host, digest.scanner.hosts)
 
-    def _learn(self, flow: Any) -> None:
+    def _learn(self, learned_from: str, hosts: dict[str, str]) -> None:
         assert self.allowlist is not None
-        content_type = flow.response.headers.get("content-type", "")
-        try:
-            body = flow.response.content or b""
-        except ValueError:  # an undecodable content-encoding
-            return
-        learned_from = flow.request.pretty_host
-        for host, url in download_hosts(content_type, body, flow.request.pretty_url).items():
+        for host, url in hosts.items():
             if self.allowlist.offer_learned(learned_from, host, redact_url(url)):
                 self.sink(AllowlistLearned(host=host, learned_from=learned_from, url=redact_url(url)))
 

@@ -1,57 +1,89 @@
-"""Download hosts named by an index's responses: an npm packument's ``dist.tarball``, a PEP
-503 simple page's file links, a PEP 691 JSON page's ``files[].url``, cargo's ``config.json``
-``dl``. Only these fields: a packument also names homepages and repositories, which are not
-downloads and must not widen the allowlist."""
+"""Download hosts named by an index's responses, found while the body streams through.
+
+Only the fields that name downloads: an npm packument's ``dist.tarball``, a PEP 691 JSON
+page's ``files[].url``, cargo's ``config.json`` ``dl``, a PEP 503 page's absolute file links.
+A packument also names homepages and repositories, which are not downloads and must not
+widen the allowlist. Bodies are scanned chunk by chunk (decompressed as they come), never
+parsed whole: a popular package's packument is megabytes, fetched hundreds of times a run.
+"""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator
+import zlib
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
-_HREF = re.compile(rb"""<a\s[^>]*href\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
-_MAX_BODY = 64 * 1024 * 1024
-
-
-def _json_urls(data: Any) -> Iterator[str]:
-    if isinstance(data, dict):
-        dist = data.get("dist")
-        if isinstance(dist, dict) and isinstance(dist.get("tarball"), str):
-            yield dist["tarball"]
-        files = data.get("files")
-        if isinstance(files, list):
-            for entry in files:
-                if isinstance(entry, dict) and isinstance(entry.get("url"), str):
-                    yield entry["url"]
-        if isinstance(data.get("dl"), str):
-            yield data["dl"]
-        versions = data.get("versions")
-        if isinstance(versions, dict):
-            for version in versions.values():
-                yield from _json_urls(version)
+_NPM_OR_CARGO = re.compile(rb'"(?:tarball|dl)"\s*:\s*"(https?://[^"\\]+)"')
+_PEP691 = re.compile(rb'"url"\s*:\s*"(https?://[^"\\]+)"')
+_HTML_LINK = re.compile(rb"""<a\s[^>]*?href\s*=\s*["'](https?://[^"']+)["']""", re.IGNORECASE)
+#: Kept from the end of one chunk for the next, so a field split between chunks is found.
+_OVERLAP = 4096
+_MAX_SCANNED = 256 * 1024 * 1024
 
 
-def download_urls(content_type: str, body: bytes, base_url: str) -> list[str]:
-    if len(body) > _MAX_BODY:
-        return []
-    urls: list[str] = []
+def _pattern_for(content_type: str) -> re.Pattern[bytes] | None:
+    if "vnd.pypi.simple" in content_type and "json" in content_type:
+        return _PEP691
     if "json" in content_type:
-        try:
-            urls = list(_json_urls(json.loads(body)))
-        except (ValueError, UnicodeDecodeError):
-            return []
-    elif "html" in content_type:
-        urls = [urljoin(base_url, m.group(1).decode("utf-8", "replace")) for m in _HREF.finditer(body)]
-    return [url for url in urls if urlsplit(url).scheme in ("http", "https")]
+        return _NPM_OR_CARGO
+    if "html" in content_type:
+        return _HTML_LINK
+    return None
 
 
-def download_hosts(content_type: str, body: bytes, base_url: str) -> dict[str, str]:
-    """host -> one URL that names it."""
-    found: dict[str, str] = {}
-    for url in download_urls(content_type, body, base_url):
-        host = urlsplit(url).hostname
-        if host and host not in found:
-            found[host] = url
-    return found
+def _decoder(content_encoding: str) -> Any:
+    encoding = content_encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(47)  # gzip or zlib, told apart by their headers
+    if encoding == "br":
+        import brotli  # type: ignore[import-untyped]  # mitmproxy's own dependency
+
+        return brotli.Decompressor()
+    return False  # an encoding we can't read: nothing is learned from it
+
+
+class DownloadHostScanner:
+    def __init__(self, content_type: str, content_encoding: str) -> None:
+        self.pattern = _pattern_for(content_type.lower())
+        self.decoder = _decoder(content_encoding) if self.pattern is not None else None
+        self.hosts: dict[str, str] = {}
+        """host -> one URL that names it."""
+        self._tail = b""
+        self._scanned = 0
+
+    @property
+    def active(self) -> bool:
+        return self.pattern is not None and self.decoder is not False
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.active or self._scanned > _MAX_SCANNED or not chunk:
+            return
+        if self.decoder is not None:
+            try:
+                chunk = (
+                    self.decoder.decompress(chunk)
+                    if hasattr(self.decoder, "decompress")
+                    else self.decoder.process(chunk)
+                )
+            except Exception:  # noqa: BLE001 - a corrupt body teaches nothing; the client will notice
+                self.decoder = False
+                return
+        self._scanned += len(chunk)
+        text = self._tail + chunk
+        assert self.pattern is not None
+        for match in self.pattern.finditer(text):
+            url = match.group(1).decode("utf-8", "replace")
+            host = urlsplit(url).hostname
+            if host and host not in self.hosts:
+                self.hosts[host] = url
+        self._tail = text[-_OVERLAP:]
+
+
+def download_hosts(content_type: str, body: bytes, content_encoding: str = "") -> dict[str, str]:
+    """The download hosts a whole body names (see ``DownloadHostScanner``)."""
+    scanner = DownloadHostScanner(content_type, content_encoding)
+    scanner.feed(body)
+    return scanner.hosts

@@ -1,8 +1,9 @@
 """Append-only JSONL writer: one event a line, written through to the file as it happens.
 
-Each line goes out with a single ``write(2)`` on an ``O_APPEND`` descriptor, so a build or a
-ciwatch killed at any moment leaves every line written so far readable; only an ``end``
-line says that the run finished cleanly.
+Lines go out whole on an ``O_APPEND`` descriptor, so a build or a ciwatch killed at any
+moment leaves every line written so far readable; only an ``end`` line says that the run
+finished cleanly. The tracer's lines are written in batches, at the latest whenever the
+tracer waits for the build: a ciwatch killed mid-burst loses at most that burst.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from ciwatch.record.events import Event, EventKind, to_json_dict
 
 RECORD_FILE = "record.jsonl"
+#: Bytes of record lines the tracer's thread may hold before it writes them.
+_FLUSH_AT = 64 * 1024
 
 
 class RecordWriter:
@@ -28,6 +31,9 @@ class RecordWriter:
         # The tracer (main thread) and the proxy (its own thread) both append.
         self._lock = threading.Lock()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._owner = threading.get_ident()
+        self._buffer: list[bytes] = []
+        self._buffered = 0
 
     def append(self, event: Event) -> int:
         """Write one event; returns its sequence number."""
@@ -38,10 +44,28 @@ class RecordWriter:
             # ensure_ascii keeps lone surrogates (undecodable bytes) as \udcXX escapes.
             data = (json.dumps(line, separators=(",", ":")) + "\n").encode("ascii")
             if self._fd >= 0:
-                os.write(self._fd, data)
+                # The tracer's thread batches its lines while stops come back to back and
+                # writes them before it waits (``flush``); every other thread writes through.
+                self._buffer.append(data)
+                self._buffered += len(data)
+                if threading.get_ident() != self._owner or self._buffered >= _FLUSH_AT:
+                    self._write_buffer()
             if event.kind not in (EventKind.HEADER, EventKind.END):
                 self.counts[str(event.kind)] += 1
             return self._seq
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write_buffer()
+
+    def _write_buffer(self) -> None:
+        if self._buffer and self._fd >= 0:
+            data = b"".join(self._buffer)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        self._buffer.clear()
+        self._buffered = 0
 
     @property
     def closed(self) -> bool:
@@ -49,6 +73,7 @@ class RecordWriter:
 
     def close(self) -> None:
         with self._lock:
+            self._write_buffer()
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1

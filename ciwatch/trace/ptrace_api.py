@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 from dataclasses import dataclass
 
 from ptrace import PtraceError
@@ -86,13 +87,28 @@ class SyscallStop:
     rval: int
 
 
+# The two requests made at every stop go straight to libc: python-ptrace's wrapper costs a few
+# microseconds a call in checks, and the build waits through every one of them.
+_libc = ctypes.CDLL(None, use_errno=True)
+_raw_ptrace = _libc.ptrace
+_raw_ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+_raw_ptrace.restype = ctypes.c_long
+
+
+def _fast_ptrace(request: int, tid: int, addr: int, data: int) -> None:
+    if _raw_ptrace(request, tid, addr, data) == -1:
+        code = ctypes.get_errno()
+        if code:
+            raise PtraceError(f"ptrace({request}, {tid}): {os.strerror(code)}", errno=code, pid=tid)
+
+
 _info = _SyscallInfo()
 _info_addr = ctypes.addressof(_info)
 _info_size = ctypes.sizeof(_info)
 
 
 def syscall_info(tid: int) -> SyscallStop:
-    ptrace(PTRACE_GET_SYSCALL_INFO, tid, _info_size, _info_addr)
+    _fast_ptrace(PTRACE_GET_SYSCALL_INFO, tid, _info_size, _info_addr)
     op = _info.op
     if op == SYSCALL_INFO_EXIT:
         return SyscallStop(op, _info.arch, -1, (), _info.u.exit.rval)
@@ -113,7 +129,7 @@ def event_message(tid: int) -> int:
 def resume(tid: int, signal: int = 0, *, step_syscalls: bool = False) -> bool:
     """Let a stopped tracee run on; False if it has vanished (killed meanwhile)."""
     try:
-        ptrace(PTRACE_SYSCALL if step_syscalls else PTRACE_CONT, tid, 0, signal)
+        _fast_ptrace(PTRACE_SYSCALL if step_syscalls else PTRACE_CONT, tid, 0, signal)
     except PtraceError as error:
         if error.errno == errno.ESRCH:
             return False

@@ -146,6 +146,8 @@ class Tracer:
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self._pending: list[Event] = []
+        self.on_idle: Callable[[], None] = lambda: None
+        """Called before the tracer blocks waiting for the build."""
         self.threads: dict[int, _Thread] = {}
         self.processes: dict[int, _Process] = {}
         self.written: dict[str, int] = {}
@@ -254,7 +256,10 @@ class Tracer:
 
     def _handle_stop(self) -> None:
         try:
-            tid, status = os.waitpid(-1, _WALL)
+            tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
+            if tid == 0:
+                self.on_idle()  # nothing to do until the build stops again: write the record
+                tid, status = os.waitpid(-1, _WALL)
         except ChildProcessError:
             self.threads.clear()
             return
