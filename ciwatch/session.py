@@ -5,6 +5,7 @@ The session wires the stages together; it never prints and never exits (``cli.py
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -20,8 +21,7 @@ from typing import Any
 from ptrace import PtraceError
 
 from ciwatch import __version__, capabilities
-from ciwatch.egress import EgressRun
-from ciwatch.egress.dns import system_resolvers
+from ciwatch.egress.resolvers import system_resolvers
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, from_wait_status
 from ciwatch.job import Scrubber, detect_job
@@ -31,7 +31,7 @@ from ciwatch.policy.model import Mode, Policy, Severity
 from ciwatch.policy.project_hooks import project_hook_allowlists
 from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
 from ciwatch.record.events import AllowlistLearned, End, Event, Header, HooksAllowed, Leftover, RegistryAllowed
-from ciwatch.record.reader import read_record
+from ciwatch.record.reader import record_from_events
 from ciwatch.trace import BuildExit, Tracer
 from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting, wait_ready
 from ciwatch.verdict import Verdict, VerdictKind, evaluate, write_verdict
@@ -150,7 +150,7 @@ def run(
     launch_error: str | None = None
     leftovers: list[int] = []
     background = False
-    egress: EgressRun | None = None
+    egress: Any = None
     build_env = dict(env)
     discovery: _RegistryDiscovery | None = None
     try:
@@ -173,6 +173,8 @@ def run(
             os.waitpid(root.pid, 0)
             raise EnvironmentNotSupported(f"cannot trace the build: ptrace failed ({failure})") from None
         if options.net is not NetMode.OFF:
+            from ciwatch.egress.run import EgressRun
+
             egress = EgressRun(
                 str(options.net),
                 sink,
@@ -256,7 +258,8 @@ def run(
             )
         )
         writer.close()
-    verdict = evaluate(read_record(record_path), policy)
+    # The events as written (scrubbed): the same record `ciwatch check` reads back from disk.
+    verdict = evaluate(record_from_events(writer.kept), policy)
     write_verdict(verdict, options.out_dir)
     if policy.mode is Mode.BLOCK and verdict.verdict is VerdictKind.FAIL and exit_code == 0:
         exit_code = POLICY_FAILED
@@ -289,6 +292,10 @@ class _RegistryDiscovery:
         self._thread.start()
 
     def _discover(self, project_dir: Path, env: dict[str, str]) -> None:
+        # The package managers asked (npm is a node start-up) compete with the build for the
+        # CPU: this thread, and the processes it starts, yield to it.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             from ciwatch.registries import discover_registries
 

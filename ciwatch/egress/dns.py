@@ -27,19 +27,6 @@ _MAX_INFLIGHT = 256
 DnsGate = Callable[[str, int | None], bool]
 
 
-def system_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
-    servers = []
-    try:
-        with open(path) as stream:
-            for line in stream:
-                words = line.split()
-                if len(words) >= 2 and words[0] == "nameserver":
-                    servers.append(words[1].split("%")[0])
-    except OSError:
-        pass
-    return servers
-
-
 class _ListenerProtocol(asyncio.DatagramProtocol):
     def __init__(self, forwarder: DnsForwarder) -> None:
         self.forwarder = forwarder

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ciwatch.egress.dns import system_resolvers
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations
 from ciwatch.egress.proxy import EgressProxy, ProxyConfig
+from ciwatch.egress.resolvers import system_resolvers
 from ciwatch.egress.sandbox import Sandbox, check_sandbox_possible
 from ciwatch.egress.trust import (
     TrustFiles,

@@ -32,6 +32,19 @@ class Record:
         return self.end is not None and self.end.clean
 
 
+def record_from_events(events: list[tuple[int, float, Event]]) -> Record:
+    """The record that a list of (seq, t, event) makes, as ``read_record`` would read it."""
+    header = events[0][2]
+    assert isinstance(header, Header), "a record starts with its header"
+    record = Record(header=header)
+    for seq, t, event in events[1:]:
+        if isinstance(event, End):
+            record.end = event
+        else:
+            record.events.append(RecordedEvent(seq=seq, t=t, event=event))
+    return record
+
+
 def resolve_record_path(path: Path) -> Path:
     """Accept either the ``--out`` directory or the record file itself."""
     if path.is_dir():

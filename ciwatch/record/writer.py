@@ -32,6 +32,8 @@ class RecordWriter:
         self._lock = threading.Lock()
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self._owner = threading.get_ident()
+        self.kept: list[tuple[int, float, Event]] = []
+        """Every event as written, so the run can be judged without reading the file back."""
         self._buffer: list[bytes] = []
         self._buffered = 0
 
@@ -40,7 +42,10 @@ class RecordWriter:
         fields = to_json_dict(event)
         with self._lock:
             self._seq += 1
-            line = {"seq": self._seq, "t": round(time.time(), 6), "job": self.job_key, **fields}
+            now = round(time.time(), 6)
+            line = {"seq": self._seq, "t": now, "job": self.job_key, **fields}
+            if self._fd >= 0:
+                self.kept.append((self._seq, now, event))
             # ensure_ascii keeps lone surrogates (undecodable bytes) as \udcXX escapes.
             data = (json.dumps(line, separators=(",", ":")) + "\n").encode("ascii")
             if self._fd >= 0:
