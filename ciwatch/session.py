@@ -24,7 +24,7 @@ from ciwatch import __version__, capabilities
 from ciwatch.egress.resolvers import system_resolvers
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, from_wait_status
-from ciwatch.job import Scrubber, detect_job
+from ciwatch.job import JobContext, Scrubber, detect_job
 from ciwatch.policy.allowlist import RuntimeAllowlist
 from ciwatch.policy.enforcer import LiveEnforcer
 from ciwatch.policy.model import Mode, Policy, Severity
@@ -126,22 +126,7 @@ def run(
             allowlist.observe(event)
             writer.append(event)
 
-    sink(
-        Header(
-            schema=SCHEMA_VERSION,
-            ciwatch_version=__version__,
-            host=socket.gethostname(),
-            command=list(options.command),
-            cwd=os.getcwd(),
-            started_at=started_at,
-            job_context={"provider": str(job.provider), **job.identifiers},
-            capabilities=capabilities.for_record(),
-            net_mode=str(options.net),
-            path_dirs=[d for d in env.get("PATH", "").split(":") if d],
-            home=env.get("HOME", ""),
-            resolvers=system_resolvers(),
-        )
-    )
+    sink(_header(options, env, job, started_at))
     tracer = Tracer(sink)
     tracer.on_idle = writer.flush
     clean = True
@@ -210,23 +195,8 @@ def run(
             launch_error = _describe_exec_error(options.command[0], *exec_error)
             if SECCOMP_FAILURE in exec_error[1]:
                 raise EnvironmentNotSupported(launch_error)
-        leftovers = [pid for pid in tracer.live_processes() if pid != root.pid]
-        action = {
-            LeftoverAction.LEAVE: "left-running",
-            LeftoverAction.KILL: "killed",
-            LeftoverAction.WAIT: "waited",
-        }[options.leftovers]
-        for pid in leftovers:
-            sink(Leftover(pid=pid, argv=tracer.argv_of(pid), action=action))
-        if leftovers and options.leftovers is LeftoverAction.KILL:
-            tracer.kill_all()
-            tracer.run_until_all_exit()
-        elif leftovers and options.leftovers is LeftoverAction.WAIT:
-            tracer.run_until_all_exit()
+        leftovers = _handle_leftovers(tracer, root.pid, options.leftovers, sink)
         background = bool(leftovers) and options.leftovers is LeftoverAction.LEAVE
-        if background:
-            # The proxy goes with the record; what is left running connects directly.
-            tracer.redirect = None
         for path in sorted(tracer.written):
             tracer.hash_written(path)
         tracer.flush()
@@ -272,6 +242,47 @@ def run(
         tracer=tracer if background else None,
         verdict=verdict,
     )
+
+
+def _header(options: RunOptions, env: Mapping[str, str], job: JobContext, started_at: str) -> Header:
+    return Header(
+        schema=SCHEMA_VERSION,
+        ciwatch_version=__version__,
+        host=socket.gethostname(),
+        command=list(options.command),
+        cwd=os.getcwd(),
+        started_at=started_at,
+        job_context={"provider": str(job.provider), **job.identifiers},
+        capabilities=capabilities.for_record(),
+        net_mode=str(options.net),
+        path_dirs=[d for d in env.get("PATH", "").split(":") if d],
+        home=env.get("HOME", ""),
+        resolvers=system_resolvers(),
+    )
+
+
+def _handle_leftovers(
+    tracer: Tracer, root_pid: int, choice: LeftoverAction, sink: Callable[[Event], None]
+) -> list[int]:
+    """Record the processes still running when the build's root exited, and deal with them
+    as asked; returns their pids."""
+    leftovers = [pid for pid in tracer.live_processes() if pid != root_pid]
+    action = {
+        LeftoverAction.LEAVE: "left-running",
+        LeftoverAction.KILL: "killed",
+        LeftoverAction.WAIT: "waited",
+    }[choice]
+    for pid in leftovers:
+        sink(Leftover(pid=pid, argv=tracer.argv_of(pid), action=action))
+    if leftovers and choice is LeftoverAction.KILL:
+        tracer.kill_all()
+        tracer.run_until_all_exit()
+    elif leftovers and choice is LeftoverAction.WAIT:
+        tracer.run_until_all_exit()
+    elif leftovers:
+        # Left running: the proxy goes with the record, so what stays connects directly.
+        tracer.redirect = None
+    return leftovers
 
 
 def _settle_registries(
