@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.attacks import (
     DEFAULT_POLICY,
+    STRICT_POLICY,
     Watched,
     assert_replay_agrees,
     findings_of,
@@ -192,4 +193,33 @@ def test_pip_sdist_built_with_setup_py(internet: TestInternet, tmp_path: Path) -
         text=True,
     )
     assert imported.stdout.strip() and imported.returncode == 0, imported.stderr
+    _only_registries_were_reached(internet)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["allowed-by-the-project", "not-allowed"])
+def test_strict_policy_passes_a_clean_project_that_allows_its_hooks(
+    internet: TestInternet, tmp_path: Path, declared: bool
+) -> None:
+    """Under policies/strict.yaml (block) a clean project passes when it allows its packages'
+    hooks itself (npm's allowScripts, imported by `hooks.import: auto`); the same install
+    without that allowance fails the job on unapproved-hook, after the build succeeded."""
+    internet.publish_npm(
+        "quiet-hook",
+        "1.4.0",
+        package_json_extra={"scripts": {"postinstall": "node -e \"require('fs').writeFileSync('ok', '1')\""}},
+    )
+    allow = {"allowScripts": {"quiet-hook": True}} if declared else {}
+    project = npm_project(tmp_path / "project", **allow)
+    watched = watch(
+        internet, tmp_path / "home", project, tmp_path / "out", npm_install("quiet-hook@1.4.0"), policy=STRICT_POLICY
+    )
+    assert (project / "node_modules" / "quiet-hook" / "ok").exists(), watched.stderr[-4000:]
+    if declared:
+        assert watched.code == 0, watched.described()
+        assert watched.verdict["verdict"] == "pass", watched.described()
+    else:
+        assert watched.code == 3, watched.described()
+        assert watched.verdict["verdict"] == "fail"
+        assert "unapproved-hook" in watched.rules()
+    assert_replay_agrees(watched)
     _only_registries_were_reached(internet)
