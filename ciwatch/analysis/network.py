@@ -36,13 +36,6 @@ class Contact:
         return self.node.hook.label if self.node is not None and self.node.hook is not None else None
 
 
-def _is_local(address: str) -> bool:
-    try:
-        return is_loopback(address)
-    except ValueError:
-        return False
-
-
 def contacts(tree: ProcessTree) -> list[Contact]:
     """Every outbound contact in record order. Loopback connections are left out: they are the
     build talking to itself (or to a local service), not egress."""
@@ -61,10 +54,10 @@ def contacts(tree: ProcessTree) -> list[Contact]:
                 continue  # a UDP connect sends nothing (getaddrinfo probes this way); sends are recorded
 
             proxied = event.via == "proxy" or (tcp_through_proxy and event.protocol == "tcp")
-            if not proxied and not _is_local(event.address):
+            if not proxied and not is_loopback(event.address):
                 found.append(Contact(ContactKind.CONNECT, event.address, event.port, item.seq, event, node))
         elif isinstance(event, NetSend):
-            if not _is_local(event.address) and event.port != 53:
+            if not is_loopback(event.address) and event.port != 53:
                 found.append(Contact(ContactKind.DATAGRAM, event.address, event.port, item.seq, event, node))
         elif isinstance(event, DnsQuery | DnsAnswer):
             name = event.name.lower().rstrip(".")

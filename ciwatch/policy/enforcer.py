@@ -3,22 +3,12 @@ and each refusal is itself an event in the record, so a replay agrees with what 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 
 from ciwatch.policy.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Mode, Policy
 from ciwatch.record.events import Event, Refusal
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+from ciwatch.trace.netdecode import is_loopback
 
 
 class LiveEnforcer:
@@ -47,7 +37,7 @@ class LiveEnforcer:
     def direct_traffic_refusal(self, address: str, port: int, protocol: str, pid: int) -> str | None:
         """Traffic the proxy won't see (UDP other than DNS, raw sockets, a direct connect in env
         mode): the reason to refuse it, or None to let it go."""
-        if not self.blocking or _is_loopback(address):
+        if not self.blocking or is_loopback(address):
             return None
         if protocol == "tcp" and self.allowlist.allows(address):
             return None

@@ -11,6 +11,7 @@ from ciwatch.analysis.tree import ProcessNode
 from ciwatch.policy.model import Severity
 from ciwatch.record.events import Anomaly, AnomalyKind, DnsQuery, EgressFlow, NetConnect, NetSend
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+from ciwatch.trace.netdecode import is_loopback
 
 INFO = RuleInfo(
     id="proxy-bypass",
@@ -19,16 +20,6 @@ INFO = RuleInfo(
     hint="Builds reach registries by name through the configured resolver over TCP; anything else deserves a "
     "look. Except the host or package if it is expected (an internal service by address, a NTP client).",
 )
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
 
 
 def _is_address(host: str) -> bool:
@@ -64,7 +55,7 @@ class ProxyBypass:
             host = None  # the address the finding is about: what a host exception matches
             if isinstance(event, NetConnect) and event.protocol == "udp" and event.port != 53:
                 continue  # a UDP connect sends nothing (getaddrinfo probes this way); its sends are recorded
-            if isinstance(event, NetConnect) and not _is_loopback(event.address):
+            if isinstance(event, NetConnect) and not is_loopback(event.address):
                 target, host = f"{event.address}:{event.port}", event.address
                 if event.protocol == "raw":
                     message, key = f"opened a raw socket to {event.address}", f"raw {event.address}"
@@ -72,14 +63,14 @@ class ProxyBypass:
                     message, key = f"used the DNS server {event.address}, not the configured one", f"dns {host}"
                 elif event.protocol == "tcp" and proxied and event.via == "direct" and header.net_mode != "sandbox":
                     message, key = f"connected to {target} without the proxy", f"direct {target}"
-            elif isinstance(event, NetSend) and not _is_loopback(event.address):
+            elif isinstance(event, NetSend) and not is_loopback(event.address):
                 target, host = f"{event.address}:{event.port}", event.address
                 if event.port != 53:
                     what = event.protocol.upper() if event.protocol in ("udp", "tcp") else f"{event.protocol} packets"
                     message, key = f"sent {what} to {target} (not DNS)", f"{event.protocol} {target}"
                 elif resolvers and event.address not in resolvers:
                     message, key = f"used the DNS server {event.address}, not the configured one", f"dns {host}"
-            elif isinstance(event, DnsQuery) and resolvers and not _is_loopback(event.server):
+            elif isinstance(event, DnsQuery) and resolvers and not is_loopback(event.server):
                 if event.server not in resolvers:
                     message = f"asked the DNS server {event.server}, not the configured one"
                     key, host = f"dns {event.server}", event.server

@@ -69,7 +69,11 @@ def encode_sockaddr(original: bytes, target: SocketAddress) -> bytes:
 
 
 def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
+    """127.0.0.0/8, ::1 or a v4-mapped loopback address; False for anything not an address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback

@@ -675,17 +675,7 @@ class Tracer:
         protocol, inode = self._socket_info(thread, fd)
         redirected = self._redirect(thread, fd, args[1], raw, destination, protocol, inode)
         if not redirected and self._refused_by_gate(thread, destination, protocol):
-            self._emit(
-                NetConnect(
-                    pid=thread.tgid,
-                    family=destination.family,
-                    address=destination.address,
-                    port=destination.port,
-                    protocol=protocol,
-                    result=-errno.EPERM,
-                    via="refused",
-                )
-            )
+            self._emit(_connect_event(thread.tgid, destination, protocol, -errno.EPERM, "refused"))
             return
 
         def connected(result: int) -> None:
@@ -698,17 +688,7 @@ class Tracer:
     def _connected(
         self, thread: _Thread, fd: int, destination: SocketAddress, protocol: str, result: int, redirected: bool
     ) -> None:
-        self._emit(
-            NetConnect(
-                pid=thread.tgid,
-                family=destination.family,
-                address=destination.address,
-                port=destination.port,
-                protocol=protocol,
-                result=result,
-                via="proxy" if redirected else "direct",
-            )
-        )
+        self._emit(_connect_event(thread.tgid, destination, protocol, result, "proxy" if redirected else "direct"))
         if destination.port == _DNS_PORT and result in (0, -errno.EINPROGRESS):
             thread.dns_sockets[fd] = destination
             if protocol == "tcp":
@@ -917,3 +897,15 @@ def _copy_regs(regs: Any) -> Any:
     copy = type(regs)()
     c.memmove(c.addressof(copy), c.addressof(regs), c.sizeof(regs))
     return copy
+
+
+def _connect_event(pid: int, destination: SocketAddress, protocol: str, result: int, via: str) -> NetConnect:
+    return NetConnect(
+        pid=pid,
+        family=destination.family,
+        address=destination.address,
+        port=destination.port,
+        protocol=protocol,
+        result=result,
+        via=via,
+    )
