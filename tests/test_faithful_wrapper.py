@@ -116,7 +116,19 @@ def test_sigterm_before_the_build_started_is_not_lost(start, tmp_path):
     finished = tmp_path / "finished"
     ciwatch = start("--", "sh", "-c", f"sleep 20; touch {finished}")
     children = Path(f"/proc/{ciwatch.pid}/task/{ciwatch.pid}/children")
-    wait_until(lambda: ciwatch.poll() is not None or children.read_text().strip() != "", "the tracer process")
+
+    def tracer_forked() -> bool:
+        # A child running ciwatch: python-ptrace's find_library() also runs ldconfig while
+        # ciwatch imports, before it has set up its signal handling.
+        for pid in children.read_text().split():
+            try:
+                if b"ciwatch" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+        return False
+
+    wait_until(lambda: ciwatch.poll() is not None or tracer_forked(), "the tracer process")
     ciwatch.send_signal(signal.SIGTERM)
     ciwatch.communicate(timeout=POLL_LIMIT_S)
     assert ciwatch.returncode == 128 + signal.SIGTERM
