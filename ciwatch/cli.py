@@ -18,10 +18,10 @@ from ciwatch.egress.sandbox import check_sandbox_possible
 from ciwatch.errors import CiwatchError, EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, POLICY_FAILED, USAGE_ERROR
 from ciwatch.policy import Mode, load_policy
-from ciwatch.policy.baseline import propose_policy
 from ciwatch.policy.loader import resolve_policy
 from ciwatch.record import read_record
 from ciwatch.report import github, terminal
+from ciwatch.report.baseline import propose_policy
 from ciwatch.report.verdict_text import render_verdict
 from ciwatch.verdict import VerdictKind, evaluate
 

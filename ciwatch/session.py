@@ -24,14 +24,23 @@ from ciwatch import __version__, capabilities
 from ciwatch.egress.resolvers import system_resolvers
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, from_wait_status
+from ciwatch.gate.allowlist import RuntimeAllowlist
+from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.job import JobContext, Scrubber, detect_job
-from ciwatch.policy.allowlist import RuntimeAllowlist
-from ciwatch.policy.enforcer import LiveEnforcer
 from ciwatch.policy.model import Mode, Policy, Severity
-from ciwatch.policy.project_hooks import project_hook_allowlists
 from ciwatch.record import RECORD_FILE, SCHEMA_VERSION, RecordWriter
-from ciwatch.record.events import AllowlistLearned, End, Event, Header, HooksAllowed, Leftover, RegistryAllowed
+from ciwatch.record.events import (
+    AllowlistLearned,
+    End,
+    Event,
+    Header,
+    HooksAllowed,
+    Leftover,
+    LeftoverOutcome,
+    RegistryAllowed,
+)
 from ciwatch.record.reader import record_from_events
+from ciwatch.registries.project_hooks import project_hook_allowlists
 from ciwatch.trace import BuildExit, Tracer
 from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release, spawn_waiting, wait_ready
 from ciwatch.verdict import Verdict, VerdictKind, evaluate, write_verdict
@@ -268,9 +277,9 @@ def _handle_leftovers(
     as asked; returns their pids."""
     leftovers = [pid for pid in tracer.live_processes() if pid != root_pid]
     action = {
-        LeftoverAction.LEAVE: "left-running",
-        LeftoverAction.KILL: "killed",
-        LeftoverAction.WAIT: "waited",
+        LeftoverAction.LEAVE: LeftoverOutcome.LEFT_RUNNING,
+        LeftoverAction.KILL: LeftoverOutcome.KILLED,
+        LeftoverAction.WAIT: LeftoverOutcome.WAITED,
     }[choice]
     for pid in leftovers:
         sink(Leftover(pid=pid, argv=tracer.argv_of(pid), action=action))

@@ -14,7 +14,7 @@ from typing import Any
 
 from ciwatch.analysis.network import contacts
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
-from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Exception_, Mode, Policy, Severity
 from ciwatch.record.events import FileOp, FileWrite, Refusal
 from ciwatch.record.reader import Record

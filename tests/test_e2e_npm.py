@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.analysis.hooks import HookAttribution
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.attribution.hooks import HookAttribution
 from ciwatch.record import Record
 from ciwatch.record.events import DnsQuery, FileHash, FileOp, FileWrite, NetConnect
 from tests.conftest import require

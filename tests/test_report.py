@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.analysis.hooks import HookAttribution
 from ciwatch.analysis.tree import ProcessTree, short_command
+from ciwatch.attribution.hooks import HookAttribution
 from ciwatch.record import SCHEMA_VERSION, RecordWriter, read_record
 from ciwatch.record.events import End, Event, Header, NetConnect, ProcessExec, ProcessExit, ProcessStart
 from ciwatch.report.terminal import render

@@ -19,17 +19,16 @@ import pytest
 
 from ciwatch.job import REDACTED, Scrubber
 from ciwatch.job.scrub import secret_values
+from ciwatch.net.address import SocketAddress, decode_sockaddr
+from ciwatch.net.dns import DnsQuestion, decode_dns_query
+from ciwatch.record.codec import EVENT_TYPES, from_json_dict, to_json_dict
 from ciwatch.record.events import (
-    EVENT_TYPES,
     DnsQuery,
     EventKind,
     FileWrite,
     NetConnect,
     ProcessExec,
-    from_json_dict,
-    to_json_dict,
 )
-from ciwatch.trace.netdecode import DnsQuestion, SocketAddress, decode_dns_query, decode_sockaddr
 
 SECRET = "supersecretvalue123"
 GITHUB_STYLE_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # ghp_ + 36 alphanumerics

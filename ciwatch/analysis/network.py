@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.net.address import is_loopback
 from ciwatch.record.events import DnsAnswer, DnsQuery, EgressFlow, Event, NetConnect, NetSend
-from ciwatch.trace.netdecode import is_loopback
 
 
 class ContactKind(StrEnum):

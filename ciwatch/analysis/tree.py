@@ -1,7 +1,7 @@
 """The process tree of a record, and which package-manager hook each process belongs to.
 
 A hook is found where it starts: the first exec, under a package manager, that carries the
-hook's identity (see ``ciwatch.analysis.hooks``). Every descendant inherits it; identity
+hook's identity (see ``ciwatch.attribution.hooks``). Every descendant inherits it; identity
 variables further down are not trusted, since a hook can give its children any environment.
 """
 
@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ciwatch.analysis.hooks import HookAttribution, detect_hook, package_manager_of
+from ciwatch.attribution.hooks import HookAttribution, detect_hook
+from ciwatch.facts.programs import SCRIPT_RUNNERS, package_manager_of
 from ciwatch.record.events import ProcessExec, ProcessExit, ProcessStart
 from ciwatch.record.reader import Record
-
-#: Interpreters whose first argument is the program that actually runs.
-_INTERPRETERS = frozenset({"node", "nodejs", "python", "python3", "ruby", "perl", "bash", "sh", "dash", "java"})
 
 
 def short_command(argv: list[str], limit: int = 3) -> str:
@@ -24,7 +22,7 @@ def short_command(argv: list[str], limit: int = 3) -> str:
         return "?"
     words = [os.path.basename(argv[0])]
     rest = argv[1:]
-    if words[0].rstrip("0123456789.") in _INTERPRETERS and rest:
+    if words[0].rstrip("0123456789.") in SCRIPT_RUNNERS and rest:
         if rest[0] == "-m" and len(rest) > 1:  # python -m pip install: the module is the program
             words = [rest[1]]
             rest = rest[2:]

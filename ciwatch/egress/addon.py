@@ -12,10 +12,10 @@ from typing import Any
 
 from ciwatch.egress.learn import DownloadHostScanner
 from ciwatch.egress.origdst import OriginalDestinations
+from ciwatch.gate.allowlist import RuntimeAllowlist
+from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.job.scrub import redact_url
-from ciwatch.policy.allowlist import RuntimeAllowlist
-from ciwatch.policy.enforcer import LiveEnforcer
-from ciwatch.record.events import AllowlistLearned, EgressFlow, Event, TlsHandling
+from ciwatch.record.events import AllowlistLearned, EgressFlow, Event, RefusedWhat, TlsHandling
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class FlowRecorder:
         if self.enforcer is None:
             return
         host = flow.client_conn.sni or self._server(flow)[0]
-        if not self.enforcer.request_allowed(host, self._pid(flow.client_conn), what="connect"):
+        if not self.enforcer.request_allowed(host, self._pid(flow.client_conn), what=RefusedWhat.CONNECT):
             flow.kill()
 
     def tcp_end(self, flow: Any) -> None:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ciwatch.egress.origdst import OriginalDestinations, lookup_in_namespace, socket_inode
+from ciwatch.net.dns import decode_dns_query, decode_dns_response
 from ciwatch.record.events import DnsAnswer, Event
-from ciwatch.trace.netdecode import decode_dns_query, decode_dns_response
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class DnsForwarder:
         name = questions[0].name if questions else "?"
         qtype = questions[0].qtype if questions else "?"
         if self.gate is not None and not self.gate(name, pid):
-            from ciwatch.trace.netdecode import refusal_for
+            from ciwatch.net.dns import refusal_for
 
             transport.sendto(refusal_for(query), client)
             self.sink(DnsAnswer(pid=pid, name=name, qtype=qtype, rcode="REFUSED", answers=[], server=server))

@@ -24,8 +24,8 @@ from ciwatch.egress.dns import DnsForwarder
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir
 from ciwatch.errors import EnvironmentNotSupported
-from ciwatch.policy.allowlist import RuntimeAllowlist
-from ciwatch.policy.enforcer import LiveEnforcer
+from ciwatch.gate.allowlist import RuntimeAllowlist
+from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.record.events import Event
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,10 @@ from ciwatch.egress.trust import (
     upstream_trust_pem,
     write_trust_files,
 )
-from ciwatch.policy.allowlist import RuntimeAllowlist
-from ciwatch.policy.enforcer import LiveEnforcer
+from ciwatch.gate.allowlist import RuntimeAllowlist
+from ciwatch.gate.enforcer import LiveEnforcer
+from ciwatch.net.address import SocketAddress, ipv4_mapped
 from ciwatch.record.events import Event, ProxyReady
-from ciwatch.trace.netdecode import SocketAddress, ipv4_mapped
 
 log = logging.getLogger(__name__)
 

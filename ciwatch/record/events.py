@@ -8,10 +8,9 @@ process (paths, argv) may hold bytes that are not UTF-8: they are decoded with
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import ClassVar
 
 
 class EventKind(StrEnum):
@@ -53,6 +52,52 @@ class AnomalyKind(StrEnum):
     PTRACE = "ptrace"
     FOREIGN_ABI = "foreign-abi"
     MEMFD_EXEC = "memfd-exec"
+
+
+class Transport(StrEnum):
+    """The transport of a connection or datagram."""
+
+    TCP = "tcp"
+    UDP = "udp"
+    RAW = "raw"
+    UNKNOWN = "unknown"
+    """The socket's type could not be read (it was closed, or the process is gone)."""
+
+
+class ConnectVia(StrEnum):
+    DIRECT = "direct"
+    """The connection went where the build asked."""
+    PROXY = "proxy"
+    """The tracer redirected it to ciwatch's proxy or DNS listener (``redirect`` mode)."""
+    REFUSED = "refused"
+    """Block mode failed the connect with EPERM: nothing left the machine."""
+
+
+class ReadHow(StrEnum):
+    """How a hook read what it read."""
+
+    OPEN = "open"
+    PROCESS_VM_READV = "process_vm_readv"
+    PTRACE = "ptrace"
+
+
+class RefusedWhat(StrEnum):
+    """What block mode refused."""
+
+    REQUEST = "request"
+    CONNECT = "connect"
+    DATAGRAM = "datagram"
+    DNS = "dns"
+    IO_URING = "io-uring"
+    TLS = "tls"
+
+
+class LeftoverOutcome(StrEnum):
+    """What ciwatch did about a process still running when the build's root exited."""
+
+    LEFT_RUNNING = "left-running"
+    KILLED = "killed"
+    WAITED = "waited"
 
 
 @dataclass(frozen=True)
@@ -155,13 +200,11 @@ class NetConnect(Event):
     """``inet`` or ``inet6``."""
     address: str
     port: int
-    protocol: str
-    """``tcp``, ``udp`` or ``raw``."""
+    protocol: Transport
     result: int | None
     """0, or the negative errno (``-115`` is EINPROGRESS for a non-blocking connect)."""
-    via: str = "direct"
-    """``direct``; ``proxy`` when the tracer redirected it to ciwatch's proxy or DNS
-    listener (``redirect`` mode; address and port stay the original destination)."""
+    via: ConnectVia = ConnectVia.DIRECT
+    """Address and port stay the original destination when it went via the proxy."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +214,7 @@ class NetSend(Event):
     family: str
     address: str
     port: int
-    protocol: str
+    protocol: Transport
     size: int
 
 
@@ -291,8 +334,7 @@ class Refusal(Event):
 
     kind: ClassVar[EventKind] = EventKind.REFUSAL
     pid: int | None
-    what: str
-    """``request``, ``connect``, ``datagram``, ``dns``, ``io-uring``, ``tls``."""
+    what: RefusedWhat
     target: str
     reason: str
 
@@ -305,8 +347,7 @@ class FileRead(Event):
     kind: ClassVar[EventKind] = EventKind.FILE_READ
     pid: int
     path: str
-    how: str
-    """``open``, ``process_vm_readv``, ``ptrace``."""
+    how: ReadHow
 
 
 @dataclass(frozen=True)
@@ -322,8 +363,7 @@ class Leftover(Event):
     kind: ClassVar[EventKind] = EventKind.LEFTOVER
     pid: int
     argv: list[str]
-    action: str
-    """What ciwatch did about it: ``left-running``, ``killed`` or ``waited``."""
+    action: LeftoverOutcome
 
 
 @dataclass(frozen=True)
@@ -342,56 +382,3 @@ class End(Event):
     """How many times a tracee stopped for the tracer (its cost is per stop)."""
     tracer_cpu_s: float = 0.0
     """CPU time the tracing process used (the build's own time is not in it)."""
-
-
-EVENT_TYPES: dict[EventKind, type[Event]] = {
-    cls.kind: cls
-    for cls in (
-        Header,
-        ProcessStart,
-        ProcessExec,
-        ProcessExit,
-        FileWrite,
-        FileHash,
-        NetConnect,
-        NetSend,
-        DnsQuery,
-        DnsAnswer,
-        EgressFlow,
-        ProxyReady,
-        RegistryAllowed,
-        AllowlistLearned,
-        HooksAllowed,
-        Refusal,
-        FileRead,
-        Anomaly,
-        Leftover,
-        End,
-    )
-}
-
-
-_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
-
-
-def to_json_dict(event: Event) -> dict[str, Any]:
-    """The event's fields as a JSON-ready dict, its ``kind`` first. (Not ``asdict``, which
-    deep-copies: this runs for every record line.)"""
-    names = _FIELD_NAMES.get(type(event))
-    if names is None:
-        names = _FIELD_NAMES[type(event)] = tuple(f.name for f in dataclasses.fields(event))
-    return {"kind": str(event.kind), **{name: getattr(event, name) for name in names}}
-
-
-def from_json_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event from a record line; unknown fields are ignored (forward compatible)."""
-    cls = EVENT_TYPES[EventKind(data["kind"])]
-    names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in data.items() if k in names}
-    if cls is FileWrite:
-        values["op"] = FileOp(values["op"])
-    elif cls is Anomaly:
-        values["anomaly"] = AnomalyKind(values["anomaly"])
-    elif cls is EgressFlow:
-        values["tls"] = TlsHandling(values["tls"])
-    return cls(**values)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ciwatch.errors import UsageError
-from ciwatch.record.events import End, Event, Header, from_json_dict
+from ciwatch.record.codec import from_json_dict
+from ciwatch.record.events import End, Event, Header
 from ciwatch.record.writer import RECORD_FILE
 
 

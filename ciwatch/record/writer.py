@@ -15,7 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ciwatch.record.events import Event, EventKind, to_json_dict
+from ciwatch.record.codec import to_json_dict
+from ciwatch.record.events import Event, EventKind
 
 RECORD_FILE = "record.jsonl"
 #: Bytes of record lines the tracer's thread may hold before it writes them.

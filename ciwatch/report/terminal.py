@@ -9,9 +9,9 @@ import click
 
 from ciwatch.analysis.network import hosts_by_hook
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.net.address import is_loopback
 from ciwatch.record.events import Anomaly, FileHash, Leftover, NetConnect, ProxyReady
 from ciwatch.record.reader import Record
-from ciwatch.trace.netdecode import is_loopback
 
 #: Lines per section before "... and N more": the summary must fit on one screen.
 _MAX_LINES = 12
@@ -103,7 +103,7 @@ def _hooks_section(tree: ProcessTree) -> _Section:
 
 
 def _is_package_manager(node: ProcessNode) -> bool:
-    from ciwatch.analysis.hooks import package_manager_of
+    from ciwatch.facts.programs import package_manager_of
 
     return package_manager_of(node.argv) is not None
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from ciwatch.analysis.network import Contact
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
-from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Policy, Severity
 from ciwatch.record.reader import Record
 

@@ -9,13 +9,12 @@ import os
 import re
 from collections.abc import Iterator
 
-from ciwatch.analysis.hooks import package_manager_of
 from ciwatch.analysis.tree import ProcessNode
+from ciwatch.facts.paths import is_credential_path
+from ciwatch.facts.programs import package_manager_of, program_name
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import Anomaly, AnomalyKind, FileRead
+from ciwatch.record.events import Anomaly, AnomalyKind, FileRead, ReadHow
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.rules.programs import program_name
-from ciwatch.trace.sensitive import is_credential_path
 
 INFO = RuleInfo(
     id="credential-read",
@@ -112,9 +111,9 @@ class CredentialRead:
             message = None
             target = ""
             if isinstance(event, FileRead):
-                if event.how == "open" and not is_credential_path(event.path, home, event.pid):
+                if event.how == ReadHow.OPEN and not is_credential_path(event.path, home, event.pid):
                     continue
-                if event.how == "open" and _reads_own_config(node, event.path, home):
+                if event.how == ReadHow.OPEN and _reads_own_config(node, event.path, home):
                     continue
                 target = event.path
                 message = f"{node.hook.label} read {event.path}" + (f" ({event.how})" if event.how != "open" else "")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ciwatch.facts.programs import is_fetching_one_liner, is_network_tool
 from ciwatch.policy.model import Severity
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.rules.programs import is_fetching_one_liner, is_network_tool
 
 INFO = RuleInfo(
     id="hook-network-tool",

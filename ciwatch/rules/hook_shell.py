@@ -8,9 +8,7 @@ import os
 from collections.abc import Iterator
 
 from ciwatch.analysis.tree import ProcessNode
-from ciwatch.policy.model import Severity
-from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.rules.programs import (
+from ciwatch.facts.programs import (
     INTERPRETERS,
     is_fetching_one_liner,
     is_interactive_or_login_shell,
@@ -19,6 +17,8 @@ from ciwatch.rules.programs import (
     program_name,
     reads_program_from_stdin,
 )
+from ciwatch.policy.model import Severity
+from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 
 INFO = RuleInfo(
     id="hook-shell",

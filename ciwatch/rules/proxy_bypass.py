@@ -8,10 +8,10 @@ import ipaddress
 from collections.abc import Iterator
 
 from ciwatch.analysis.tree import ProcessNode
+from ciwatch.net.address import is_loopback
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import Anomaly, AnomalyKind, DnsQuery, EgressFlow, NetConnect, NetSend
+from ciwatch.record.events import Anomaly, AnomalyKind, ConnectVia, DnsQuery, EgressFlow, NetConnect, NetSend, Transport
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.trace.netdecode import is_loopback
 
 INFO = RuleInfo(
     id="proxy-bypass",
@@ -53,15 +53,20 @@ class ProxyBypass:
             message = None
             key = ""
             host = None  # the address the finding is about: what a host exception matches
-            if isinstance(event, NetConnect) and event.protocol == "udp" and event.port != 53:
+            if isinstance(event, NetConnect) and event.protocol == Transport.UDP and event.port != 53:
                 continue  # a UDP connect sends nothing (getaddrinfo probes this way); its sends are recorded
             if isinstance(event, NetConnect) and not is_loopback(event.address):
                 target, host = f"{event.address}:{event.port}", event.address
                 if event.protocol == "raw":
                     message, key = f"opened a raw socket to {event.address}", f"raw {event.address}"
-                elif event.protocol == "udp" and resolvers and event.address not in resolvers:
+                elif event.protocol == Transport.UDP and resolvers and event.address not in resolvers:
                     message, key = f"used the DNS server {event.address}, not the configured one", f"dns {host}"
-                elif event.protocol == "tcp" and proxied and event.via == "direct" and header.net_mode != "sandbox":
+                elif (
+                    event.protocol == Transport.TCP
+                    and proxied
+                    and event.via == ConnectVia.DIRECT
+                    and header.net_mode != "sandbox"
+                ):
                     message, key = f"connected to {target} without the proxy", f"direct {target}"
             elif isinstance(event, NetSend) and not is_loopback(event.address):
                 target, host = f"{event.address}:{event.port}", event.address

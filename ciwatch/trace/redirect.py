@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ciwatch.trace.netdecode import SocketAddress
+from ciwatch.net.address import SocketAddress
+from ciwatch.record.events import Transport
 
 
 class Redirector(Protocol):
-    def target(self, destination: SocketAddress, protocol: str) -> SocketAddress | None:
+    def target(self, destination: SocketAddress, protocol: Transport) -> SocketAddress | None:
         """The proxy listener this connection or datagram should go to instead, or None to
         leave it alone (loopback, UDP other than DNS, a family with no listener)."""
         ...
@@ -22,7 +23,7 @@ class Redirector(Protocol):
 class TrafficGate(Protocol):
     """Block mode's say on traffic that the proxy will not see."""
 
-    def direct_traffic_refusal(self, address: str, port: int, protocol: str, pid: int) -> str | None:
+    def direct_traffic_refusal(self, address: str, port: int, protocol: Transport, pid: int) -> str | None:
         """A reason to refuse this connect or datagram, or None to let it go."""
         ...
 

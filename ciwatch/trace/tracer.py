@@ -25,10 +25,14 @@ from typing import Any
 from ptrace import PtraceError
 from ptrace.binding.func import ptrace_getregs, ptrace_setregs
 
-from ciwatch.analysis.hooks import detect_hook, pip_build_hook
+from ciwatch.attribution.hooks import detect_hook, pip_build_hook
+from ciwatch.facts.paths import is_credential_path
+from ciwatch.net.address import SocketAddress, decode_sockaddr, encode_sockaddr, is_loopback
+from ciwatch.net.dns import decode_dns_query
 from ciwatch.record.events import (
     Anomaly,
     AnomalyKind,
+    ConnectVia,
     DnsQuery,
     Event,
     FileHash,
@@ -40,16 +44,16 @@ from ciwatch.record.events import (
     ProcessExec,
     ProcessExit,
     ProcessStart,
+    ReadHow,
+    Transport,
 )
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
 from ciwatch.trace import syscalls as nr
 from ciwatch.trace.executables import inspect_executable
 from ciwatch.trace.memory import read_bytes, read_cstring, read_u64, write_bytes
-from ciwatch.trace.netdecode import SocketAddress, decode_dns_query, decode_sockaddr, encode_sockaddr, is_loopback
 from ciwatch.trace.redirect import Redirector, TrafficGate
 from ciwatch.trace.seccomp import build_hook_filter
-from ciwatch.trace.sensitive import is_credential_path
 
 log = logging.getLogger(__name__)
 
@@ -514,7 +518,7 @@ class Tracer:
             self._write(thread, FileOp.OPEN, path, flags=flags)
         elif is_credential_path(path, self.home, thread.tgid):
             # Only a hook's processes stop at read-only opens (the hook filter).
-            self._emit(FileRead(pid=thread.tgid, path=path, how="open"))
+            self._emit(FileRead(pid=thread.tgid, path=path, how=ReadHow.OPEN))
 
     def _on_open(self, thread: _Thread, args: tuple[int, ...]) -> None:
         self._opened(thread, self._path_at(thread, _AT_FDCWD, args[0]), args[1] & 0xFFFFFFFF)
@@ -529,7 +533,7 @@ class Tracer:
     def _on_process_vm_readv(self, thread: _Thread, args: tuple[int, ...]) -> None:
         target = _signed32(args[0])
         if target != thread.tgid:
-            self._emit(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how="process_vm_readv"))
+            self._emit(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how=ReadHow.PROCESS_VM_READV))
 
     def _on_creat(self, thread: _Thread, args: tuple[int, ...]) -> None:
         self._write(thread, FileOp.CREAT, self._path_at(thread, _AT_FDCWD, args[0]), flags=args[1] & 0o7777)
@@ -583,15 +587,15 @@ class Tracer:
         if self.gate is not None and not self.gate.io_uring_allowed(thread.tgid):
             self._refuse_syscall(thread, errno.EPERM)  # programs fall back to ordinary syscalls
 
-    def _refused_by_gate(self, thread: _Thread, destination: SocketAddress, protocol: str) -> bool:
+    def _refused_by_gate(self, thread: _Thread, destination: SocketAddress, protocol: Transport) -> bool:
         if self.gate is None or is_loopback(destination.address):
             return False
-        if protocol == "tcp" and not self.gate_direct_tcp:
+        if protocol == Transport.TCP and not self.gate_direct_tcp:
             return False
-        if protocol == "udp" and destination.port == 0:
+        if protocol == Transport.UDP and destination.port == 0:
             return False  # getaddrinfo's source-address probe: a UDP connect that sends nothing
         if (
-            protocol == "udp"
+            protocol == Transport.UDP
             and destination.port == _DNS_PORT
             and (self.redirect is not None or self.dns_via_namespace)
         ):
@@ -621,7 +625,7 @@ class Tracer:
 
     # -- network -------------------------------------------------------------------------
 
-    def _socket_info(self, thread: _Thread, fd: int) -> tuple[str, int]:
+    def _socket_info(self, thread: _Thread, fd: int) -> tuple[Transport, int]:
         """(tcp, udp or raw; the socket's inode), asked of a duplicate of the tracee's socket
         (pidfd_getfd): cheaper and surer than parsing /proc/net for every connect."""
         try:
@@ -631,14 +635,18 @@ class Tracer:
                 self._pidfds[thread.tgid] = pidfd
             dup = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
             if dup < 0:
-                return "unknown", 0
+                return Transport.UNKNOWN, 0
             inode = os.fstat(dup).st_ino
             with socket.socket(fileno=dup) as duplicate:  # closes the duplicate, not the tracee's
                 kind = duplicate.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         except OSError:
-            return "unknown", 0
-        names = {int(socket.SOCK_STREAM): "tcp", int(socket.SOCK_DGRAM): "udp", int(socket.SOCK_RAW): "raw"}
-        return names.get(int(kind), "unknown"), inode
+            return Transport.UNKNOWN, 0
+        names = {
+            int(socket.SOCK_STREAM): Transport.TCP,
+            int(socket.SOCK_DGRAM): Transport.UDP,
+            int(socket.SOCK_RAW): Transport.RAW,
+        }
+        return names.get(int(kind), Transport.UNKNOWN), inode
 
     def _forget_dns_sockets(self, pid: int) -> None:
         if self.dns_redirected:
@@ -646,7 +654,14 @@ class Tracer:
                 del self.dns_redirected[key]
 
     def _redirect(
-        self, thread: _Thread, fd: int, address: int, raw: bytes, destination: SocketAddress, protocol: str, inode: int
+        self,
+        thread: _Thread,
+        fd: int,
+        address: int,
+        raw: bytes,
+        destination: SocketAddress,
+        protocol: Transport,
+        inode: int,
     ) -> bool:
         """Point the sockaddr the tracee passed at the proxy's listener (redirect mode) and
         register the original destination under the socket's inode first."""
@@ -658,7 +673,7 @@ class Tracer:
         self.redirect.register(inode, thread.tgid, destination)
         if not write_bytes(thread.tid, address, encode_sockaddr(raw, target)):
             return False
-        if destination.port == _DNS_PORT and protocol == "udp":
+        if destination.port == _DNS_PORT and protocol == Transport.UDP:
             self.dns_redirected[(thread.tgid, fd)] = raw
         return True
 
@@ -675,7 +690,7 @@ class Tracer:
         protocol, inode = self._socket_info(thread, fd)
         redirected = self._redirect(thread, fd, args[1], raw, destination, protocol, inode)
         if not redirected and self._refused_by_gate(thread, destination, protocol):
-            self._emit(_connect_event(thread.tgid, destination, protocol, -errno.EPERM, "refused"))
+            self._emit(_connect_event(thread.tgid, destination, protocol, -errno.EPERM, ConnectVia.REFUSED))
             return
 
         def connected(result: int) -> None:
@@ -686,21 +701,29 @@ class Tracer:
         thread.pending_exit = connected
 
     def _connected(
-        self, thread: _Thread, fd: int, destination: SocketAddress, protocol: str, result: int, redirected: bool
+        self, thread: _Thread, fd: int, destination: SocketAddress, protocol: Transport, result: int, redirected: bool
     ) -> None:
-        self._emit(_connect_event(thread.tgid, destination, protocol, result, "proxy" if redirected else "direct"))
+        self._emit(
+            _connect_event(
+                thread.tgid, destination, protocol, result, ConnectVia.PROXY if redirected else ConnectVia.DIRECT
+            )
+        )
         if destination.port == _DNS_PORT and result in (0, -errno.EINPROGRESS):
             thread.dns_sockets[fd] = destination
-            if protocol == "tcp":
+            if protocol == Transport.TCP:
                 thread.dns_tcp.add(fd)
             else:
                 thread.dns_tcp.discard(fd)
             thread.watch_budget = _DNS_WATCH_BUDGET
-        elif protocol == "udp" and destination.port != 0 and result == 0 and not is_loopback(destination.address):
+        elif (
+            protocol == Transport.UDP and destination.port != 0 and result == 0 and not is_loopback(destination.address)
+        ):
             thread.udp_sockets[fd] = destination
             thread.watch_budget = _DNS_WATCH_BUDGET
 
-    def _sent(self, thread: _Thread, destination: SocketAddress, protocol: str, payload: bytes, size: int) -> None:
+    def _sent(
+        self, thread: _Thread, destination: SocketAddress, protocol: Transport, payload: bytes, size: int
+    ) -> None:
         self._emit(
             NetSend(
                 pid=thread.tgid,
@@ -712,7 +735,7 @@ class Tracer:
             )
         )
         if destination.port == _DNS_PORT:
-            self._dns(thread, destination, payload, protocol == "tcp")
+            self._dns(thread, destination, payload, protocol == Transport.TCP)
 
     def _dns(self, thread: _Thread, server: SocketAddress, payload: bytes, tcp: bool) -> None:
         for question in decode_dns_query(payload, tcp=tcp):
@@ -794,7 +817,7 @@ class Tracer:
                 self._dns(thread, server, payload, tcp=fd in thread.dns_tcp)
             peer = thread.udp_sockets.get(fd)
             if peer is not None:
-                self._sent(thread, peer, "udp", b"", size)
+                self._sent(thread, peer, Transport.UDP, b"", size)
             return False
         protocol = self._socket_info(thread, fd)[0]
         self._sent(thread, destination, protocol, payload, size)
@@ -859,12 +882,12 @@ class Tracer:
         elif number == nr.PROCESS_VM_READV:
             target = _signed32(args[0])
             if target != thread.tgid:
-                self._emit(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how="process_vm_readv"))
+                self._emit(FileRead(pid=thread.tgid, path=f"/proc/{target}/mem", how=ReadHow.PROCESS_VM_READV))
             return
         else:
             return
         if is_credential_path(path, self.home, thread.tgid):
-            self._emit(FileRead(pid=thread.tgid, path=path, how="open"))
+            self._emit(FileRead(pid=thread.tgid, path=path, how=ReadHow.OPEN))
 
     def _on_dns_socket_syscall(self, thread: _Thread, number: int, args: tuple[int, ...]) -> None:
         """A syscall entry of a thread that holds a connected DNS or UDP socket (stepped mode)."""
@@ -875,7 +898,7 @@ class Tracer:
                 del thread.udp_sockets[fd]
             elif number in (nr.WRITE, nr.WRITEV) or (number == nr.SENDTO and args[4] == 0):
                 size = args[2] if number != nr.WRITEV else self._read_iovecs(thread, args[1], args[2])[1]
-                self._sent(thread, peer, "udp", b"", size)
+                self._sent(thread, peer, Transport.UDP, b"", size)
             return
         server = thread.dns_sockets.get(fd)
         if server is None:
@@ -899,7 +922,9 @@ def _copy_regs(regs: Any) -> Any:
     return copy
 
 
-def _connect_event(pid: int, destination: SocketAddress, protocol: str, result: int, via: str) -> NetConnect:
+def _connect_event(
+    pid: int, destination: SocketAddress, protocol: Transport, result: int, via: ConnectVia
+) -> NetConnect:
     return NetConnect(
         pid=pid,
         family=destination.family,

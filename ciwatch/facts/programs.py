@@ -1,4 +1,5 @@
-"""Recognising what a process is from its argv: shells, downloaders, interpreters."""
+"""Recognising what a process is from its argv: shells, downloaders, interpreters, package
+managers. The tracer, the attribution of hooks, the analysis and the rules all ask here."""
 
 from __future__ import annotations
 
@@ -60,6 +61,9 @@ INTERPRETERS = frozenset(
         "lua",
     }
 )
+#: Programs whose first argument names the program that actually runs (``node x.js``,
+#: ``sh x.sh``, ``java -jar``): the script is what a person recognises.
+SCRIPT_RUNNERS = INTERPRETERS | SHELLS | {"java"}
 #: Options whose value is code, by interpreter. The same letter means something else elsewhere
 #: (``node -r`` preloads a module, ``python -E`` ignores the environment, ``php -c`` names a config
 #: file), so each program has its own. Perl's ``-M`` and Ruby's ``-r`` load the module the code then
@@ -200,3 +204,54 @@ def is_interactive_or_login_shell(argv: list[str], path: str = "") -> bool:
     options, _ = _shell_options(argv[1:])
     short = _short_options(options)
     return "i" in short or "l" in short or "--login" in options or argv[0].startswith("-")
+
+
+#: Program names (argv[0], or the script an interpreter runs) -> ecosystem.
+PACKAGE_MANAGERS = {
+    "npm": "npm",
+    "npm-cli.js": "npm",
+    "npx": "npm",
+    "npx-cli.js": "npm",
+    "yarn": "yarn",
+    "yarn.js": "yarn",
+    "yarn.cjs": "yarn",
+    "yarnpkg": "yarn",
+    "pnpm": "pnpm",
+    "pnpm.cjs": "pnpm",
+    "pnpm.js": "pnpm",
+    "bun": "bun",
+    "pip": "pip",
+    "pip3": "pip",
+    "__pip-runner__.py": "pip",
+    "uv": "pip",
+    "poetry": "pip",
+    "pipenv": "pip",
+    "cargo": "cargo",
+    "dpkg": "dpkg",
+    "apt": "dpkg",
+    "apt-get": "dpkg",
+    "gem": "gem",
+    "bundle": "gem",
+    "bundler": "gem",
+    "go": "go",
+    "mvn": "maven",
+    "gradle": "gradle",
+}
+_PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
+
+
+def package_manager_of(argv: list[str]) -> str | None:
+    """The ecosystem of a package-manager process, from its argv; None for anything else."""
+    if not argv:
+        return None
+    candidates = [os.path.basename(argv[0])]
+    if len(argv) > 1:
+        candidates.append(os.path.basename(argv[1]))
+        if argv[1] == "-m" and len(argv) > 2:
+            candidates.append(argv[2])
+    for name in candidates:
+        if name in PACKAGE_MANAGERS:
+            return PACKAGE_MANAGERS[name]
+        if _PIP_VERSIONED.match(name):
+            return "pip"
+    return None

@@ -18,40 +18,9 @@ import os
 import re
 from dataclasses import dataclass
 
+from ciwatch.facts.programs import package_manager_of
 from ciwatch.record.events import ProcessExec
 
-#: Program names (argv[0], or the script an interpreter runs) -> ecosystem.
-_PACKAGE_MANAGERS = {
-    "npm": "npm",
-    "npm-cli.js": "npm",
-    "npx": "npm",
-    "npx-cli.js": "npm",
-    "yarn": "yarn",
-    "yarn.js": "yarn",
-    "yarn.cjs": "yarn",
-    "yarnpkg": "yarn",
-    "pnpm": "pnpm",
-    "pnpm.cjs": "pnpm",
-    "pnpm.js": "pnpm",
-    "bun": "bun",
-    "pip": "pip",
-    "pip3": "pip",
-    "__pip-runner__.py": "pip",
-    "uv": "pip",
-    "poetry": "pip",
-    "pipenv": "pip",
-    "cargo": "cargo",
-    "dpkg": "dpkg",
-    "apt": "dpkg",
-    "apt-get": "dpkg",
-    "gem": "gem",
-    "bundle": "gem",
-    "bundler": "gem",
-    "go": "go",
-    "mvn": "maven",
-    "gradle": "gradle",
-}
-_PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
 _GEM_DIR = re.compile(r"/gems/(?P<name>[^/]+?)-(?P<version>\d[^/]*)/ext(?:/|$)")
 _PIP_BUILD_DIR = re.compile(r"/pip-install-[^/]+/(?P<name>[^/]+?)_[0-9a-f]{32}$")
 
@@ -74,23 +43,6 @@ class HookAttribution:
     @property
     def label(self) -> str:
         return f"{self.hook} of {self.package_ref}"
-
-
-def package_manager_of(argv: list[str]) -> str | None:
-    """The ecosystem of a package-manager process, from its argv; None for anything else."""
-    if not argv:
-        return None
-    candidates = [os.path.basename(argv[0])]
-    if len(argv) > 1:
-        candidates.append(os.path.basename(argv[1]))
-        if argv[1] == "-m" and len(argv) > 2:
-            candidates.append(argv[2])
-    for name in candidates:
-        if name in _PACKAGE_MANAGERS:
-            return _PACKAGE_MANAGERS[name]
-        if _PIP_VERSIONED.match(name):
-            return "pip"
-    return None
 
 
 def _npm_family(event: ProcessExec, parent_ecosystem: str | None) -> HookAttribution | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ciwatch.analysis.network import ContactKind, contacts
 from ciwatch.analysis.tree import ProcessTree
-from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Policy
 from ciwatch.record.events import RegistryAllowed
 from ciwatch.record.reader import Record

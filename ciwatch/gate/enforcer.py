@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ciwatch.policy.allowlist import RuntimeAllowlist
+from ciwatch.gate.allowlist import RuntimeAllowlist
+from ciwatch.net.address import is_loopback
 from ciwatch.policy.model import Mode, Policy
-from ciwatch.record.events import Event, Refusal
-from ciwatch.trace.netdecode import is_loopback
+from ciwatch.record.events import Event, Refusal, RefusedWhat, Transport
 
 
 class LiveEnforcer:
@@ -17,11 +17,11 @@ class LiveEnforcer:
         self.allowlist = allowlist
         self.sink = sink
 
-    def _refuse(self, pid: int | None, what: str, target: str, reason: str) -> bool:
+    def _refuse(self, pid: int | None, what: RefusedWhat, target: str, reason: str) -> bool:
         self.sink(Refusal(pid=pid, what=what, target=target, reason=reason))
         return False
 
-    def request_allowed(self, host: str, pid: int | None, what: str = "request") -> bool:
+    def request_allowed(self, host: str, pid: int | None, what: RefusedWhat = RefusedWhat.REQUEST) -> bool:
         """A request or connection through the proxy (refused before anything goes upstream)."""
         if not self.blocking or self.allowlist.allows(host):
             return True
@@ -32,16 +32,16 @@ class LiveEnforcer:
         DNS names too (the answer is REFUSED, nothing is sent upstream)."""
         if not self.blocking or self.allowlist.allows(name):
             return True
-        return self._refuse(pid, "dns", name, "unfamiliar-egress: not in the allowlist")
+        return self._refuse(pid, RefusedWhat.DNS, name, "unfamiliar-egress: not in the allowlist")
 
-    def direct_traffic_refusal(self, address: str, port: int, protocol: str, pid: int) -> str | None:
+    def direct_traffic_refusal(self, address: str, port: int, protocol: Transport, pid: int) -> str | None:
         """Traffic the proxy won't see (UDP other than DNS, raw sockets, a direct connect in env
         mode): the reason to refuse it, or None to let it go."""
         if not self.blocking or is_loopback(address):
             return None
-        if protocol == "tcp" and self.allowlist.allows(address):
+        if protocol == Transport.TCP and self.allowlist.allows(address):
             return None
-        what = "datagram" if protocol == "udp" else "connect"
+        what = RefusedWhat.DATAGRAM if protocol == Transport.UDP else RefusedWhat.CONNECT
         reason = f"proxy-bypass: {protocol} to {address}:{port} would not pass the proxy"
         self._refuse(pid, what, f"{address}:{port}", reason)
         return reason
@@ -49,4 +49,4 @@ class LiveEnforcer:
     def io_uring_allowed(self, pid: int) -> bool:
         if not self.blocking:
             return True
-        return self._refuse(pid, "io-uring", "io_uring_setup", "proxy-bypass: io_uring I/O is not traced")
+        return self._refuse(pid, RefusedWhat.IO_URING, "io_uring_setup", "proxy-bypass: io_uring I/O is not traced")
