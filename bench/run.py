@@ -44,7 +44,7 @@ BENCH = Path(__file__).resolve().parent
 WORKLOADS_DIR = BENCH / "workloads"
 WORK = BENCH / "work"
 
-#: The syscalls ciwatch's seccomp filter hands to its tracer (ciwatch/trace/syscalls.py), as
+#: The syscalls ciwatch's seccomp filter hands to its tracer (ciwatch/trace/table.py), as
 #: strace spells them. ciwatch's filter is narrower for open/openat (write flags only) and
 #: sendto (with a destination only); strace's ``-e trace=`` can't test arguments in BPF.
 CIWATCH_SYSCALLS = (

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-_CAP_NET_ADMIN = 12
-_CAP_SYS_ADMIN = 21
+from ciwatch.modes import NetMode
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
 
 
 def _effective_capabilities() -> int:
@@ -38,8 +40,8 @@ def mitmproxy_version() -> str | None:
 def for_record() -> dict[str, bool]:
     """Cheap facts for the record header (no processes started)."""
     return {
-        "cap_sys_admin": has_capability(_CAP_SYS_ADMIN),
-        "cap_net_admin": has_capability(_CAP_NET_ADMIN),
+        "cap_sys_admin": has_capability(CAP_SYS_ADMIN),
+        "cap_net_admin": has_capability(CAP_NET_ADMIN),
         "nft": shutil.which("nft") is not None,
         "ip": shutil.which("ip") is not None,
         "mitmproxy": mitmproxy_version() is not None,
@@ -83,7 +85,7 @@ def _probe_trace() -> Probe:
 
 
 def _probe_netns() -> Probe:
-    if not has_capability(_CAP_SYS_ADMIN) or not has_capability(_CAP_NET_ADMIN):
+    if not has_capability(CAP_SYS_ADMIN) or not has_capability(CAP_NET_ADMIN):
         return Probe(
             "network namespaces",
             False,
@@ -118,13 +120,19 @@ def probe_all() -> list[Probe]:
     return [python, root, _probe_trace(), _probe_mitmproxy(), _probe_nft(), _probe_netns()]
 
 
-def modes_available(probes: list[Probe]) -> dict[str, bool]:
+def modes_available(probes: list[Probe]) -> dict[NetMode, bool]:
+    """Which ``--net`` modes this machine allows, the least demanding first."""
     ok = {probe.name: probe.ok for probe in probes}
-    tracing = ok["ptrace + seccomp"]
-    proxy = ok["mitmproxy"]
-    return {
-        "off": tracing,
-        "env": tracing and proxy,
-        "redirect": tracing and proxy,
-        "sandbox": tracing and proxy and ok["nftables"] and ok["network namespaces"],
-    }
+
+    def works(mode: NetMode) -> bool:
+        traits = mode.traits
+        return (
+            ok["ptrace + seccomp"]
+            and (ok["mitmproxy"] or not traits.uses_proxy)
+            and ((ok["nftables"] and ok["network namespaces"]) or not traits.network_namespace)
+        )
+
+    def demands(mode: NetMode) -> tuple[bool, bool, bool]:
+        return (mode.traits.uses_proxy, mode.traits.network_namespace, mode.traits.tracer_redirects)
+
+    return {mode: works(mode) for mode in sorted(NetMode, key=demands)}

@@ -14,16 +14,16 @@ from typing import NoReturn
 import click
 
 from ciwatch import __version__, capabilities, session, supervise
-from ciwatch.egress.sandbox import check_sandbox_possible
 from ciwatch.errors import CiwatchError, EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, POLICY_FAILED, USAGE_ERROR
+from ciwatch.modes import LeftoverAction, NetMode
 from ciwatch.policy import Mode, load_policy
 from ciwatch.policy.loader import resolve_policy
 from ciwatch.record import read_record
 from ciwatch.report import github, terminal
 from ciwatch.report.baseline import propose_policy
 from ciwatch.report.verdict_text import render_verdict
-from ciwatch.verdict import VerdictKind, evaluate
+from ciwatch.verdict import RULE_CATALOGUE, VerdictKind, evaluate
 
 log = logging.getLogger("ciwatch")
 
@@ -105,15 +105,15 @@ def _policy_options(function: Callable[..., None]) -> Callable[..., None]:
 )
 @click.option(
     "--leftovers",
-    type=click.Choice([a.value for a in session.LeftoverAction]),
-    default=session.LeftoverAction.LEAVE.value,
+    type=click.Choice([a.value for a in LeftoverAction]),
+    default=LeftoverAction.LEAVE.value,
     show_default=True,
     help="Processes still running when the build's root exits: leave them running, kill them, or wait for them.",
 )
 @click.option(
     "--net",
-    type=click.Choice([m.value for m in session.NetMode]),
-    default=session.NetMode.REDIRECT.value,
+    type=click.Choice([m.value for m in NetMode]),
+    default=NetMode.REDIRECT.value,
     show_default=True,
     help="How outbound traffic reaches the proxy: redirect (the tracer rewrites connect(), no privilege), "
     "sandbox (a network namespace, needs root), env (proxy variables only), off (no proxy).",
@@ -145,32 +145,30 @@ def run(
     verbose = ctx.obj["verbose"]
     try:
         # Everything that can be wrong with the input is found before the build starts.
-        session.check_command(list(command))
-        session.prepare_out_dir(out_dir)
-        if net == session.NetMode.SANDBOX:
-            check_sandbox_possible()
-        policy = resolve_policy(Path.cwd(), policy_file, mode)
+        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
+        plan = session.prepare(
+            session.RunOptions(
+                command=list(command),
+                out_dir=out_dir,
+                leftovers=LeftoverAction(leftovers),
+                net=NetMode(net),
+                policy=policy,
+                extra_cas=list(upstream_cas),
+                verbose=verbose,
+            )
+        )
     except Exception as error:  # noqa: BLE001
         sys.exit(_render_error(error, verbose))
-    options = session.RunOptions(
-        command=list(command),
-        out_dir=out_dir,
-        leftovers=session.LeftoverAction(leftovers),
-        net=session.NetMode(net),
-        policy=policy,
-        extra_cas=list(upstream_cas),
-        verbose=verbose,
-    )
 
     def in_tracer(report_root: Callable[[int], None]) -> tuple[int, Callable[[], None] | None]:
         try:
-            result = session.run(options, dict(os.environ), on_root_started=report_root)
+            result = session.run(plan, dict(os.environ), on_root_started=report_root)
         except Exception as error:  # noqa: BLE001
             return _render_error(error, verbose), None
         if result.launch_error:
             click.secho(f"ciwatch: {result.launch_error}", fg="red", err=True)
         verdict = result.verdict
-        if verdict is not None and (verdict.verdict is not VerdictKind.PASS or verdict.mode is not Mode.AUDIT):
+        if verdict.verdict is not VerdictKind.PASS or verdict.mode is not Mode.AUDIT:
             # Quiet when there is nothing to say: the build's own output stays the last word.
             click.echo(render_verdict(verdict, color=sys.stderr.isatty()), err=True)
             if os.environ.get("GITHUB_ACTIONS") == "true" and verdict.mode is not Mode.AUDIT:
@@ -179,7 +177,7 @@ def run(
         if result.leftovers:
             click.echo(
                 f"ciwatch: {len(result.leftovers)} process(es) still running after the build "
-                f"({options.leftovers}): {', '.join(map(str, result.leftovers))}",
+                f"({plan.leftovers}): {', '.join(map(str, result.leftovers))}",
                 err=True,
             )
         background = result.tracer
@@ -216,7 +214,7 @@ def check(ctx: click.Context, record_path: Path, policy_file: Path | None, mode:
     """
 
     def action() -> int:
-        policy = resolve_policy(Path.cwd(), policy_file, mode)
+        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
         verdict = evaluate(read_record(record_path), policy)
         if as_json:
             click.echo(json.dumps(verdict.to_json(), indent=2))
@@ -259,7 +257,7 @@ def policy_check(ctx: click.Context, path: Path) -> None:
     """Validate a policy file; errors name the file, line and key."""
 
     def action() -> int:
-        policy = load_policy(path)
+        policy = load_policy(path, known_rules=RULE_CATALOGUE)
         hooks = "any package" if policy.hooks_allowed is None else f"{len(policy.hooks_allowed)} package(s)"
         click.echo(
             f"{path}: ok (mode {policy.mode}, {len(policy.allow.hosts)} allowed host pattern(s), "

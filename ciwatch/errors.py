@@ -27,7 +27,3 @@ class EnvironmentNotSupported(CiwatchError):
     """This machine can't provide what was asked (ptrace, seccomp, a network mode)."""
 
     hint = "Run `ciwatch doctor` to see what this machine allows and how to fix it."
-
-
-class InternalError(CiwatchError):
-    """ciwatch itself failed; the build's own result is still reported when it is known."""

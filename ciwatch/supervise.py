@@ -133,6 +133,5 @@ def _front_main(read_fd: int, tracer_pid: int) -> int:
         os.waitpid(tracer_pid, 0)
         print("ciwatch: the tracer process ended unexpectedly; the record may be incomplete", file=sys.stderr)
         return INTERNAL_ERROR
-    if outcome and os.waitpid(tracer_pid, os.WNOHANG)[0] == 0:
-        pass  # the tracer stays for leftover processes; it is reparented when we exit
+    # Not waited for: the tracer may stay for leftover processes; it is reparented when we exit.
     return outcome[0]

@@ -18,9 +18,11 @@ from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Exception_, Mode, Policy, Severity
 from ciwatch.record.events import FileOp, FileWrite, Refusal
 from ciwatch.record.reader import Record
-from ciwatch.rules import ALL_RULES, Finding, RuleContext
+from ciwatch.rules import ALL_RULES, RULE_CATALOGUE, Finding, RuleContext
 
 VERDICT_FILE = "verdict.json"
+
+__all__ = ["RULE_CATALOGUE", "VERDICT_FILE", "Verdict", "VerdictKind", "evaluate", "hook_writes", "write_verdict"]
 
 
 class VerdictKind(StrEnum):

@@ -1,4 +1,4 @@
-"""Re-enactments of real supply-chain incidents (../shared/notes/attacks-and-rules.md, table (c)),
+"""Re-enactments of real supply-chain incidents (the ones docs/rules.md cites for its rules),
 each as a package on the test internet installed by the real npm or pip under ``ciwatch run``.
 
 In audit mode (policies/default.yaml) the attack runs to completion against the test internet

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ciwatch.policy import load_policy
+from ciwatch.rules import RULE_CATALOGUE
 from tests.support.internet import EVIL, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]
@@ -60,7 +61,7 @@ def test_baseline_of_a_run_is_a_valid_policy_that_passes_that_run(internet: Test
     assert "by npm install telemetry-hook > postinstall of telemetry-hook@3.1.4 > curl" in host_line
     hook_line = next(line for line in text.splitlines() if line.strip().startswith('- "telemetry-hook@3.1.4"'))
     assert "postinstall ran in" in hook_line
-    policy = load_policy(proposed)
+    policy = load_policy(proposed, known_rules=RULE_CATALOGUE)
     assert policy.hooks_allowed is not None and [str(spec) for spec in policy.hooks_allowed] == ["telemetry-hook@3.1.4"]
 
     after = _ciwatch("check", str(out), "--policy", str(proposed), "--mode", "block", "--json")

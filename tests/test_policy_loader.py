@@ -18,7 +18,6 @@ import yaml
 
 from ciwatch.errors import UsageError
 from ciwatch.policy import (
-    RULE_IDS,
     Mode,
     Policy,
     PolicyError,
@@ -29,8 +28,12 @@ from ciwatch.policy import (
     resolve_policy,
 )
 from ciwatch.policy.model import HostPattern, PackageSpec
-from ciwatch.policy.rule_ids import DEFAULT_SEVERITIES
+from ciwatch.policy.schema import policy_schema
 from ciwatch.policy.versions import parse_range, version_in_range
+from ciwatch.rules import RULE_CATALOGUE
+
+RULE_IDS = tuple(RULE_CATALOGUE)
+RULES = {"known_rules": RULE_CATALOGUE}
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "policies").glob("*.yaml"))
@@ -44,7 +47,7 @@ def write(tmp_path: Path, text: str, name: str = "policy.yml") -> Path:
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(PolicyError) as caught:
-        load_policy(path)
+        load_policy(path, **RULES)
     assert isinstance(caught.value, UsageError)
     assert str(caught.value) == "\n".join(str(problem) for problem in caught.value.problems)
     return [str(problem) for problem in caught.value.problems]
@@ -65,7 +68,7 @@ def test_the_three_policies_are_shipped() -> None:
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
 def test_shipped_policies_load(path: Path) -> None:
-    policy = load_policy(path)
+    policy = load_policy(path, **RULES)
     assert policy.version == 1
     assert policy.source == str(path)
 
@@ -73,13 +76,13 @@ def test_shipped_policies_load(path: Path) -> None:
 def test_packaged_default_is_policies_default() -> None:
     packaged = resources.files("ciwatch.policy").joinpath("default.yaml").read_bytes()
     assert packaged == (ROOT / "policies" / "default.yaml").read_bytes()
-    assert default_policy() == dataclasses.replace(
-        load_policy(ROOT / "policies" / "default.yaml"), source=Policy().source
+    assert default_policy(**RULES) == dataclasses.replace(
+        load_policy(ROOT / "policies" / "default.yaml", **RULES), source=Policy().source
     )
 
 
 def test_default_policy_fits_a_first_run() -> None:
-    policy = default_policy()
+    policy = default_policy(**RULES)
     assert policy.mode is Mode.AUDIT
     assert policy.allow.registries_auto
     assert policy.hooks_allowed is None  # any package may run hooks
@@ -91,12 +94,12 @@ def test_default_policy_fits_a_first_run() -> None:
 
 def test_default_policy_names_every_rule() -> None:
     # A new rule id needs its line in default.yaml, which doubles as the list users copy from.
-    assert set(default_policy().severities) == set(RULE_IDS)
-    assert dict(default_policy().severities) == dict(DEFAULT_SEVERITIES)
+    assert set(default_policy(**RULES).severities) == set(RULE_IDS)
+    assert dict(default_policy(**RULES).severities) == dict(RULE_CATALOGUE)
 
 
 def test_strict_policy_blocks() -> None:
-    policy = load_policy(ROOT / "policies" / "strict.yaml")
+    policy = load_policy(ROOT / "policies" / "strict.yaml", **RULES)
     assert policy.mode is Mode.BLOCK
     assert policy.hooks_allowed == ()
     assert policy.hooks_import
@@ -105,7 +108,7 @@ def test_strict_policy_blocks() -> None:
 
 def test_example_policy_has_both_kinds_of_exception_and_an_expiry() -> None:
     path = ROOT / "policies" / "example.yaml"
-    policy = load_policy(path)
+    policy = load_policy(path, **RULES)
     assert any(exception.package is not None for exception in policy.exceptions)
     assert any(exception.host is not None for exception in policy.exceptions)
     assert any(exception.expires is not None for exception in policy.exceptions)
@@ -134,10 +137,11 @@ _Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:t
 
 @pytest.fixture(scope="module")
 def schema() -> dict[str, Any]:
-    document = json.loads(resources.files("ciwatch.policy").joinpath("schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(document)
-    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    return dict(document)
+    """The schema as the loader uses it: the rule ids filled in from the rule catalogue."""
+    filled = policy_schema(RULE_CATALOGUE)
+    jsonschema.Draft202012Validator.check_schema(filled)
+    assert filled["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    return filled
 
 
 def schema_errors(schema: dict[str, Any], text: str) -> list[str]:
@@ -151,10 +155,29 @@ def test_shipped_policies_validate_against_the_schema(schema: dict[str, Any], pa
     assert schema_errors(schema, path.read_text()) == []
 
 
-def test_schema_knows_every_rule_id(schema: dict[str, Any]) -> None:
-    assert tuple(schema["properties"]["rules"]["properties"]) == RULE_IDS
-    assert tuple(schema["$defs"]["ruleId"]["enum"]) == RULE_IDS
-    assert schema["$defs"]["severity"]["enum"] == [severity.label for severity in Severity]
+def test_the_schema_file_is_valid_and_leaves_the_rule_ids_to_the_catalogue() -> None:
+    document = json.loads(resources.files("ciwatch.policy").joinpath("schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(document)
+    assert "enum" not in document["$defs"]["ruleId"]  # no copy of the catalogue to keep in step
+    assert not any(rule in json.dumps(document) for rule in RULE_IDS)
+    assert document["$defs"]["severity"]["enum"] == [severity.label for severity in Severity]
+
+
+def test_the_filled_schema_names_the_rules_it_is_given(schema: dict[str, Any]) -> None:
+    assert schema["$defs"]["ruleId"]["enum"] == list(RULE_IDS)
+    assert policy_schema({"only-rule": Severity.LOW})["$defs"]["ruleId"]["enum"] == ["only-rule"]
+    text = "version: 1\nrules: {only-rule: low}\nexceptions: [{rule: only-rule, host: a.example.internal, reason: r}]\n"
+    assert schema_errors(policy_schema({"only-rule": Severity.LOW}), text) == []
+    assert len(schema_errors(schema, text)) == 2  # a rule key and an exception's rule, both unknown here
+
+
+def test_a_rule_the_catalogue_gains_is_accepted_without_editing_the_schema(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "version: 1\nrules: {brand-new: high}\nexceptions: [{rule: brand-new, package: a, reason: r}]\n"
+    )
+    policy = load_policy(path, known_rules={**RULE_CATALOGUE, "brand-new": Severity.LOW})
+    assert policy.severities == {"brand-new": Severity.HIGH}
+    assert policy.exceptions[0].rule == "brand-new"
 
 
 @pytest.mark.parametrize(
@@ -175,7 +198,7 @@ def test_schema_knows_every_rule_id(schema: dict[str, Any]) -> None:
 def test_schema_rejects_what_the_loader_rejects(schema: dict[str, Any], text: str, tmp_path: Path) -> None:
     assert schema_errors(schema, text)
     with pytest.raises(PolicyError):
-        load_policy(write(tmp_path, text))
+        load_policy(write(tmp_path, text), **RULES)
 
 
 # --- mistakes: each names file, line and key --------------------------------------------------
@@ -340,7 +363,7 @@ def test_schema_rejects_what_the_loader_rejects(schema: dict[str, Any], text: st
         pytest.param(
             "version: 1\nrules:\n  hook-shell: low\n  hook-shell: high\n",
             "4: rules.hook-shell",
-            "duplicate rule (first written on line 3)",
+            "duplicate key (first written on line 3)",
             id="duplicate-rule",
         ),
         pytest.param(
@@ -388,7 +411,7 @@ def test_schema_rejects_what_the_loader_rejects(schema: dict[str, Any], text: st
         pytest.param(
             "version: 1\nhooks:\n  allowed: esbuild\n",
             "3: hooks.allowed",
-            'expected a list of packages, found "esbuild"',
+            'expected a list of packages (write [] to allow none, or remove the key to allow any), found "esbuild"',
             id="allowed-not-a-list",
         ),
         pytest.param(
@@ -428,7 +451,8 @@ def test_schema_rejects_what_the_loader_rejects(schema: dict[str, Any], text: st
                 reason: r
             """,
             "3: exceptions[0]",
-            "has neither package nor host; expected one of `package: NAME[@RANGE]` or `host: PATTERN`",
+            "has neither package nor host; expected one of `package: esbuild@^0.19` or "
+            "`host: artifacts.example.internal`",
             id="neither-package-nor-host",
         ),
         pytest.param(
@@ -554,7 +578,7 @@ def test_the_whole_message_for_a_bad_cidr(tmp_path: Path) -> None:
         """,
     )
     with pytest.raises(UsageError) as caught:
-        load_policy(path)
+        load_policy(path, **RULES)
     assert str(caught.value) == (
         f'{path}:7: allow.hosts[1]: "10.0.0.0/33" is not a host name, wildcard pattern or CIDR; expected a host '
         "name (artifacts.example.internal), a wildcard pattern (*.example.internal) or a CIDR (10.0.0.0/8, fd00::/8)"
@@ -618,14 +642,14 @@ def test_file_level_mistakes(tmp_path: Path, text: str, expected: str) -> None:
 
 def test_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
-        load_policy(tmp_path / "nope.yml")
+        load_policy(tmp_path / "nope.yml", **RULES)
     assert str(caught.value) == f"{tmp_path / 'nope.yml'}: no such policy file"
     assert "--policy" in caught.value.hint
 
 
 def test_a_directory(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"is a directory; expected a policy file"):
-        load_policy(tmp_path)
+        load_policy(tmp_path, **RULES)
 
 
 def test_not_utf8(tmp_path: Path) -> None:
@@ -671,7 +695,7 @@ def test_a_full_policy_reads_as_written(tmp_path: Path) -> None:
             reason: our test reporter
         """,
     )
-    policy = load_policy(path)
+    policy = load_policy(path, **RULES)
     assert policy.mode is Mode.BLOCK
     assert policy.fail_on is Severity.MEDIUM
     assert not policy.allow.registries_auto
@@ -702,14 +726,16 @@ def test_a_full_policy_reads_as_written(tmp_path: Path) -> None:
 
 
 def test_defaults_for_what_is_left_out(tmp_path: Path) -> None:
-    policy = load_policy(write(tmp_path, "version: 1\n"))
+    policy = load_policy(write(tmp_path, "version: 1\n"), **RULES)
     assert policy == Policy(source=str(tmp_path / "policy.yml"))
     assert policy.hooks_allowed is None
     assert policy.allow.registries_auto and policy.allow.hosts == ()
 
 
 def test_empty_sections_are_empty(tmp_path: Path) -> None:
-    policy = load_policy(write(tmp_path, "version: 1\nallow:\n  hosts:\nhooks:\n  allowed: []\nrules:\nexceptions:\n"))
+    policy = load_policy(
+        write(tmp_path, "version: 1\nallow:\n  hosts:\nhooks:\n  allowed: []\nrules:\nexceptions:\n"), **RULES
+    )
     assert policy.allow.hosts == ()
     assert policy.hooks_allowed == ()  # an empty list: no package may run hooks
     assert policy.severities == {}
@@ -727,7 +753,8 @@ def test_yaml_1_1_words_are_read_as_written(tmp_path: Path) -> None:
             exceptions:
               - {rule: hook-shell, package: "no", reason: yes}
             """,
-        )
+        ),
+        **RULES,
     )
     assert policy.severities == {"leftover-process": Severity.OFF}
     assert policy.exceptions[0].package == PackageSpec("no")
@@ -736,9 +763,9 @@ def test_yaml_1_1_words_are_read_as_written(tmp_path: Path) -> None:
 
 def test_severity_falls_back_to_the_rule_default() -> None:
     policy = Policy(severities={"hook-shell": Severity.LOW})
-    assert policy.severity("hook-shell") is Severity.LOW
-    assert policy.severity("leftover-process") is Severity.LOW
-    assert policy.severity("unfamiliar-egress") is Severity.HIGH
+    assert policy.severity("hook-shell", RULE_CATALOGUE["hook-shell"]) is Severity.LOW
+    assert policy.severity("leftover-process", RULE_CATALOGUE["leftover-process"]) is Severity.LOW
+    assert policy.severity("unfamiliar-egress", RULE_CATALOGUE["unfamiliar-egress"]) is Severity.HIGH
 
 
 def test_rule_ids_and_their_defaults() -> None:
@@ -756,8 +783,15 @@ def test_rule_ids_and_their_defaults() -> None:
         "unapproved-hook",
     )
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", rule) for rule in RULE_IDS)
-    assert DEFAULT_SEVERITIES["leftover-process"] is Severity.LOW
-    assert DEFAULT_SEVERITIES["unfamiliar-egress"] is Severity.HIGH
+    assert RULE_CATALOGUE["leftover-process"] is Severity.LOW
+    assert RULE_CATALOGUE["unfamiliar-egress"] is Severity.HIGH
+
+
+def test_the_loader_knows_only_the_rules_it_is_given(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\nrules: {hook-shell: low}\n")
+    assert load_policy(path, known_rules={"hook-shell": Severity.HIGH}).severities == {"hook-shell": Severity.LOW}
+    with pytest.raises(PolicyError, match=r"rules.hook-shell: unknown rule id; expected one of other-rule"):
+        load_policy(path, known_rules={"other-rule": Severity.LOW})
 
 
 # --- finding the policy and precedence --------------------------------------------------------
@@ -776,16 +810,16 @@ def test_find_policy(tmp_path: Path) -> None:
 
 
 def test_precedence_and_mode_override(tmp_path: Path) -> None:
-    assert resolve_policy(tmp_path) == default_policy()
+    assert resolve_policy(tmp_path, **RULES) == default_policy(**RULES)
     (tmp_path / ".ciwatch").mkdir()
     project = write(tmp_path, "version: 1\nmode: warn\n", ".ciwatch/policy.yml")
-    assert resolve_policy(tmp_path).source == str(project)
+    assert resolve_policy(tmp_path, **RULES).source == str(project)
     explicit = write(tmp_path, "version: 1\nmode: block\n", "other.yml")
-    assert resolve_policy(tmp_path, explicit).mode is Mode.BLOCK
-    assert resolve_policy(tmp_path, explicit, "audit").mode is Mode.AUDIT
-    assert resolve_policy(tmp_path, None, Mode.BLOCK).mode is Mode.BLOCK
+    assert resolve_policy(tmp_path, explicit, **RULES).mode is Mode.BLOCK
+    assert resolve_policy(tmp_path, explicit, "audit", **RULES).mode is Mode.AUDIT
+    assert resolve_policy(tmp_path, None, Mode.BLOCK, **RULES).mode is Mode.BLOCK
     with pytest.raises(UsageError, match=r'--mode "strict": expected one of audit, warn, block'):
-        resolve_policy(tmp_path, None, "strict")
+        resolve_policy(tmp_path, None, "strict", **RULES)
 
 
 # --- matching -----------------------------------------------------------------------------------

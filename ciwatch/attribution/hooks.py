@@ -1,7 +1,7 @@
 """Recognising package managers and the lifecycle hooks they run.
 
 The identity of each hook comes from what the package manager itself sets up at the
-boundary (notes/package-managers.md, table A):
+boundary (docs/architecture.md, "Where a hook begins"):
 
 - npm, yarn, pnpm, bun: ``npm_package_name``, ``npm_package_version`` and
   ``npm_lifecycle_event`` on the first exec under the package manager's node process;
@@ -18,6 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.facts.programs import package_manager_of
 from ciwatch.record.events import ProcessExec
 
@@ -27,7 +28,8 @@ _PIP_BUILD_DIR = re.compile(r"/pip-install-[^/]+/(?P<name>[^/]+?)_[0-9a-f]{32}$"
 
 @dataclass(frozen=True)
 class HookAttribution:
-    ecosystem: str
+    ecosystem: Ecosystem
+    """A package ecosystem (records carry its value: npm, yarn, pnpm, bun, pip, cargo, dpkg, gem)."""
     package: str
     version: str
     hook: str
@@ -45,9 +47,9 @@ class HookAttribution:
         return f"{self.hook} of {self.package_ref}"
 
 
-def _npm_family(event: ProcessExec, parent_ecosystem: str | None) -> HookAttribution | None:
+def _npm_family(event: ProcessExec, parent_ecosystem: Ecosystem | None) -> HookAttribution | None:
     env = event.env
-    if parent_ecosystem not in ("npm", "yarn", "pnpm", "bun"):
+    if parent_ecosystem is None or not parent_ecosystem.npm_family:
         return None
     name, lifecycle = env.get("npm_package_name"), env.get("npm_lifecycle_event")
     if not name or not lifecycle:
@@ -77,7 +79,7 @@ def _pip(event: ProcessExec) -> HookAttribution | None:
     if not name:
         match = _PIP_BUILD_DIR.search(event.cwd)
         name = match.group("name") if match else os.path.basename(event.cwd)
-    return HookAttribution("pip", name, version, hook, event.pid, 0)
+    return HookAttribution(Ecosystem.PIP, name, version, hook, event.pid, 0)
 
 
 def _cargo(event: ProcessExec) -> HookAttribution | None:
@@ -86,14 +88,14 @@ def _cargo(event: ProcessExec) -> HookAttribution | None:
     name = event.env.get("CARGO_PKG_NAME")
     if not name:
         return None
-    return HookAttribution("cargo", name, event.env.get("CARGO_PKG_VERSION", ""), "build.rs", event.pid, 0)
+    return HookAttribution(Ecosystem.CARGO, name, event.env.get("CARGO_PKG_VERSION", ""), "build.rs", event.pid, 0)
 
 
 def _dpkg(event: ProcessExec) -> HookAttribution | None:
     package, script = event.env.get("DPKG_MAINTSCRIPT_PACKAGE"), event.env.get("DPKG_MAINTSCRIPT_NAME")
     if not package or not script:
         return None
-    return HookAttribution("dpkg", package, "", script, event.pid, 0)
+    return HookAttribution(Ecosystem.DPKG, package, "", script, event.pid, 0)
 
 
 def _gem(event: ProcessExec) -> HookAttribution | None:
@@ -102,7 +104,7 @@ def _gem(event: ProcessExec) -> HookAttribution | None:
     match = _GEM_DIR.search(event.cwd)
     if match is None:
         return None
-    return HookAttribution("gem", match.group("name"), match.group("version"), "extconf.rb", event.pid, 0)
+    return HookAttribution(Ecosystem.GEM, match.group("name"), match.group("version"), "extconf.rb", event.pid, 0)
 
 
 def detect_hook(event: ProcessExec, parent: ProcessExec | None, pid: int, seq: int) -> HookAttribution | None:
@@ -112,11 +114,11 @@ def detect_hook(event: ProcessExec, parent: ProcessExec | None, pid: int, seq: i
     if parent_ecosystem is None:
         return None
     found = _npm_family(event, parent_ecosystem) or _cargo(event)
-    if found is None and parent_ecosystem == "pip":
+    if found is None and parent_ecosystem is Ecosystem.PIP:
         found = _pip(event)
-    if found is None and parent_ecosystem == "dpkg":
+    if found is None and parent_ecosystem is Ecosystem.DPKG:
         found = _dpkg(event)
-    if found is None and parent_ecosystem == "gem":
+    if found is None and parent_ecosystem is Ecosystem.GEM:
         found = _gem(event)
     if found is None:
         return None

@@ -80,10 +80,3 @@ class DownloadHostScanner:
             if host and host not in self.hosts:
                 self.hosts[host] = url
         self._tail = text[-_OVERLAP:]
-
-
-def download_hosts(content_type: str, body: bytes, content_encoding: str = "") -> dict[str, str]:
-    """The download hosts a whole body names (see ``DownloadHostScanner``)."""
-    scanner = DownloadHostScanner(content_type, content_encoding)
-    scanner.feed(body)
-    return scanner.hosts

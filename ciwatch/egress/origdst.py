@@ -110,7 +110,3 @@ class OriginalDestinations:
     def lookup_inode(self, inode: int) -> OriginalDestination | None:
         with self._lock:
             return self._by_inode.get(inode)
-
-    def forget_peer(self, peer: tuple[str, int]) -> None:
-        with self._lock:
-            self._by_peer.pop(peer, None)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ciwatch.egress.addon import FlowRecorder
 from ciwatch.egress.dns import DnsForwarder
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir
@@ -85,7 +84,6 @@ class EgressProxy:
         self.regular_listener: tuple[str, int] | None = None
         self.ca_cert_pem = b""
         self.mitmproxy_version = ""
-        self.recorder: FlowRecorder | None = None
         self.dns: DnsForwarder | None = None
         self._master: Any = None
         self._thread: threading.Thread | None = None
@@ -102,10 +100,6 @@ class EgressProxy:
         return self.dns.listeners if self.dns else []
 
     # -- life cycle ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        self.begin_start()
-        self.finish_start()
 
     def begin_start(self) -> None:
         """Start mitmproxy on its thread (importing it alone takes a while): the caller can
@@ -154,6 +148,8 @@ class EgressProxy:
         from mitmproxy import version as mitmproxy_version
         from mitmproxy.addons import default_addons
 
+        from ciwatch.egress.addons import egress_addons  # imports mitmproxy: on this thread too
+
         self.mitmproxy_version = mitmproxy_version.VERSION
         _use_in_memory_authority(self._authority, self._confdir)
         modes = [f"transparent@{host}:0" for host in self.config.transparent_hosts]
@@ -162,9 +158,13 @@ class EgressProxy:
         opts = options.Options(mode=modes, confdir=str(self._confdir))
         instance = master.Master(opts)
         instance.addons.add(*default_addons())
-        self.recorder = FlowRecorder(self.sink, self.destinations, self.pid_lookup, self.allowlist, self.enforcer)
-        instance.addons.add(self.recorder, _ReadySignal(self))
+        # Lazy: the policy can refuse a request before anything is sent upstream. Set before
+        # ciwatch's addons are added, as the enforcer checks it then.
         opts.update(connection_strategy="lazy")
+        instance.addons.add(
+            *egress_addons(self.sink, self.destinations, self.pid_lookup, self.allowlist, self.enforcer),
+            _ReadySignal(self),
+        )
         if self.config.upstream_trust is not None:
             opts.update(ssl_verify_upstream_trusted_ca=str(self.config.upstream_trust))
         quiet = logging.DEBUG if self.config.verbose else logging.CRITICAL

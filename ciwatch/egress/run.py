@@ -12,7 +12,7 @@ from pathlib import Path
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations
 from ciwatch.egress.proxy import EgressProxy, ProxyConfig
 from ciwatch.egress.resolvers import system_resolvers
-from ciwatch.egress.sandbox import Sandbox, check_sandbox_possible
+from ciwatch.egress.sandbox import Sandbox
 from ciwatch.egress.trust import (
     TrustFiles,
     client_trust_env,
@@ -24,6 +24,7 @@ from ciwatch.egress.trust import (
 )
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
+from ciwatch.modes import NetMode
 from ciwatch.net.address import SocketAddress, ipv4_mapped
 from ciwatch.record.events import Event, ProxyReady
 
@@ -70,9 +71,12 @@ def _by_family(listeners: list[tuple[str, int]]) -> dict[str, tuple[str, int]]:
 
 
 class EgressRun:
+    """The proxy and whatever ``mode`` needs to send the build's traffic through it. The mode
+    was checked possible on this machine before the build started (``session.prepare``)."""
+
     def __init__(
         self,
-        mode: str,
+        mode: NetMode,
         sink: Callable[[Event], None],
         build_pids: Callable[[], list[int]],
         extra_cas: list[Path],
@@ -90,17 +94,16 @@ class EgressRun:
         self.verbose = verbose
         self.proxy: EgressProxy | None = None
         self.sandbox: Sandbox | None = None
-        if mode == "sandbox":
-            check_sandbox_possible()
         self.trust: TrustFiles | None = None
         self.redirector: ListenerRedirector | None = None
         self.upstream_dir: Path | None = None
 
     def _config(self, root_pid: int) -> ProxyConfig:
         loopback = ["127.0.0.1", "::1"]
-        if self.mode == "redirect":
+        traits = self.mode.traits
+        if traits.tracer_redirects:
             hosts = loopback
-        elif self.mode == "sandbox":
+        elif traits.network_namespace:
             self.sandbox = Sandbox(root_pid)
             self.sandbox.create_link()
             self.destinations.namespace_pids = [root_pid]
@@ -109,7 +112,7 @@ class EgressRun:
             hosts = []
         return ProxyConfig(
             transparent_hosts=hosts,
-            regular_host="127.0.0.1" if self.mode == "env" else None,
+            regular_host="127.0.0.1" if traits.proxy_variables else None,
             dns_hosts=hosts,
             dns_upstreams=system_resolvers(),
             verbose=self.verbose,
@@ -138,22 +141,23 @@ class EgressRun:
         finally:
             java.join()
         additions = client_trust_env(self.trust, env)
-        if self.mode == "redirect":
+        traits = self.mode.traits
+        if traits.tracer_redirects:
             self.redirector = ListenerRedirector(
                 self.destinations,
                 _by_family(proxy.transparent_listeners),
                 _by_family(proxy.dns_listeners),
             )
-        elif self.mode == "sandbox":
+        elif traits.network_namespace:
             assert self.sandbox is not None
             self.sandbox.configure_inside(_ports(proxy.transparent_listeners), _ports(proxy.dns_listeners))
-        elif self.mode == "env" and proxy.regular_listener is not None:
+        elif traits.proxy_variables and proxy.regular_listener is not None:
             additions.update(_proxy_env(proxy.regular_listener, env))
         listeners = [f"{h}:{p}" for h, p in proxy.transparent_listeners]
         if proxy.regular_listener:
             listeners.append("{}:{}".format(*proxy.regular_listener))
         listeners += [f"dns {h}:{p}" for h, p in proxy.dns_listeners]
-        self.sink(ProxyReady(mode=self.mode, listeners=listeners, mitmproxy_version=proxy.mitmproxy_version))
+        self.sink(ProxyReady(mode=str(self.mode), listeners=listeners, mitmproxy_version=proxy.mitmproxy_version))
         return additions
 
     def stop(self) -> None:

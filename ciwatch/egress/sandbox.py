@@ -17,13 +17,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from ciwatch.capabilities import has_capability
+from ciwatch.capabilities import CAP_NET_ADMIN, CAP_SYS_ADMIN, has_capability
 from ciwatch.errors import EnvironmentNotSupported
 
 log = logging.getLogger(__name__)
 
-_CAP_NET_ADMIN = 12
-_CAP_SYS_ADMIN = 21
 #: Link-local /30s and a ULA /64 per run, picked by pid so that concurrent runs differ.
 _V4_BASE = ipaddress.IPv4Address("169.254.0.0")
 _V6_PREFIX = "fd63:6977:6174"
@@ -39,7 +37,7 @@ class SandboxAddresses:
 
 def check_sandbox_possible() -> None:
     missing = []
-    if not (has_capability(_CAP_SYS_ADMIN) and has_capability(_CAP_NET_ADMIN)):
+    if not (has_capability(CAP_SYS_ADMIN) and has_capability(CAP_NET_ADMIN)):
         missing.append("CAP_SYS_ADMIN and CAP_NET_ADMIN (run as root, or sudo on a GitHub-hosted runner)")
     for tool, package in (("ip", "iproute2"), ("nft", "nftables"), ("nsenter", "util-linux")):
         if shutil.which(tool) is None:

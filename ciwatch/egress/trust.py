@@ -256,7 +256,7 @@ def java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
 
 def client_trust_env(files: TrustFiles, env: dict[str, str]) -> dict[str, str]:
     """Variables that make each client of the build trust the run's CA (and still the
-    system's). notes/package-managers.md, table C, lists who reads what."""
+    system's). docs/architecture.md#trust lists who reads what."""
     bundle = str(files.bundle)
     result = {
         "NODE_EXTRA_CA_CERTS": str(files.ca_cert),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 
+from ciwatch.facts.ecosystems import Ecosystem
+
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "fish", "csh", "tcsh"})
 NETWORK_TOOLS = frozenset(
     {
@@ -207,40 +209,40 @@ def is_interactive_or_login_shell(argv: list[str], path: str = "") -> bool:
 
 
 #: Program names (argv[0], or the script an interpreter runs) -> ecosystem.
-PACKAGE_MANAGERS = {
-    "npm": "npm",
-    "npm-cli.js": "npm",
-    "npx": "npm",
-    "npx-cli.js": "npm",
-    "yarn": "yarn",
-    "yarn.js": "yarn",
-    "yarn.cjs": "yarn",
-    "yarnpkg": "yarn",
-    "pnpm": "pnpm",
-    "pnpm.cjs": "pnpm",
-    "pnpm.js": "pnpm",
-    "bun": "bun",
-    "pip": "pip",
-    "pip3": "pip",
-    "__pip-runner__.py": "pip",
-    "uv": "pip",
-    "poetry": "pip",
-    "pipenv": "pip",
-    "cargo": "cargo",
-    "dpkg": "dpkg",
-    "apt": "dpkg",
-    "apt-get": "dpkg",
-    "gem": "gem",
-    "bundle": "gem",
-    "bundler": "gem",
-    "go": "go",
-    "mvn": "maven",
-    "gradle": "gradle",
+PACKAGE_MANAGERS: dict[str, Ecosystem] = {
+    "npm": Ecosystem.NPM,
+    "npm-cli.js": Ecosystem.NPM,
+    "npx": Ecosystem.NPM,
+    "npx-cli.js": Ecosystem.NPM,
+    "yarn": Ecosystem.YARN,
+    "yarn.js": Ecosystem.YARN,
+    "yarn.cjs": Ecosystem.YARN,
+    "yarnpkg": Ecosystem.YARN,
+    "pnpm": Ecosystem.PNPM,
+    "pnpm.cjs": Ecosystem.PNPM,
+    "pnpm.js": Ecosystem.PNPM,
+    "bun": Ecosystem.BUN,
+    "pip": Ecosystem.PIP,
+    "pip3": Ecosystem.PIP,
+    "__pip-runner__.py": Ecosystem.PIP,
+    "uv": Ecosystem.PIP,
+    "poetry": Ecosystem.PIP,
+    "pipenv": Ecosystem.PIP,
+    "cargo": Ecosystem.CARGO,
+    "dpkg": Ecosystem.DPKG,
+    "apt": Ecosystem.DPKG,
+    "apt-get": Ecosystem.DPKG,
+    "gem": Ecosystem.GEM,
+    "bundle": Ecosystem.GEM,
+    "bundler": Ecosystem.GEM,
+    "go": Ecosystem.GO,
+    "mvn": Ecosystem.MAVEN,
+    "gradle": Ecosystem.GRADLE,
 }
 _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
 
 
-def package_manager_of(argv: list[str]) -> str | None:
+def package_manager_of(argv: list[str]) -> Ecosystem | None:
     """The ecosystem of a package-manager process, from its argv; None for anything else."""
     if not argv:
         return None
@@ -253,5 +255,5 @@ def package_manager_of(argv: list[str]) -> str | None:
         if name in PACKAGE_MANAGERS:
             return PACKAGE_MANAGERS[name]
         if _PIP_VERSIONED.match(name):
-            return "pip"
+            return Ecosystem.PIP
     return None

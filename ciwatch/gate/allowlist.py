@@ -20,6 +20,26 @@ def _is_address(host: str) -> bool:
     return True
 
 
+def normalise_host(host: str) -> str:
+    """The one form the allowlist keeps and compares: a host name lowercased without its
+    trailing dot; an address in ``ipaddress``' canonical form (``2001:DB8:0::1`` ->
+    ``2001:db8::1``), an IPv4-mapped IPv6 address as the IPv4 one (``::ffff:192.0.2.1`` ->
+    ``192.0.2.1``); brackets and a port (``[::1]:443``, ``host:80``) dropped."""
+    host = host.strip()
+    if host.startswith("[") and "]" in host:
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
 class RuntimeAllowlist:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -38,20 +58,26 @@ class RuntimeAllowlist:
         """Take in a record event that changes what is allowed."""
         with self._lock:
             if isinstance(event, RegistryAllowed) and self.policy.allow.registries_auto:
-                self.registries.add(_host_only(event.host))
+                self.registries.add(normalise_host(event.host))
             elif isinstance(event, AllowlistLearned) and self.policy.allow.registries_auto:
-                self.learned.add(_host_only(event.host))
+                self.learned.add(normalise_host(event.host))
             elif isinstance(event, DnsAnswer):
                 for answer in event.answers:
-                    if _is_address(answer):
-                        self.names_of_address.setdefault(answer, set()).add(event.name.lower().rstrip("."))
+                    address = normalise_host(answer)
+                    if _is_address(address):
+                        self.names_of_address.setdefault(address, set()).add(normalise_host(event.name))
 
     def observe_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.observe(event)
 
+    def names_of(self, address: str) -> set[str]:
+        """The names DNS resolved to ``address`` during the run (in any of its spellings)."""
+        with self._lock:
+            return set(self.names_of_address.get(normalise_host(address), ()))
+
     def _allows_name(self, host: str) -> bool:
-        host = _host_only(host)
+        host = normalise_host(host)
         if host in self.registries or host in self.learned:
             return True
         return any(pattern.matches(host) for pattern in self.policy.allow.hosts)
@@ -59,15 +85,15 @@ class RuntimeAllowlist:
     def allows(self, host: str) -> bool:
         """A host name, or an address that is allowed itself (CIDR) or that an allowed name
         resolved to during the run."""
-        host = _host_only(host)
+        host = normalise_host(host)
         if not host:
             return False
         if _is_address(host):
             if any(pattern.matches(host) for pattern in self.policy.allow.hosts):
                 return True
+            names = self.names_of(host)
             with self._lock:
-                names = set(self.names_of_address.get(host, ()))
-            return any(self._allows_name(name) for name in names)
+                return any(self._allows_name(name) for name in names)
         with self._lock:
             return self._allows_name(host)
 
@@ -87,27 +113,19 @@ class RuntimeAllowlist:
             pending, self._pending = self._pending, []
         found: dict[str, tuple[str, str, str]] = {}
         for learned_from, host, url in pending:
-            if host not in found and self.is_index(learned_from) and not self.allows(host):
-                found[host] = (learned_from, host, url)
+            key = normalise_host(host)
+            if key not in found and self.is_index(learned_from) and not self.allows(host):
+                found[key] = (learned_from, host, url)
         return list(found.values())
 
     def is_index(self, host: str) -> bool:
         """Hosts whose responses may teach download hosts: the job's registries and the
         policy's own hosts."""
-        host = _host_only(host)
+        host = normalise_host(host)
         with self._lock:
             if host in self.registries:
                 return True
         return any(pattern.matches(host) for pattern in self.policy.allow.hosts) and not _is_address(host)
 
 
-def _host_only(host: str) -> str:
-    host = host.strip().lower().rstrip(".")
-    if host.startswith("[") and "]" in host:
-        return host[1 : host.index("]")]
-    if host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    return host
-
-
-__all__ = ["HostPattern", "RuntimeAllowlist"]
+__all__ = ["HostPattern", "RuntimeAllowlist", "normalise_host"]

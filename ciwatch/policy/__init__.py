@@ -2,14 +2,13 @@
 matters, and the documented exceptions (docs/policy.md)."""
 
 from ciwatch.policy.loader import PolicyError, default_policy, find_policy, load_policy, resolve_policy
-from ciwatch.policy.model import Mode, Policy, Severity
-from ciwatch.policy.rule_ids import RULE_IDS
+from ciwatch.policy.model import Mode, Policy, RuleCatalogue, Severity
 
 __all__ = [
-    "RULE_IDS",
     "Mode",
     "Policy",
     "PolicyError",
+    "RuleCatalogue",
     "Severity",
     "default_policy",
     "find_policy",

@@ -7,8 +7,11 @@ from __future__ import annotations
 import datetime
 import fnmatch
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+
+from ciwatch.facts.ecosystems import Ecosystem
 
 
 class Mode(StrEnum):
@@ -79,19 +82,26 @@ class PackageSpec:
         return cls(text[:at], text[at + 1 :] or None, ecosystem)
 
     def matches(self, ecosystem: str, name: str, version: str) -> bool:
-        from ciwatch.policy.versions import version_in_range
+        from ciwatch.policy.versions import syntax_for, version_in_range
 
-        # npm's packages are npm's whichever client installs them (yarn, pnpm, bun).
-        npm_family = self.ecosystem == "npm" and ecosystem in ("yarn", "pnpm", "bun")
-        if self.ecosystem is not None and self.ecosystem != ecosystem and not npm_family:
+        if self.ecosystem is not None and not _same_ecosystem(self.ecosystem, ecosystem):
             return False
         if not fnmatch.fnmatchcase(name.lower(), self.name.lower()):
             return False
-        return self.version_range is None or version_in_range(version, self.version_range)
+        return self.version_range is None or version_in_range(version, self.version_range, syntax_for(self.ecosystem))
 
     def __str__(self) -> str:
         prefix = f"{self.ecosystem}:" if self.ecosystem else ""
         return f"{prefix}{self.name}@{self.version_range}" if self.version_range else f"{prefix}{self.name}"
+
+
+def _same_ecosystem(named: str, package: str) -> bool:
+    """Whether a spec's ecosystem covers a package's: npm's packages are npm's whichever client
+    installs them (yarn, pnpm, bun); uv's and poetry's are pip's."""
+    spec, found = Ecosystem.named(named), Ecosystem.named(package)
+    if spec is None or found is None:
+        return named == package
+    return spec is found.packages or (spec is Ecosystem.NPM and found.npm_family)
 
 
 @dataclass(frozen=True)
@@ -137,8 +147,12 @@ class Policy:
     source: str = "<built-in default>"
     """The file it was loaded from."""
 
-    def severity(self, rule: str) -> Severity:
-        """The severity of ``rule``'s findings: this policy's ``rules:`` entry, else the rule's default."""
-        from ciwatch.policy.rule_ids import DEFAULT_SEVERITIES
+    def severity(self, rule: str, default: Severity) -> Severity:
+        """The severity of ``rule``'s findings: this policy's ``rules:`` entry, else ``default``
+        (the rule's own, from its ``RuleInfo``)."""
+        return self.severities.get(rule, default)
 
-        return self.severities.get(rule, DEFAULT_SEVERITIES.get(rule, Severity.MEDIUM))
+
+RuleCatalogue = Mapping[str, Severity]
+"""The rules a policy may name: rule id -> default severity, in the order the docs list them.
+The rules declare them (``ciwatch.rules.RULE_CATALOGUE``); the loader is given them."""

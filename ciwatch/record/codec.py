@@ -7,6 +7,7 @@ import dataclasses
 from enum import StrEnum
 from typing import Any
 
+from ciwatch.modes import NetMode
 from ciwatch.record.events import (
     AllowlistLearned,
     Anomaly,
@@ -68,6 +69,7 @@ EVENT_TYPES: dict[EventKind, type[Event]] = {
 
 #: Fields whose values come from a closed vocabulary, turned back into their StrEnum on reading.
 _CLOSED_FIELDS: dict[type[Event], dict[str, type[StrEnum]]] = {
+    Header: {"net_mode": NetMode},
     FileWrite: {"op": FileOp},
     Anomaly: {"anomaly": AnomalyKind},
     EgressFlow: {"tls": TlsHandling},

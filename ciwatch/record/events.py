@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
 
+from ciwatch.modes import NetMode
+
 
 class EventKind(StrEnum):
     HEADER = "header"
@@ -119,7 +121,8 @@ class Header(Event):
     """The CI job's identifiers (provider, repository, run id...), see ``ciwatch.job``."""
     capabilities: dict[str, bool]
     """What this machine allowed the run to use (ptrace, seccomp, ...)."""
-    net_mode: str
+    net_mode: NetMode
+    """``--net``: written as its value; rules ask its traits what the record can show."""
     path_dirs: list[str] = field(default_factory=list)
     """The build's PATH, for rules about executables written into it."""
     home: str = ""

@@ -28,10 +28,6 @@ class Record:
     truncated_line: bool = False
     """The last line was cut mid-write."""
 
-    @property
-    def ended_cleanly(self) -> bool:
-        return self.end is not None and self.end.clean
-
 
 def record_from_events(events: list[tuple[int, float, Event]]) -> Record:
     """The record that a list of (seq, t, event) makes, as ``read_record`` would read it."""

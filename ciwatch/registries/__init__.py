@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.registries import (
     apt,
     bun,
@@ -42,7 +43,7 @@ __all__ = ["ECOSYSTEMS", "RegistrySource", "discover_registries", "render_regist
 log = logging.getLogger(__name__)
 
 #: The ecosystems, in the order reports list them.
-ECOSYSTEMS = ("npm", "yarn", "pnpm", "bun", "pip", "uv", "poetry", "cargo", "go", "gem", "maven", "gradle", "apt")
+ECOSYSTEMS: tuple[str, ...] = tuple(Ecosystem)
 
 _DISCOVERERS: tuple[Callable[[Context], list[RegistrySource]], ...] = (
     # The slowest queries first, so that they start first.

@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from ciwatch.analysis.network import ContactKind, contacts
+from ciwatch.analysis.network import contacts
 from ciwatch.analysis.tree import ProcessTree
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Policy
@@ -34,9 +34,6 @@ def propose_policy(records: list[tuple[Path, Record]]) -> str:
                 registries.setdefault(item.event.host, f"{item.event.ecosystem}, {item.event.source}")
         for contact in contacts(tree):
             if allowlist.allows(contact.host) or contact.host in hosts:
-                continue
-            names = allowlist.names_of_address.get(contact.host, set())
-            if contact.kind is ContactKind.CONNECT and any(allowlist.allows(name) for name in names):
                 continue
             who = tree.lineage(contact.node) if contact.node is not None else "?"
             hosts[contact.host] = f"{contact.kind} by {who} ({path}, event {contact.seq})"

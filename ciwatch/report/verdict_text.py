@@ -28,6 +28,8 @@ def render_verdict(verdict: Verdict, color: bool = False) -> str:
     for finding in ordered[:_MAX_FINDINGS]:
         lines.append(f"  [{finding.severity.label}] {finding.rule}: {finding.message}")
         lines.append(f"      {finding.lineage}")
+        if finding.purl:
+            lines.append(f"      package: {finding.purl}")
     if len(ordered) > _MAX_FINDINGS:
         lines.append(f"  ... and {len(ordered) - _MAX_FINDINGS} more in verdict.json")
     for exception in verdict.expired_exceptions:

@@ -1,5 +1,9 @@
 """The rules: one module each, each declaring its id, summary, default severity and hint once."""
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ciwatch.policy.model import Severity
 from ciwatch.rules.base import Finding, Rule, RuleContext, RuleInfo
 from ciwatch.rules.credential_read import CredentialRead
 from ciwatch.rules.dns_tunnel import DnsTunnel
@@ -27,5 +31,9 @@ ALL_RULES: tuple[Rule, ...] = (
     UnapprovedHook(),
 )
 RULES_BY_ID = {rule.info.id: rule for rule in ALL_RULES}
+RULE_CATALOGUE: Mapping[str, Severity] = MappingProxyType(
+    {rule.info.id: rule.info.default_severity for rule in ALL_RULES}
+)
+"""Rule id -> default severity, in the docs' order: what a policy may name (``known_rules``)."""
 
-__all__ = ["ALL_RULES", "RULES_BY_ID", "Finding", "Rule", "RuleContext", "RuleInfo"]
+__all__ = ["ALL_RULES", "RULES_BY_ID", "RULE_CATALOGUE", "Finding", "Rule", "RuleContext", "RuleInfo"]

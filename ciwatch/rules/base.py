@@ -8,6 +8,7 @@ from typing import Protocol
 
 from ciwatch.analysis.network import Contact
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.facts.ecosystems import purl
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Policy, Severity
 from ciwatch.record.reader import Record
@@ -44,6 +45,8 @@ class Finding:
     package_name: str | None = None
     package_version: str | None = None
     ecosystem: str | None = None
+    purl: str | None = None
+    """The package's Package URL (``pkg:npm/esbuild@0.24.2``), when the ecosystem is known."""
     hook: str | None = None
     host: str | None = None
     excepted: str | None = None
@@ -60,6 +63,7 @@ class Finding:
             "hint": self.hint,
             "package": self.package,
             "ecosystem": self.ecosystem,
+            "purl": self.purl,
             "hook": self.hook,
             "host": self.host,
             "excepted": self.excepted,
@@ -79,7 +83,7 @@ class RuleContext:
 
     def severity(self, info: RuleInfo) -> Severity:
         """The rule's severity under this policy (``off`` disables it)."""
-        return self.policy.severities.get(info.id, info.default_severity)
+        return self.policy.severity(info.id, info.default_severity)
 
     def finding(
         self,
@@ -103,6 +107,7 @@ class RuleContext:
             package_name=hook.package if hook else None,
             package_version=hook.version if hook else None,
             ecosystem=hook.ecosystem if hook else None,
+            purl=purl(hook.ecosystem, hook.package, hook.version) if hook else None,
             hook=hook.hook if hook else None,
             host=host,
         )

@@ -35,8 +35,7 @@ class ProxyBypass:
 
     def check(self, context: RuleContext) -> Iterator[Finding]:
         header = context.record.header
-        proxied = header.net_mode in ("redirect", "sandbox", "env")
-        sees_dns = header.net_mode in ("redirect", "sandbox")
+        mode = header.net_mode.traits
         resolvers = set(header.resolvers)
         seen: set[tuple[str, int | None]] = set()
 
@@ -61,12 +60,7 @@ class ProxyBypass:
                     message, key = f"opened a raw socket to {event.address}", f"raw {event.address}"
                 elif event.protocol == Transport.UDP and resolvers and event.address not in resolvers:
                     message, key = f"used the DNS server {event.address}, not the configured one", f"dns {host}"
-                elif (
-                    event.protocol == Transport.TCP
-                    and proxied
-                    and event.via == ConnectVia.DIRECT
-                    and header.net_mode != "sandbox"
-                ):
+                elif event.protocol == Transport.TCP and mode.direct_tcp_is_bypass and event.via == ConnectVia.DIRECT:
                     message, key = f"connected to {target} without the proxy", f"direct {target}"
             elif isinstance(event, NetSend) and not is_loopback(event.address):
                 target, host = f"{event.address}:{event.port}", event.address
@@ -79,8 +73,8 @@ class ProxyBypass:
                 if event.server not in resolvers:
                     message = f"asked the DNS server {event.server}, not the configured one"
                     key, host = f"dns {event.server}", event.server
-            elif isinstance(event, EgressFlow) and sees_dns and _is_address(event.host) and not event.sni:
-                if not context.allowlist.names_of_address.get(event.host):
+            elif isinstance(event, EgressFlow) and mode.proxy_sees_dns and _is_address(event.host) and not event.sni:
+                if not context.allowlist.names_of(event.host):
                     message = f"reached {event.host} by address, with no DNS lookup for it"
                     key, host = f"literal {event.host}", event.host
             elif isinstance(event, Anomaly) and event.anomaly in (AnomalyKind.IO_URING, AnomalyKind.FOREIGN_ABI):

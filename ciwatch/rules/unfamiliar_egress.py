@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ciwatch.analysis.network import Contact, ContactKind
+from ciwatch.analysis.network import Contact
 from ciwatch.policy.model import Severity
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 
@@ -25,10 +25,7 @@ class UnfamiliarEgress:
         first: dict[tuple[str, str | None], Contact] = {}
         for contact in context.contacts:
             if context.allowlist.allows(contact.host):
-                continue
-            names = context.allowlist.names_of_address.get(contact.host, set())
-            if contact.kind is ContactKind.CONNECT and any(context.allowlist.allows(n) for n in names):
-                continue  # a connect to an address that an allowed name resolved to
+                continue  # allowed, or an address that an allowed name resolved to
             key = (contact.host, contact.hook_label)
             grouped.setdefault(key, []).append(contact.seq)
             first.setdefault(key, contact)

@@ -1,9 +1,12 @@
-"""Reading a stopped tracee's memory with process_vm_readv (one syscall per page)."""
+"""Reading a stopped tracee's memory with process_vm_readv (one syscall per page), and
+:class:`TraceeMemory`, the decoders' MemoryReader over one tracee."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+
+from ciwatch.trace import procfs
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -114,3 +117,31 @@ def _poke_bytes(pid: int, address: int, data: bytes) -> bool:
     except (PtraceError, OverflowError):
         return False
     return True
+
+
+class TraceeMemory:
+    """A :class:`ciwatch.trace.decode.MemoryReader` over one stopped thread: made once per
+    thread, so that decoding a stop allocates nothing for it."""
+
+    __slots__ = ("tid",)
+
+    def __init__(self, tid: int) -> None:
+        self.tid = tid
+
+    def read_bytes(self, address: int, size: int) -> bytes:
+        return read_bytes(self.tid, address, size)
+
+    def read_cstring(self, address: int) -> bytes:
+        return read_cstring(self.tid, address)
+
+    def read_u64(self, address: int) -> int | None:
+        return read_u64(self.tid, address)
+
+    def cwd(self) -> str:
+        return procfs.cwd(self.tid)
+
+    def fd_path(self, fd: int) -> str:
+        return procfs.fd_path(self.tid, fd)
+
+    def write_bytes(self, address: int, data: bytes) -> bool:
+        return write_bytes(self.tid, address, data)

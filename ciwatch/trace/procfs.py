@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import re
 
+from ciwatch.attribution.hooks import pip_build_hook
+from ciwatch.record.events import ProcessExec
+
 #: The only environment variables whose values a record holds: they say which package
 #: manager, package and hook a process belongs to. Everything else (tokens!) stays out.
 ATTRIBUTION_ENV = frozenset(
@@ -115,3 +118,26 @@ def python_build_package(directory: str) -> dict[str, str]:
         key = match.group(1).decode().lower()
         found.setdefault(key, fsdecode(match.group(2)))
     return found
+
+
+def exec_event(pid: int, path: str | None, former_tid: int) -> ProcessExec:
+    """What /proc says of a process that has just exec'd; ``path`` is the name it was exec'd
+    by (from the execve), ``former_tid`` the thread that made the call."""
+    exe = readlink(f"/proc/{pid}/exe")
+    argv = cmdline(pid)
+    directory = cwd(pid)
+    package = {}
+    if pip_build_hook(argv) is not None:  # PEP 517 or legacy setup.py: the sdist's PKG-INFO is in the cwd
+        package = python_build_package(directory)
+    return ProcessExec(
+        pid=pid,
+        path=path or exe,
+        exe=exe,
+        argv=argv,
+        cwd=directory,
+        env=attribution_env(pid),
+        package=package,
+        from_tid=former_tid if former_tid != pid else None,
+        stdin=fd_path(pid, 0),
+        stdout=fd_path(pid, 1),
+    )

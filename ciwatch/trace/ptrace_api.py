@@ -16,11 +16,9 @@ from ptrace.binding.func import ptrace
 
 PTRACE_CONT = 7
 PTRACE_SYSCALL = 24
-PTRACE_DETACH = 17
 PTRACE_SETOPTIONS = 0x4200
 PTRACE_GETEVENTMSG = 0x4201
 PTRACE_SEIZE = 0x4206
-PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
 PTRACE_GET_SYSCALL_INFO = 0x420E
 
@@ -141,24 +139,6 @@ def listen(tid: int) -> None:
     """Leave a tracee in group-stop (SIGSTOP/SIGTSTP) until SIGCONT, still traced."""
     try:
         ptrace(PTRACE_LISTEN, tid, 0, 0)
-    except PtraceError as error:
-        if error.errno != errno.ESRCH:
-            raise
-
-
-def interrupt(tid: int) -> bool:
-    try:
-        ptrace(PTRACE_INTERRUPT, tid, 0, 0)
-    except PtraceError as error:
-        if error.errno == errno.ESRCH:
-            return False
-        raise
-    return True
-
-
-def detach(tid: int) -> None:
-    try:
-        ptrace(PTRACE_DETACH, tid, 0, 0)
     except PtraceError as error:
         if error.errno != errno.ESRCH:
             raise

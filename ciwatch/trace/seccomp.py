@@ -11,8 +11,8 @@ import errno
 import os
 import struct
 
-from ciwatch.trace import syscalls as nr
 from ciwatch.trace.ptrace_api import AUDIT_ARCH_X86_64
+from ciwatch.trace.table import TABLE, WRITE_OPEN_FLAGS, X32_SYSCALL_BIT, When
 
 _BPF_LD_W_ABS = 0x20
 _BPF_JEQ_K = 0x15
@@ -63,39 +63,41 @@ class _Program:
 
 
 def build_filter(*, trace_receives: bool = False) -> bytes:
-    """The BPF program, as the bytes of a ``struct sock_filter`` array.
+    """The BPF program, as the bytes of a ``struct sock_filter`` array, generated from the
+    syscall table: its ALWAYS rows first, then a jump per conditional row to its test.
 
-    ``trace_receives`` (redirect mode) also stops at recvfrom with a source-address buffer
-    and at recvmsg, so that a DNS reply from ciwatch's listener can be given back the
-    resolver's address; reads that don't ask for the source (all of TCP) never stop."""
+    ``trace_receives`` (redirect mode) adds the rows only wanted then: recvfrom with a
+    source-address buffer and recvmsg, so that a DNS reply from ciwatch's listener can be
+    given back the resolver's address; reads that don't ask for the source (all of TCP)
+    never stop."""
     p = _Program()
     p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
     p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "trace")
     p.emit(_BPF_LD_W_ABS, _OFFSET_NR)
-    p.emit(_BPF_JGE_K, nr.X32_SYSCALL_BIT, "trace", 0)
-    for number in nr.ALWAYS_TRACED:
-        p.emit(_BPF_JEQ_K, number, "trace", 0)
-    p.emit(_BPF_JEQ_K, nr.OPEN, "open", 0)
-    p.emit(_BPF_JEQ_K, nr.OPENAT, "openat", 0)
-    p.emit(_BPF_JEQ_K, nr.SENDTO, "sendto", 0)
-    if trace_receives:
-        p.emit(_BPF_JEQ_K, nr.RECVMSG, "trace", 0)
-        p.emit(_BPF_JEQ_K, nr.RECVFROM, "sendto", 0)  # the same test: argument 4 is the address
+    p.emit(_BPF_JGE_K, X32_SYSCALL_BIT, "trace", 0)
+    rows = [row for row in TABLE if row.when is not When.HOOK_ONLY and (trace_receives or not row.receives_only)]
+    for row in rows:
+        if row.when is When.ALWAYS and not row.receives_only:
+            p.emit(_BPF_JEQ_K, row.number, "trace", 0)
+    tests: dict[str, tuple[When, int]] = {}  # one test per (predicate, argument), shared
+    for row in rows:
+        if row.when is When.ALWAYS and row.receives_only:
+            p.emit(_BPF_JEQ_K, row.number, "trace", 0)
+        elif row.when is not When.ALWAYS:
+            label = f"{row.when}{row.arg}"
+            tests.setdefault(label, (row.when, row.arg))
+            p.emit(_BPF_JEQ_K, row.number, label, 0)
     p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
-    # open(path, flags, mode) and openat(dirfd, path, flags, mode): only opens that can write.
-    p.label("open")
-    p.emit(_BPF_LD_W_ABS, _arg_low(1))
-    p.emit(_BPF_JSET_K, nr.WRITE_OPEN_FLAGS, "trace", "allow")
-    p.label("openat")
-    p.emit(_BPF_LD_W_ABS, _arg_low(2))
-    p.emit(_BPF_JSET_K, nr.WRITE_OPEN_FLAGS, "trace", "allow")
-    # sendto(fd, buf, len, flags, dest_addr, addrlen): only with a destination address;
-    # recvfrom(fd, buf, len, flags, src_addr, addrlen): only with a source-address buffer.
-    p.label("sendto")
-    p.emit(_BPF_LD_W_ABS, _arg_low(4))
-    p.emit(_BPF_JEQ_K, 0, 0, "trace")
-    p.emit(_BPF_LD_W_ABS, _arg_high(4))
-    p.emit(_BPF_JEQ_K, 0, "allow", "trace")
+    for label, (when, arg) in tests.items():
+        p.label(label)
+        if when is When.WRITE_FLAGS:  # open flags: only opens that can write
+            p.emit(_BPF_LD_W_ABS, _arg_low(arg))
+            p.emit(_BPF_JSET_K, WRITE_OPEN_FLAGS, "trace", "allow")
+        else:  # a pointer: traced unless both of its halves are 0 (NULL)
+            p.emit(_BPF_LD_W_ABS, _arg_low(arg))
+            p.emit(_BPF_JEQ_K, 0, 0, "trace")
+            p.emit(_BPF_LD_W_ABS, _arg_high(arg))
+            p.emit(_BPF_JEQ_K, 0, "allow", "trace")
     p.label("allow")
     p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
     p.label("trace")
@@ -104,16 +106,18 @@ def build_filter(*, trace_receives: bool = False) -> bytes:
 
 
 def build_hook_filter() -> bytes:
-    """The filter added to a lifecycle hook's process (and so to all it starts): it also
-    stops at read-only opens and at reads of another process's memory, so that a hook's
-    reads of credentials are seen while the rest of the build keeps the write-only filter.
-    Stacked filters combine: a syscall is traced when either says so."""
+    """The filter added to a lifecycle hook's process (and so to all it starts): the table's
+    hook rows, unconditionally. It stops at read-only opens and at reads of another
+    process's memory, so that a hook's reads of credentials are seen while the rest of the
+    build keeps the write-only filter. Stacked filters combine: a syscall is traced when
+    either says so."""
     p = _Program()
     p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
     p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "allow")  # the base filter traces foreign ABIs
     p.emit(_BPF_LD_W_ABS, _OFFSET_NR)
-    for number in (nr.OPEN, nr.OPENAT, nr.OPENAT2, nr.PROCESS_VM_READV):
-        p.emit(_BPF_JEQ_K, number, "trace", 0)
+    for row in TABLE:
+        if row.hook:
+            p.emit(_BPF_JEQ_K, row.number, "trace", 0)
     p.label("allow")
     p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
     p.label("trace")

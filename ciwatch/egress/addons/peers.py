@@ -1,0 +1,53 @@
+"""Both ends of a proxied connection, as the addons name them: the build process that opened
+the client side, and the server the proxy talks to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mitmproxy import connection, http, tcp
+
+from ciwatch.egress.origdst import OriginalDestinations
+
+#: Who opened the connection from this peer address: the tracer's registration in
+#: redirect mode, a /proc scan in env and sandbox modes.
+PidLookup = Callable[[tuple[str, int]], int | None]
+
+_PID = "ciwatch_pid"
+"""flow.metadata key: the flow's pid, once looked up."""
+
+
+class ClientPids:
+    """The pid of the build process behind a client connection: the one look-up every addon
+    that attributes a flow (a refusal, a record) goes through."""
+
+    def __init__(self, destinations: OriginalDestinations, lookup: PidLookup) -> None:
+        self.destinations = destinations
+        self.lookup = lookup
+
+    def of_client(self, client: connection.Client) -> int | None:
+        if not client.peername:
+            return None
+        peer = (str(client.peername[0]), int(client.peername[1]))
+        known = self.destinations.by_peer(peer)
+        if known is not None:
+            return known.pid
+        return self.lookup(peer)
+
+    def of_flow(self, flow: http.HTTPFlow | tcp.TCPFlow) -> int | None:
+        """Looked up once per flow: the enforcer asks when the request comes, the recorder
+        when the response is done, and a /proc scan (env and sandbox modes) is too slow to
+        pay twice per request."""
+        metadata = flow.metadata
+        if _PID in metadata:
+            pid: int | None = metadata[_PID]
+            return pid
+        pid = metadata[_PID] = self.of_client(flow.client_conn)
+        return pid
+
+
+def server_of(flow: http.HTTPFlow | tcp.TCPFlow) -> tuple[str, int]:
+    """The address the proxy connected to (or would have): the resolved peer if it got that far."""
+    address = flow.server_conn.address or ("", 0)
+    peer = flow.server_conn.peername or address
+    return str(peer[0]), int(peer[1])

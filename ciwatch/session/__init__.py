@@ -1,0 +1,56 @@
+"""A run: the build started under the tracer, every event into the record, the record ended.
+
+A run goes in phases, each a function handed what the one before made: ``prepare`` checks
+the input once, before anything starts (``cli.py`` calls it before it forks the tracer
+process), and makes the ``RunPlan`` that ``run`` then takes through ``spawn`` (the build's
+root forked and seized), ``open_egress`` (the proxy up, the tracer set up to match),
+``trace`` (the build run to its end) and ``finish`` (the record ended and judged).
+
+The session never prints and never exits (``cli.py`` does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from ciwatch.session.egress import new_egress, open_egress
+from ciwatch.session.finish import RunResult, end_record, finish
+from ciwatch.session.prepare import RunOptions, RunPlan, prepare
+from ciwatch.session.recording import Recording
+from ciwatch.session.spawn import spawn
+from ciwatch.session.trace import Outcome, trace
+from ciwatch.session.tracer import new_tracer
+
+if TYPE_CHECKING:
+    from ciwatch.egress.run import EgressRun
+
+
+def run(plan: RunPlan, env: Mapping[str, str], on_root_started: Callable[[int], None] = lambda pid: None) -> RunResult:
+    """Run the build traced; returns once its root process has exited and the record is ended."""
+    recording = Recording(plan, env)
+    tracer = new_tracer(plan, env, recording)
+    egress: EgressRun | None = None
+    outcome = Outcome()
+    error: str | None = None
+    try:
+        spawned = spawn(plan, env, tracer)
+        egress = new_egress(plan, recording, tracer)
+        armed = open_egress(plan, recording, tracer, spawned, egress, env)
+        trace(plan, recording, tracer, armed, outcome, on_root_started)
+    except KeyboardInterrupt:
+        error = "interrupted"
+        tracer.kill_all()
+        raise
+    except Exception as failure:
+        error = f"{type(failure).__name__}: {failure}"
+        tracer.kill_all()
+        raise
+    finally:
+        if egress is not None:
+            egress.stop()
+        exit_code = end_record(recording, tracer, outcome, error)
+    return finish(plan, recording, tracer, outcome, exit_code)
+
+
+__all__ = ["RunOptions", "RunPlan", "RunResult", "prepare", "run"]

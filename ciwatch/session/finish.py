@@ -1,0 +1,62 @@
+"""Phase 5: the record ended (whatever happened before), then judged."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, from_wait_status
+from ciwatch.policy.model import Mode
+from ciwatch.record.events import End
+from ciwatch.record.reader import record_from_events
+from ciwatch.session.prepare import RunPlan
+from ciwatch.session.recording import Recording
+from ciwatch.session.trace import Outcome
+from ciwatch.trace import Tracer
+from ciwatch.verdict import Verdict, VerdictKind, evaluate, write_verdict
+
+
+@dataclass(frozen=True)
+class RunResult:
+    exit_code: int
+    launch_error: str | None
+    leftovers: list[int]
+    tracer: Tracer | None
+    """Still tracing leftovers that were left running (LeftoverAction.LEAVE)."""
+    verdict: Verdict
+
+
+def end_record(recording: Recording, tracer: Tracer, outcome: Outcome, error: str | None) -> int:
+    """Write the record's last line, clean when ``error`` is None; returns the build's exit
+    code as a shell would report it."""
+    build = outcome.build
+    exit_code = from_wait_status(build.exit_code, build.signal) if build is not None else INTERNAL_ERROR
+    recording.end(
+        End(
+            exit_code=exit_code,
+            build_exit_code=build.exit_code if build else None,
+            build_signal=build.signal if build else None,
+            duration_s=round(time.monotonic() - recording.started, 3),
+            event_counts=dict(recording.writer.counts),
+            clean=error is None,
+            error=error,
+            tracer_stops=tracer.stops,
+            tracer_cpu_s=round(time.process_time() - recording.cpu_started, 3),
+        )
+    )
+    return exit_code
+
+
+def finish(plan: RunPlan, recording: Recording, tracer: Tracer, outcome: Outcome, exit_code: int) -> RunResult:
+    # The events as written (scrubbed): the same record `ciwatch check` reads back from disk.
+    verdict = evaluate(record_from_events(recording.writer.kept), plan.policy)
+    write_verdict(verdict, plan.out_dir)
+    if plan.policy.mode is Mode.BLOCK and verdict.verdict is VerdictKind.FAIL and exit_code == 0:
+        exit_code = POLICY_FAILED
+    return RunResult(
+        exit_code=exit_code,
+        launch_error=outcome.launch_error,
+        leftovers=outcome.leftovers,
+        tracer=tracer if outcome.background else None,
+        verdict=verdict,
+    )

@@ -1,0 +1,62 @@
+"""The record being written, and the live state each event passes through on its way to it
+(scrubbing, the runtime allowlist). Begun first in the tracer process, ended last."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from ciwatch import __version__, capabilities
+from ciwatch.egress.resolvers import system_resolvers
+from ciwatch.gate.allowlist import RuntimeAllowlist
+from ciwatch.gate.enforcer import LiveEnforcer
+from ciwatch.job import JobContext, Scrubber, detect_job
+from ciwatch.record import SCHEMA_VERSION, RecordWriter
+from ciwatch.record.events import End, Event, Header
+from ciwatch.session.prepare import RunPlan
+
+
+class Recording:
+    def __init__(self, plan: RunPlan, env: Mapping[str, str]) -> None:
+        self.started = time.monotonic()
+        self.cpu_started = time.process_time()
+        started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        job = detect_job(env, started_at)
+        self.scrubber = Scrubber.from_environment(env)
+        self.writer = RecordWriter(plan.record_path, job.key)
+        self.allowlist = RuntimeAllowlist(plan.policy)
+        self.enforcer = LiveEnforcer(plan.policy, self.allowlist, self.sink)
+        self.sink(_header(plan, env, job, started_at))
+
+    def sink(self, event: Event) -> None:
+        # Leftovers left running stay traced (so that their filtered syscalls keep working)
+        # after the record has ended; what they do then is not recorded.
+        if not self.writer.closed:
+            event = self.scrubber.event(event)
+            self.allowlist.observe(event)
+            self.writer.append(event)
+
+    def end(self, end: End) -> None:
+        # Its error text comes from an exception, which may quote a secret: scrubbed too.
+        self.writer.append(self.scrubber.event(end))
+        self.writer.close()
+
+
+def _header(plan: RunPlan, env: Mapping[str, str], job: JobContext, started_at: str) -> Header:
+    return Header(
+        schema=SCHEMA_VERSION,
+        ciwatch_version=__version__,
+        host=socket.gethostname(),
+        command=list(plan.command),
+        cwd=os.getcwd(),
+        started_at=started_at,
+        job_context={"provider": str(job.provider), **job.identifiers},
+        capabilities=capabilities.for_record(),
+        net_mode=plan.net,
+        path_dirs=[d for d in env.get("PATH", "").split(":") if d],
+        home=env.get("HOME", ""),
+        resolvers=system_resolvers(),
+    )

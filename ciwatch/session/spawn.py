@@ -1,0 +1,46 @@
+"""Phase 2: the build's root forked, waiting to exec, and seized by the tracer."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptrace import PtraceError
+
+from ciwatch.errors import EnvironmentNotSupported
+from ciwatch.session.prepare import RunPlan
+from ciwatch.session.registries import RegistryDiscovery
+from ciwatch.trace import Tracer
+from ciwatch.trace.spawn import SpawnedRoot, read_exec_error, spawn_waiting, wait_ready
+
+
+@dataclass(frozen=True)
+class Spawned:
+    root: SpawnedRoot
+    discovery: RegistryDiscovery | None
+    """Running alongside, for ``registries: auto``."""
+
+
+def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
+    traits = plan.net.traits
+    # Fork before any thread starts: the child then only execs.
+    root = spawn_waiting(
+        plan.command,
+        trace_receives=traits.tracer_redirects,
+        new_network_namespace=traits.network_namespace,
+    )
+    discovery = RegistryDiscovery(Path.cwd(), env) if plan.policy.allow.registries_auto else None
+    if not wait_ready(root):
+        _, message = read_exec_error(root) or (0, "the build's process failed to start")
+        os.waitpid(root.pid, 0)
+        raise EnvironmentNotSupported(f"cannot start the build: {message.strip()}")
+    try:
+        tracer.start(root.pid, os.getpid())
+    except PtraceError as failure:
+        os.kill(root.pid, signal.SIGKILL)
+        os.waitpid(root.pid, 0)
+        raise EnvironmentNotSupported(f"cannot trace the build: ptrace failed ({failure})") from None
+    return Spawned(root, discovery)

@@ -1,0 +1,86 @@
+"""Phase 4: the build released and traced until its root exits; then its leftovers dealt
+with and the files it wrote hashed."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ciwatch.errors import EnvironmentNotSupported
+from ciwatch.modes import LeftoverAction
+from ciwatch.record.events import Event, Leftover, LeftoverOutcome
+from ciwatch.session.egress import Armed
+from ciwatch.session.prepare import RunPlan
+from ciwatch.session.recording import Recording
+from ciwatch.session.registries import settle_registries
+from ciwatch.trace import BuildExit, Tracer
+from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release
+
+
+@dataclass
+class Outcome:
+    """What tracing found, filled in as it goes: the record's end needs whatever is known
+    when a later step fails."""
+
+    build: BuildExit | None = None
+    launch_error: str | None = None
+    leftovers: list[int] = field(default_factory=list)
+    background: bool = False
+    """Leftovers were left running: the tracer must stay to keep them working."""
+
+
+def trace(
+    plan: RunPlan,
+    recording: Recording,
+    tracer: Tracer,
+    armed: Armed,
+    outcome: Outcome,
+    on_root_started: Callable[[int], None],
+) -> None:
+    release(armed.root, armed.env)
+    on_root_started(armed.root.pid)
+    outcome.build = tracer.run_until_root_exits()
+    if armed.discovery is not None:
+        # Audit and warn: discovery ran alongside the build, at no cost to its time.
+        settle_registries(armed.discovery, recording.allowlist, recording.sink)
+    exec_error = read_exec_error(armed.root)
+    if exec_error is not None:
+        outcome.launch_error = _describe_exec_error(plan.command[0], *exec_error)
+        if SECCOMP_FAILURE in exec_error[1]:
+            raise EnvironmentNotSupported(outcome.launch_error)
+    outcome.leftovers = _handle_leftovers(tracer, armed.root.pid, plan.leftovers, recording.sink)
+    outcome.background = bool(outcome.leftovers) and plan.leftovers is LeftoverAction.LEAVE
+    for path in sorted(tracer.written):
+        tracer.hash_written(path)
+    tracer.flush()
+
+
+def _handle_leftovers(
+    tracer: Tracer, root_pid: int, choice: LeftoverAction, sink: Callable[[Event], None]
+) -> list[int]:
+    """Record the processes still running when the build's root exited, and deal with them
+    as asked; returns their pids."""
+    leftovers = [pid for pid in tracer.live_processes() if pid != root_pid]
+    action = {
+        LeftoverAction.LEAVE: LeftoverOutcome.LEFT_RUNNING,
+        LeftoverAction.KILL: LeftoverOutcome.KILLED,
+        LeftoverAction.WAIT: LeftoverOutcome.WAITED,
+    }[choice]
+    for pid in leftovers:
+        sink(Leftover(pid=pid, argv=tracer.argv_of(pid), action=action))
+    if leftovers and choice is LeftoverAction.KILL:
+        tracer.kill_all()
+        tracer.run_until_all_exit()
+    elif leftovers and choice is LeftoverAction.WAIT:
+        tracer.run_until_all_exit()
+    elif leftovers:
+        # Left running: the proxy goes with the record, so what stays connects directly.
+        tracer.redirect_through(None)
+    return leftovers
+
+
+def _describe_exec_error(program: str, code: int, message: str) -> str:
+    if code == errno.ENOENT:
+        return f"{program}: command not found"
+    return f"{program}: cannot execute: {message.strip()}"

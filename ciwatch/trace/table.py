@@ -1,0 +1,152 @@
+"""The syscall table: one row per syscall the tracer acts on, as strace's syscallent is.
+
+A row says everything about its syscall: its x86_64 number, its subject, when the seccomp
+filter hands it to the tracer (:mod:`ciwatch.trace.seccomp` generates both filters from
+the rows), how its arguments are decoded (a pure function of :mod:`ciwatch.trace.decode`)
+and what the tracer does with the decoded value. Adding a syscall is adding a row.
+
+The rows are in the order the base filter tests them: the most frequent first, since each
+test costs every syscall that reaches it. Foreign ABIs (i386 via int 0x80, x32) are not
+rows: the filter hands all of their syscalls to the tracer, which reports them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ptrace.syscall.linux import i386, x86_64
+
+from ciwatch.trace.decode import Args, MemoryReader
+from ciwatch.trace.decode import files as f
+from ciwatch.trace.decode import network as n
+from ciwatch.trace.decode import processes as p
+
+#: Set in the number of an x32-ABI syscall (a foreign ABI for this tracer).
+X32_SYSCALL_BIT = 0x40000000
+
+#: open flags that make an open a write: O_WRONLY | O_RDWR | O_CREAT | O_TRUNC.
+WRITE_OPEN_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000
+
+# Syscalls that are not rows but that a thread stepped syscall by syscall is watched at
+# (the sends on a connected DNS or UDP socket, which carry no address).
+WRITE = 1
+CLOSE = 3
+WRITEV = 20
+SENDTO = 44
+
+
+class Subject(StrEnum):
+    """What a syscall is about (strace's TRACE_FILE, TRACE_NETWORK, TRACE_PROCESS)."""
+
+    FILE = "file"
+    NETWORK = "network"
+    PROCESS = "process"
+    ANOMALY = "anomaly"
+    """Syscalls that evade or defeat tracing: worth reporting whatever they do."""
+
+
+class When(StrEnum):
+    """The seccomp filter's test for handing a syscall to the tracer."""
+
+    ALWAYS = "always"
+    WRITE_FLAGS = "write_flags"
+    """Argument ``arg`` (open flags) has one of WRITE_OPEN_FLAGS: read-only opens run on."""
+    HAS_ADDRESS = "has_address"
+    """Argument ``arg`` (a sockaddr pointer) is not NULL: sends on connected sockets run on."""
+    HOOK_ONLY = "hook_only"
+    """Never in the base filter: only a hook's processes (the hook filter) stop at it."""
+
+
+class Action(StrEnum):
+    """What the tracer does with a row's decoded value (it maps each to one handler)."""
+
+    FILE = "file"
+    """A FileWrite: recorded, and the path remembered as written (an open without write
+    flags, which only the hook filter stops at, is a read: recorded only for credentials)."""
+    EXEC = "exec"
+    """The path being exec'd: kept until the exec event says whether it succeeded."""
+    ANOMALY = "anomaly"
+    IO_URING = "io_uring"
+    """An anomaly that block mode may also refuse."""
+    MEMORY_READ = "memory_read"
+    """A FileRead of another process's memory, or None."""
+    CONNECT = "connect"
+    SENDTO = "sendto"
+    SENDMSG = "sendmsg"
+    RECVFROM = "recvfrom"
+    RECVMSG = "recvmsg"
+
+
+#: A decoder: (the tracee's tgid, the syscall's arguments, its memory) -> the decoded value.
+Decoder = Callable[[int, Args, MemoryReader], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Syscall:
+    name: str
+    number: int
+    subject: Subject
+    when: When
+    decode: Decoder
+    action: Action
+    arg: int = -1
+    """The argument ``when`` tests (WRITE_FLAGS, HAS_ADDRESS)."""
+    hook: bool = False
+    """Also in the hook filter, unconditionally: a hook's read-only opens are seen too."""
+    receives_only: bool = False
+    """Only in the filter that traces receives (redirect mode: DNS replies from ciwatch's
+    listener get the resolver's address back as their source)."""
+
+
+_F, _N, _P, _A = Subject.FILE, Subject.NETWORK, Subject.PROCESS, Subject.ANOMALY
+_ALWAYS = When.ALWAYS
+
+TABLE: tuple[Syscall, ...] = (
+    Syscall("execve", 59, _P, _ALWAYS, p.decode_execve, Action.EXEC),
+    Syscall("execveat", 322, _P, _ALWAYS, p.decode_execveat, Action.EXEC),
+    Syscall("connect", 42, _N, _ALWAYS, n.decode_connect, Action.CONNECT),
+    Syscall("sendmsg", 46, _N, _ALWAYS, n.decode_sendmsg, Action.SENDMSG),
+    Syscall("sendmmsg", 307, _N, _ALWAYS, n.decode_sendmmsg, Action.SENDMSG),
+    Syscall("creat", 85, _F, _ALWAYS, f.decode_creat, Action.FILE),
+    Syscall("openat2", 437, _F, _ALWAYS, f.decode_openat2, Action.FILE, hook=True),
+    Syscall("rename", 82, _F, _ALWAYS, f.decode_rename, Action.FILE),
+    Syscall("renameat", 264, _F, _ALWAYS, f.decode_renameat, Action.FILE),
+    Syscall("renameat2", 316, _F, _ALWAYS, f.decode_renameat, Action.FILE),
+    Syscall("link", 86, _F, _ALWAYS, f.decode_link, Action.FILE),
+    Syscall("linkat", 265, _F, _ALWAYS, f.decode_linkat, Action.FILE),
+    Syscall("symlink", 88, _F, _ALWAYS, f.decode_symlink, Action.FILE),
+    Syscall("symlinkat", 266, _F, _ALWAYS, f.decode_symlinkat, Action.FILE),
+    Syscall("chmod", 90, _F, _ALWAYS, f.decode_chmod, Action.FILE),
+    Syscall("fchmod", 91, _F, _ALWAYS, f.decode_fchmod, Action.FILE),
+    Syscall("fchmodat", 268, _F, _ALWAYS, f.decode_fchmodat, Action.FILE),
+    Syscall("fchmodat2", 452, _F, _ALWAYS, f.decode_fchmodat, Action.FILE),
+    Syscall("unlink", 87, _F, _ALWAYS, f.decode_unlink, Action.FILE),
+    Syscall("unlinkat", 263, _F, _ALWAYS, f.decode_unlinkat, Action.FILE),
+    Syscall("memfd_create", 319, _F, _ALWAYS, f.decode_memfd_create, Action.FILE),
+    Syscall("io_uring_setup", 425, _A, _ALWAYS, p.decode_io_uring_setup, Action.IO_URING),
+    Syscall("ptrace", 101, _A, _ALWAYS, p.decode_ptrace, Action.ANOMALY),
+    Syscall("open", 2, _F, When.WRITE_FLAGS, f.decode_open, Action.FILE, arg=1, hook=True),
+    Syscall("openat", 257, _F, When.WRITE_FLAGS, f.decode_openat, Action.FILE, arg=2, hook=True),
+    Syscall("sendto", 44, _N, When.HAS_ADDRESS, n.decode_sendto, Action.SENDTO, arg=4),
+    Syscall("recvmsg", 47, _N, _ALWAYS, n.decode_recvmsg, Action.RECVMSG, receives_only=True),
+    Syscall("recvfrom", 45, _N, When.HAS_ADDRESS, n.decode_recvfrom, Action.RECVFROM, arg=4, receives_only=True),
+    Syscall("process_vm_readv", 310, _P, When.HOOK_ONLY, p.decode_process_vm_readv, Action.MEMORY_READ, hook=True),
+)
+
+BY_NUMBER: dict[int, Syscall] = {row.number: row for row in TABLE}
+assert len(BY_NUMBER) == len(TABLE), "a syscall has two rows"
+assert SENDTO in BY_NUMBER
+
+
+def name_x86_64(number: int) -> str:
+    row = BY_NUMBER.get(number)
+    if row is not None:
+        return row.name
+    return str(x86_64.SYSCALL_NAMES.get(number) or f"syscall_{number}")
+
+
+def name_i386(number: int) -> str:
+    return str(i386.SYSCALL_NAMES.get(number, f"syscall_{number}"))
