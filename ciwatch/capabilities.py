@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 from ciwatch.modes import NetMode
@@ -84,20 +86,94 @@ def _probe_trace() -> Probe:
     )
 
 
+#: /proc/self/uid_map outside any user namespace: every uid maps to itself.
+_IDENTITY_UID_MAP = ("0", "0", "4294967295")
+
+
+def user_namespace(uid_map: str | None = None) -> bool:
+    """Whether this process runs in a user namespace (a rootless container, ``unshare -U``):
+    there, root's capabilities stop at the namespace, and the host's network isn't its own."""
+    if uid_map is None:
+        try:
+            with open("/proc/self/uid_map") as file:
+                uid_map = file.read()
+        except OSError:
+            return False
+    return [line.split() for line in uid_map.splitlines() if line.strip()] != [list(_IDENTITY_UID_MAP)]
+
+
+_TRIAL_RULES = """
+table inet ciwatch_doctor {
+    chain nat_out {
+        type nat hook output priority -100; policy accept;
+    }
+}
+"""
+
+
+def _try_sandbox_setup() -> str | None:
+    """Do what sandbox mode's set-up does, in a throwaway network namespace: a veth pair from
+    here into it, an nftables NAT table and the route_localnet sysctl inside. None when all of it
+    worked, else what failed. `unshare --net` alone succeeds in places (a user namespace) where
+    the veth into this namespace is then refused, so only the whole set-up proves the mode."""
+    child = subprocess.Popen(["unshare", "--net", "--", "sleep", "30"], stderr=subprocess.PIPE, text=True)
+    link = f"cwdoc{child.pid % 100000}"
+    try:
+        deadline = time.monotonic() + 5
+        own = os.readlink("/proc/self/ns/net")
+        while time.monotonic() < deadline:  # until unshare has made the namespace and exec'd sleep
+            if child.poll() is not None:
+                return f"unshare --net failed: {(child.stderr.read() if child.stderr else '').strip()}"
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{child.pid}/ns/net") != own:
+                    break
+            time.sleep(0.01)
+        else:
+            return "unshare --net did not make a namespace in 5 s"
+        inside = ["nsenter", f"--net=/proc/{child.pid}/ns/net"]
+        for argv, stdin in (
+            (["ip", "link", "add", link, "type", "veth", "peer", "name", "cw0", "netns", str(child.pid)], None),
+            ([*inside, "nft", "-f", "-"], _TRIAL_RULES),
+            ([*inside, "sysctl", "-q", "-w", "net.ipv4.conf.all.route_localnet=1"], None),
+        ):
+            done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=10)
+            if done.returncode != 0:
+                what = " ".join(argv[2:] if argv[0] == "nsenter" else argv[:4])
+                last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                return f"{what}: {last[-200:]}"
+        return None
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    finally:
+        subprocess.run(["ip", "link", "del", link], capture_output=True, timeout=10)
+        child.kill()
+        child.wait()
+
+
 def _probe_netns() -> Probe:
+    name = "network namespaces"
     if not has_capability(CAP_SYS_ADMIN) or not has_capability(CAP_NET_ADMIN):
+        return Probe(name, False, "needs CAP_SYS_ADMIN and CAP_NET_ADMIN", fix=_NETNS_FIX)
+    missing = [tool for tool in ("ip", "unshare", "nsenter", "nft", "sysctl") if shutil.which(tool) is None]
+    if missing:
         return Probe(
-            "network namespaces",
-            False,
-            "needs CAP_SYS_ADMIN and CAP_NET_ADMIN",
-            fix="Run as root (sudo on a GitHub-hosted runner) or in a privileged container.",
+            name, False, f"{', '.join(missing)} not found", fix="apt-get install iproute2 util-linux nftables procps"
         )
-    if shutil.which("ip") is None:
-        return Probe("network namespaces", False, "`ip` not found", fix="apt-get install iproute2")
-    done = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True)
-    if done.returncode != 0:
-        return Probe("network namespaces", False, done.stderr.strip(), fix="Allow unshare(CLONE_NEWNET).")
-    return Probe("network namespaces", True, "unshare --net works")
+    if user_namespace():
+        return Probe(
+            name,
+            False,
+            "inside a user namespace (a rootless container or unshare -U): root here can't connect a "
+            "namespace to the host's network",
+            fix=_NETNS_FIX,
+        )
+    failed = _try_sandbox_setup()
+    if failed is not None:
+        return Probe(name, False, f"the sandbox set-up failed: {failed}", fix=_NETNS_FIX)
+    return Probe(name, True, "made a namespace with a veth pair, an nftables table and route_localnet")
+
+
+_NETNS_FIX = "Run as root (sudo on a GitHub-hosted runner) or in a privileged container, outside a user namespace."
 
 
 def _probe_nft() -> Probe:

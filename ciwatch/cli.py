@@ -175,13 +175,18 @@ def run(
                 for line in github.workflow_commands(verdict):
                     click.echo(line)  # workflow commands are read from stdout
         if result.leftovers:
+            followed = (
+                "; ciwatch follows them: what they do is appended to the record, and verdict.json is "
+                "replaced when they have exited"
+                if result.follow is not None
+                else ""
+            )
             click.echo(
                 f"ciwatch: {len(result.leftovers)} process(es) still running after the build "
-                f"({plan.leftovers}): {', '.join(map(str, result.leftovers))}",
+                f"({plan.leftovers}): {', '.join(map(str, result.leftovers))}{followed}",
                 err=True,
             )
-        background = result.tracer
-        return result.exit_code, (background.run_until_all_exit if background else None)
+        return result.exit_code, result.follow
 
     sys.exit(supervise.run_split(in_tracer))
 
@@ -298,9 +303,13 @@ def doctor(ctx: click.Context) -> None:
             if not probe.ok and probe.fix:
                 click.echo(f"     fix: {probe.fix}")
         click.echo("")
-        for mode, works in capabilities.modes_available(probes).items():
+        available = capabilities.modes_available(probes)
+        for mode, works in available.items():
             mark = click.style("works", fg="green") if works else click.style("unavailable", fg="red")
             click.echo(f"--net {mode:<9} {mark}")
+        if not any(available.values()):
+            click.secho("ciwatch: no --net mode works on this machine; see the fixes above", fg="red", err=True)
+            return ENVIRONMENT_ERROR
         return 0
 
     _guarded(ctx.obj["verbose"], action)

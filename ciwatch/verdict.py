@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,9 +17,11 @@ from ciwatch.analysis.network import contacts
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Exception_, Mode, Policy, Severity
-from ciwatch.record.events import FileOp, FileWrite, Refusal
+from ciwatch.record.events import FileWrite, Refusal
 from ciwatch.record.reader import Record
+from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules import ALL_RULES, RULE_CATALOGUE, Finding, RuleContext
+from ciwatch.rules.refused import with_refusals
 
 VERDICT_FILE = "verdict.json"
 
@@ -41,6 +44,9 @@ class Verdict:
     """Every finding, those covered by an exception included (marked ``excepted``)."""
     expired_exceptions: tuple[Exception_, ...]
     refusals: int
+    final: bool = True
+    """False while processes left running are still followed (the record's second segment is
+    open): ``verdict.json`` is replaced when they have exited."""
 
     @property
     def counted(self) -> list[Finding]:
@@ -63,6 +69,7 @@ class Verdict:
                 for e in self.expired_exceptions
             ],
             "refusals": self.refusals,
+            "final": self.final,
         }
 
 
@@ -110,17 +117,18 @@ def evaluate(record: Record, policy: Policy, today: datetime.date | None = None)
         policy=policy,
         written_by_hooks=hook_writes(record, tree),
     )
-    findings: list[Finding] = []
+    found: list[Finding] = []
     for rule in ALL_RULES:
         if context.severity(rule.info) is Severity.OFF:
             continue
-        for finding in rule.check(context):
-            if finding.severity is Severity.OFF:
-                continue
-            exception = _covering_exception(finding, policy, today)
-            if exception is not None:
-                finding = dataclasses.replace(finding, excepted=f"{exception.reason} ({exception.source})")
-            findings.append(finding)
+        found.extend(finding for finding in rule.check(context) if finding.severity is not Severity.OFF)
+    findings: list[Finding] = []
+    # What block mode refused is a finding too (so a refusal alone fails the verdict).
+    for finding in with_refusals(context, found):
+        exception = _covering_exception(finding, policy, today)
+        if exception is not None:
+            finding = dataclasses.replace(finding, excepted=f"{exception.reason} ({exception.source})")
+        findings.append(finding)
     counted = [f for f in findings if f.excepted is None]
     if any(f.severity >= policy.fail_on for f in counted):
         kind = VerdictKind.FAIL
@@ -136,10 +144,15 @@ def evaluate(record: Record, policy: Policy, today: datetime.date | None = None)
         findings=tuple(findings),
         expired_exceptions=tuple(e for e in policy.exceptions if e.expired(today)),
         refusals=sum(1 for item in record.events if isinstance(item.event, Refusal)),
+        final=not record.following_leftovers,
     )
 
 
 def write_verdict(verdict: Verdict, out_dir: Path) -> Path:
+    """Write ``verdict.json`` atomically: it is replaced once processes left running have
+    exited, and a reader must never see half of either."""
     path = out_dir / VERDICT_FILE
-    path.write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+    partial = out_dir / f".{VERDICT_FILE}.{os.getpid()}"
+    partial.write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+    os.replace(partial, path)
     return path

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
+import pytest
+
 from ciwatch.record.events import ProcessExec, ProcessExit
+from tests.support.runner import ciwatch_command
 
 
 def test_exit_code_passes_through(ciwatch):
@@ -66,3 +72,50 @@ def test_exec_and_exit_are_recorded(ciwatch):
     execs = run.events(ProcessExec)
     assert any(e.argv == ["/bin/true"] for e in execs)
     assert run.events(ProcessExit)[-1].exit_code == 3
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+
+def _doctor(*prefix: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*prefix, *ciwatch_command(), "doctor"], capture_output=True, text=True, timeout=120)
+
+
+def test_doctor_exits_69_when_no_mode_works(monkeypatch):
+    from click.testing import CliRunner
+
+    from ciwatch import capabilities, cli
+    from ciwatch.exitcodes import ENVIRONMENT_ERROR
+
+    failing = [
+        capabilities.Probe(name, False, "probed as failing")
+        for name in ("python", "root", "ptrace + seccomp", "mitmproxy", "nftables", "network namespaces")
+    ]
+    monkeypatch.setattr(capabilities, "probe_all", lambda: failing)
+    result = CliRunner().invoke(cli.main, ["doctor"])
+    assert result.exit_code == ENVIRONMENT_ERROR, result.output
+    assert "no --net mode works" in result.output
+
+
+def test_doctor_exits_0_when_a_mode_works():
+    done = _doctor()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "--net redirect  works" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux, installed by .ci/run)")
+def test_doctor_does_not_claim_sandbox_inside_a_user_namespace():
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("this machine does not allow user namespaces")
+    done = _doctor("unshare", "--user", "--map-root-user")
+    assert "--net sandbox   unavailable" in done.stdout, done.stdout
+    assert "user namespace" in done.stdout
+
+
+def test_user_namespace_is_told_from_the_uid_map():
+    from ciwatch.capabilities import user_namespace
+
+    assert not user_namespace("         0          0 4294967295\n")
+    assert user_namespace("         0       1000          1\n")
+    assert user_namespace("         0     100000      65536\n")

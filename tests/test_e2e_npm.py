@@ -22,7 +22,8 @@ import pytest
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
 from ciwatch.attribution.hooks import HookAttribution
 from ciwatch.record import Record
-from ciwatch.record.events import DnsQuery, FileHash, FileOp, FileWrite, NetConnect
+from ciwatch.record.events import DnsQuery, FileHash, FileWrite, NetConnect
+from ciwatch.record.vocabulary import FileOp
 from tests.conftest import require
 from tests.support.packages import (
     HOOK_EVENTS,

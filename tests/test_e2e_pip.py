@@ -19,7 +19,8 @@ import pytest
 
 from ciwatch.analysis.tree import ProcessTree
 from ciwatch.record import Record
-from ciwatch.record.events import DnsQuery, FileOp, FileWrite, NetConnect, NetSend
+from ciwatch.record.events import DnsQuery, FileWrite, NetConnect, NetSend
+from ciwatch.record.vocabulary import FileOp
 from tests.support.packages import PythonSdist, make_python_sdist, make_venv, pip_env, pip_install_command
 from tests.support.runner import CiwatchRun, run_ciwatch
 

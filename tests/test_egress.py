@@ -13,7 +13,8 @@ import pytest
 
 from ciwatch.analysis.tree import ProcessTree
 from ciwatch.record import read_record
-from ciwatch.record.events import DnsAnswer, DnsQuery, EgressFlow, NetConnect, NetSend, ProcessStart, TlsHandling
+from ciwatch.record.events import DnsAnswer, DnsQuery, EgressFlow, NetConnect, NetSend, ProcessStart
+from ciwatch.record.vocabulary import TlsHandling
 from tests.support.internet import EVIL, EXFIL, UDP_PORT, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]

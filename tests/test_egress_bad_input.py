@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from ciwatch.record import read_record
-from ciwatch.record.events import EgressFlow, NetConnect, TlsHandling
+from ciwatch.record.events import EgressFlow, NetConnect
+from ciwatch.record.vocabulary import TlsHandling
 from tests.support.internet import EVIL, TestInternet
 
 pytestmark = pytest.mark.root

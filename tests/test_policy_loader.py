@@ -777,6 +777,7 @@ def test_rule_ids_and_their_defaults() -> None:
         "exec-written-file",
         "persistence-write",
         "proxy-bypass",
+        "tracer-evasion",
         "dns-tunnel",
         "leftover-process",
         "credential-read",
@@ -1029,3 +1030,28 @@ def test_parse_range_says_what_is_wrong() -> None:
         parse_range("^banana")
     with pytest.raises(ValueError, match="the version range is empty"):
         parse_range("  ")
+
+
+# -- CIDRs that allow the internet ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cidr",
+    ["0.0.0.0/0", "::/0", "0.0.0.0/1", "128.0.0.0/1", "64.0.0.0/2", "2000::/3", "::/1", "::ffff:0:0/96", "2002::/16"],
+)
+def test_a_cidr_that_covers_much_of_the_internet_is_refused_like_star(tmp_path, cidr):
+    for text in (
+        f"version: 1\nallow:\n  hosts: ['{cidr}']\n",
+        f"version: 1\nexceptions:\n  - {{rule: unfamiliar-egress, host: '{cidr}', reason: r}}\n",
+    ):
+        problem = only_problem(write(tmp_path, text))
+        assert f'"{cidr}" covers ' in problem and "as `*` would" in problem
+        assert "or narrower" in problem and "unfamiliar-egress: off" in problem
+
+
+@pytest.mark.parametrize(
+    "cidr", ["10.0.0.0/8", "192.168.0.0/16", "1.2.3.0/24", "fd00::/8", "2001:db8::/32", "::ffff:10.0.0.0/104"]
+)
+def test_narrow_or_private_cidrs_are_allowed(tmp_path, cidr):
+    policy = load_policy(write(tmp_path, f"version: 1\nallow:\n  hosts: ['{cidr}']\n"), **RULES)
+    assert [host.text for host in policy.allow.hosts] == [cidr]

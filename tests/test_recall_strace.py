@@ -38,7 +38,8 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.record.events import FileOp, FileWrite, ProcessExec
+from ciwatch.record.events import FileWrite, ProcessExec
+from ciwatch.record.vocabulary import FileOp
 from tests.conftest import require
 from tests.support.packages import (
     LoopbackServers,

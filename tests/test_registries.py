@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -998,3 +1000,52 @@ def test_render_registries() -> None:
         "  deb.example.internal     apt-get indextargets (/etc/apt/sources.list:1)\n"
     )
     assert render_registries([]) == "No registries found.\n"
+
+
+# -- the scratch directory -------------------------------------------------------------------
+
+_EXIT_DURING_DISCOVERY = """
+import os, sys, threading, time
+from pathlib import Path
+from ciwatch.registries import discover_registries
+env = {"HOME": sys.argv[2], "PATH": sys.argv[3]}
+threading.Thread(target=discover_registries, args=(Path(sys.argv[1]), env), daemon=True).start()
+time.sleep(1.0)
+os._exit(0)  # as the tracer process ends, while discovery still runs on its thread
+"""
+
+
+def _scratch_dirs(base: Path) -> list[Path]:
+    return sorted(base.glob("ciwatch-registries-*"))
+
+
+def test_discovery_leaves_no_scratch_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch_base = tmp_path / "tmp"
+    scratch_base.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_base))
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "npm", 'echo "registry = https://npm.example.internal/"')
+    discover_registries(project(tmp_path, {}), isolated_env(tmp_path, bin_dir), timeout_s=5)
+    assert _scratch_dirs(scratch_base) == []
+
+
+def test_a_scratch_directory_left_by_a_process_that_ended_mid_discovery_is_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch_base = tmp_path / "tmp"
+    scratch_base.mkdir()
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "npm", "exec /bin/sleep 5")  # still asking npm when the process ends
+    env = isolated_env(tmp_path, bin_dir)
+    root = project(tmp_path, {})
+    subprocess.run(
+        [sys.executable, "-c", _EXIT_DURING_DISCOVERY, str(root), env["HOME"], env["PATH"]],
+        env={**os.environ, "TMPDIR": str(scratch_base)},
+        check=True,
+        timeout=60,
+    )
+    assert _scratch_dirs(scratch_base), "expected the ended process to leave its scratch directory"
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_base))
+    fake_tool(bin_dir, "npm", "exit 1")
+    discover_registries(root, env, timeout_s=5)
+    assert _scratch_dirs(scratch_base) == []

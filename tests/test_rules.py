@@ -28,14 +28,12 @@ from ciwatch.record import SCHEMA_VERSION, Record, RecordWriter, read_record
 from ciwatch.record.events import (
     AllowlistLearned,
     Anomaly,
-    AnomalyKind,
     DnsAnswer,
     DnsQuery,
     EgressFlow,
     End,
     Event,
     FileHash,
-    FileOp,
     FileRead,
     FileWrite,
     Header,
@@ -46,8 +44,8 @@ from ciwatch.record.events import (
     ProcessExec,
     ProcessStart,
     RegistryAllowed,
-    TlsHandling,
 )
+from ciwatch.record.vocabulary import AnomalyKind, FileOp, TlsHandling
 from ciwatch.rules import ALL_RULES, RULE_CATALOGUE, RULES_BY_ID, Finding
 from ciwatch.verdict import Verdict, VerdictKind, evaluate
 
@@ -946,14 +944,15 @@ def test_dns_tunnel_ignores_ordinary_cdn_and_cloud_names(build: Build) -> None:
 # -- leftover-process ------------------------------------------------------------------------
 
 
-def test_leftover_process_low_outside_hooks_medium_inside(build: Build) -> None:
+def test_leftover_process_low_outside_hooks_high_inside(build: Build) -> None:
+    """A hook has no reason to leave a process running: high, so block mode fails at exit."""
     daemon = build.root.spawn(["java", "-jar", "gradle-daemon.jar"])
     miner = build.hook().spawn(["/tmp/jsextension", "-o", "pool.example:443"], path="/tmp/jsextension")
     outside = build.add(Leftover(pid=daemon.pid, argv=["java", "-jar", "gradle-daemon.jar"], action="left-running"))
     inside = build.add(Leftover(pid=miner.pid, argv=["/tmp/jsextension", "-o", "pool.example:443"], action="killed"))
     by_seq = {f.evidence: f for f in found(build.judge(), "leftover-process")}
     assert by_seq[(outside,)].severity is Severity.LOW and by_seq[(outside,)].package is None
-    assert by_seq[(inside,)].severity is Severity.MEDIUM and by_seq[(inside,)].package == "evil@1.0.0"
+    assert by_seq[(inside,)].severity is Severity.HIGH and by_seq[(inside,)].package == "evil@1.0.0"
     assert "(killed)" in by_seq[(inside,)].message
     raised = found(build.judge("version: 1\nrules: {leftover-process: high}\n"), "leftover-process")
     assert {f.severity for f in raised} == {Severity.HIGH}

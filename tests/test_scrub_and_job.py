@@ -3,14 +3,17 @@ of the scrubber, the network decoders and the event (de)serialisation."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import json
 import socket
 import struct
+import subprocess
 import sys
 import types
 import typing
+import urllib.parse
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -22,13 +25,9 @@ from ciwatch.job.scrub import secret_values
 from ciwatch.net.address import SocketAddress, decode_sockaddr
 from ciwatch.net.dns import DnsQuestion, decode_dns_query
 from ciwatch.record.codec import EVENT_TYPES, from_json_dict, to_json_dict
-from ciwatch.record.events import (
-    DnsQuery,
-    EventKind,
-    FileWrite,
-    NetConnect,
-    ProcessExec,
-)
+from ciwatch.record.events import DnsQuery, FileWrite, NetConnect, ProcessExec
+from ciwatch.record.vocabulary import EventKind
+from tests.support.runner import ciwatch_command
 
 SECRET = "supersecretvalue123"
 GITHUB_STYLE_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # ghp_ + 36 alphanumerics
@@ -76,6 +75,78 @@ def test_secret_values_never_reach_the_record(ciwatch, tmp_path):
     assert echo.env["npm_lifecycle_script"] == f"deploy --key {REDACTED}"
     [query] = run.events(DnsQuery)
     assert query.name == f"{REDACTED}.evil.test"
+
+
+#: The build writes, execs and looks up the secret in these spellings; none may reach the record,
+#: verdict.json, the terminal report or GitHub's annotations.
+_BUILD_WITH_SPELLINGS = r"""
+import os, socket, struct, subprocess, sys
+out, names = sys.argv[1], sys.argv[2:]
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind(("127.0.0.1", 0))  # the build's own loopback port: no resolver ever sees the names
+for index, spelled in enumerate(names):
+    path = os.path.join(out, f"run-{index}-" + spelled.replace("/", "_"))
+    with open(path, "w") as script:
+        script.write("#!/bin/sh\nexit 0\n")
+    os.chmod(path, 0o755)
+    subprocess.run([path, spelled, f"https://h.test/?q={spelled}"], check=True)
+    if spelled.isalnum():
+        labels = [spelled[i : i + 40] for i in range(0, len(spelled), 40)] + ["exfil", "test"]
+        qname = b"".join(bytes([len(label)]) + label.encode() for label in labels) + b"\0"
+        query = struct.pack(">HHHHHH", index, 0x100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1)
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(query, server.getsockname())
+"""
+
+
+def _spellings(secret: str) -> list[str]:
+    raw = secret.encode()
+    return [
+        urllib.parse.quote(secret, safe=""),
+        "".join(f"%{byte:02x}" for byte in raw),
+        base64.b64encode(raw).decode(),
+        base64.b64encode(b"a" + raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(b"ab" + raw).decode(),
+        raw.hex(),
+        raw.hex().upper(),
+        base64.b32encode(b"xyz" + raw).decode().rstrip("=").lower(),
+        raw.hex() * 3,  # long enough to be split across DNS labels
+    ]
+
+
+def test_encoded_secret_values_never_reach_record_verdict_report_or_annotations(ciwatch, tmp_path):
+    secret = "Pa55/w0rd+" + SECRET
+    spellings = _spellings(secret)
+    build = tmp_path / "build"
+    build.mkdir()
+    env = {"DEPLOY_PASSWORD": secret, "GITHUB_ACTIONS": "true"}
+    run = ciwatch(
+        "--net",
+        "off",
+        "--mode",
+        "warn",
+        "--",
+        sys.executable,
+        "-c",
+        _BUILD_WITH_SPELLINGS,
+        str(build),
+        *spellings,
+        env=env,
+    )
+    assert run.code == 0, run.stderr
+    assert len(list(build.iterdir())) == len(spellings)  # the build itself is untouched
+    report = subprocess.run([*ciwatch_command(), "report", str(run.out_dir)], capture_output=True, text=True)
+    seen = {
+        "record.jsonl": run.out_dir.joinpath("record.jsonl").read_text(errors="replace"),
+        "verdict.json": run.out_dir.joinpath("verdict.json").read_text(errors="replace"),
+        "terminal report and annotations": run.stdout + run.stderr,
+        "ciwatch report": report.stdout + report.stderr,
+    }
+    assert "::" in run.stdout, "expected GitHub annotations for the executables the build wrote"
+    assert "exfil" in seen["record.jsonl"] and REDACTED in seen["record.jsonl"]
+    for where, text in seen.items():
+        for spelled in spellings:
+            core = spelled[3:-3]  # an edge character of base64 also holds its neighbours' bits
+            assert core not in text and core.lower() not in text.lower(), f"{where} holds {spelled}"
 
 
 def test_url_credentials_and_token_formats_are_redacted(traced):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.record.events import FileHash, FileOp, FileWrite, Header, ProcessExec, ProcessStart
+from ciwatch.record.events import FileHash, FileWrite, Header, ProcessExec, ProcessStart
+from ciwatch.record.vocabulary import FileOp
 from tests.support.cprograms import program
 
 O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = os.O_WRONLY, os.O_RDWR, os.O_CREAT, os.O_TRUNC

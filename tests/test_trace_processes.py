@@ -13,17 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.record import Record
-from ciwatch.record.events import (
-    Anomaly,
-    AnomalyKind,
-    FileOp,
-    FileWrite,
-    Leftover,
-    ProcessExec,
-    ProcessExit,
-    ProcessStart,
-)
+from ciwatch.record import Record, read_record
+from ciwatch.record.events import Anomaly, FileWrite, Leftover, ProcessExec, ProcessExit, ProcessStart
+from ciwatch.record.vocabulary import AnomalyKind, FileOp
 from tests.support.cprograms import program
 
 POLL_LIMIT_S = 20.0
@@ -172,8 +164,14 @@ def test_daemon_left_running_keeps_working_after_the_build(ciwatch, tmp_path):
         # The tracer that stayed behind for it goes once it has ended.
         tracer = starts(record)[root_pid(record)].ppid
         wait_until(lambda: not alive(tracer), "the tracer left behind to exit")
-        # The record ended with the build; what the daemon did later is not appended.
-        assert run.out_dir.joinpath("record.jsonl").read_bytes().splitlines()[-1].find(b'"kind":"end"') > 0
+        # What the daemon did after the build is the record's second segment, closed once it ended.
+        wait_until(lambda: read_record(run.out_dir).after_build_end is not None, "the second segment's end")
+        later = read_record(run.out_dir)
+        assert later.after_build is not None and daemon in later.after_build.pids
+        assert any(
+            isinstance(item.event, FileWrite) and item.event.path == str(late) and item.seq > later.after_build_seq
+            for item in later.events
+        )
     finally:
         stop.touch()
         if (tmp_path / "daemon.pid").exists():

@@ -3,7 +3,7 @@ joined to the process, and through it to the hook, that made it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
@@ -30,6 +30,9 @@ class Contact:
     """The record event it comes from."""
     event: Event
     node: ProcessNode | None
+    address: str | None = None
+    """The address the client connected to, where it chose one (a flow's ``connected_to``):
+    the contact is judged by it together with ``host``, the name it claimed."""
 
     @property
     def hook_label(self) -> str | None:
@@ -43,12 +46,18 @@ def contacts(tree: ProcessTree) -> list[Contact]:
     # In sandbox mode every TCP connection was sent to the proxy by nftables: its flow says it.
     tcp_through_proxy = tree.record.header.net_mode.traits.every_tcp_through_proxy
     dns_seen: set[tuple[int | None, str]] = set()
-    queried: set[str] = set()  # names the tracer saw a build process ask its resolver for
+    resolvers = set(tree.record.header.resolvers)
+    # Names the tracer saw a build process ask for, from the whole record: the DNS server's
+    # answer can be written before the tracer's query (the tracer writes once the tracee runs on).
+    queried = {item.event.name.lower().rstrip(".") for item in tree.record.events if isinstance(item.event, DnsQuery)}
     for item in tree.record.events:
         event = item.event
         node = tree.node_at(item.seq)
         if isinstance(event, EgressFlow):
-            found.append(Contact(ContactKind.REQUEST, event.host, event.server_port, item.seq, event, node))
+            if event.scheme == "dns" and event.server_address in resolvers:
+                continue  # DNS over TCP to the configured resolver: its names are the contacts
+            contact = Contact(ContactKind.REQUEST, event.host, event.server_port, item.seq, event, node)
+            found.append(replace(contact, address=event.connected_to))
         elif isinstance(event, NetConnect):
             if event.protocol == "udp":
                 continue  # a UDP connect sends nothing (getaddrinfo probes this way); sends are recorded
@@ -59,11 +68,11 @@ def contacts(tree: ProcessTree) -> list[Contact]:
         elif isinstance(event, NetSend):
             if not is_loopback(event.address) and event.port != 53:
                 found.append(Contact(ContactKind.DATAGRAM, event.address, event.port, item.seq, event, node))
+        elif isinstance(event, DnsAnswer) and event.transport == "lookup":
+            continue  # ciwatch's own resolution of a claimed name, not a lookup of the build
         elif isinstance(event, DnsQuery | DnsAnswer):
             name = event.name.lower().rstrip(".")
-            if isinstance(event, DnsQuery):
-                queried.add(name)
-            elif event.pid is None and name in queried:
+            if isinstance(event, DnsAnswer) and event.pid is None and name in queried:
                 # ciwatch's DNS server couldn't tell who asked (sandbox mode: a packet from the
                 # namespace); the tracer's query, with its process and hook, is this lookup.
                 continue

@@ -22,6 +22,7 @@ from typing import Any
 from ciwatch.egress.dns import DnsForwarder
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir
+from ciwatch.egress.upstream import JobProxy
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
@@ -43,6 +44,10 @@ class ProxyConfig:
     """Where DNS goes when the tracer didn't say (sandbox): the host's resolvers."""
     upstream_trust: Path | None = None
     """CA bundle for verifying upstream servers (system CAs plus the user's extra CAs)."""
+    job_proxy: JobProxy | None = None
+    """The proxy the job configured before ciwatch started: where ciwatch's connections go."""
+    job_proxy_addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Its addresses as ciwatch resolved them -> (name, port) as the job wrote it."""
     verbose: bool = False
 
 
@@ -148,7 +153,8 @@ class EgressProxy:
         from mitmproxy import version as mitmproxy_version
         from mitmproxy.addons import default_addons
 
-        from ciwatch.egress.addons import egress_addons  # imports mitmproxy: on this thread too
+        from ciwatch.egress.addons import ClientPids, egress_addons  # imports mitmproxy: on this thread too
+        from ciwatch.egress.addons.forward import Forward, UpstreamRoute
 
         self.mitmproxy_version = mitmproxy_version.VERSION
         _use_in_memory_authority(self._authority, self._confdir)
@@ -157,6 +163,12 @@ class EgressProxy:
             modes.append(f"regular@{self.config.regular_host}:0")
         opts = options.Options(mode=modes, confdir=str(self._confdir))
         instance = master.Master(opts)
+        route = None
+        if self.config.job_proxy is not None:
+            route = UpstreamRoute(self.config.job_proxy, dict(self.config.job_proxy_addresses))
+        # Before mitmproxy's own addons: its next_layer never overrides an earlier decision,
+        # and a forward-proxy client must be switched before it picks transparent HTTP.
+        instance.addons.add(Forward(self.sink, ClientPids(self.destinations, self.pid_lookup), self.allowlist, route))
         instance.addons.add(*default_addons())
         # Lazy: the policy can refuse a request before anything is sent upstream. Set before
         # ciwatch's addons are added, as the enforcer checks it then.

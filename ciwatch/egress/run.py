@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,8 @@ from ciwatch.egress.trust import (
     upstream_trust_pem,
     write_trust_files,
 )
-from ciwatch.gate.allowlist import RuntimeAllowlist
+from ciwatch.egress.upstream import JobProxy
+from ciwatch.gate.allowlist import RuntimeAllowlist, normalise_host
 from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.modes import NetMode
 from ciwatch.net.address import SocketAddress, ipv4_mapped
@@ -122,8 +124,12 @@ class EgressRun:
         """Start the proxy (and the sandbox's network, whose namespace the build's root,
         ``root_pid``, already has); returns the variables to add to the build's environment."""
         sweep_stale_run_dirs()
+        config = self._config(root_pid)
+        job_proxy = JobProxy.from_environment(env)
+        if job_proxy is not None:
+            config = dataclasses.replace(config, job_proxy=job_proxy, job_proxy_addresses=_resolve_proxies(job_proxy))
         proxy = self.proxy = EgressProxy(
-            self._config(root_pid), self.sink, self.destinations, self.build_pids, self.allowlist, self.enforcer
+            config, self.sink, self.destinations, self.build_pids, self.allowlist, self.enforcer
         )
         # Upstream servers are checked against the system's CAs plus the user's extra CAs
         # (a corporate TLS proxy's): mitmproxy's own default would be certifi's list.
@@ -157,7 +163,15 @@ class EgressRun:
         if proxy.regular_listener:
             listeners.append("{}:{}".format(*proxy.regular_listener))
         listeners += [f"dns {h}:{p}" for h, p in proxy.dns_listeners]
-        self.sink(ProxyReady(mode=str(self.mode), listeners=listeners, mitmproxy_version=proxy.mitmproxy_version))
+        self.sink(
+            ProxyReady(
+                mode=str(self.mode),
+                listeners=listeners,
+                mitmproxy_version=proxy.mitmproxy_version,
+                upstream=job_proxy.upstream.hostport if job_proxy is not None else None,
+                upstream_addresses=sorted(config.job_proxy_addresses),
+            )
+        )
         return additions
 
     def stop(self) -> None:
@@ -172,6 +186,21 @@ class EgressRun:
         if self.trust is not None:
             self.trust.remove()
             self.trust = None
+
+
+def _resolve_proxies(job: JobProxy) -> dict[str, tuple[str, int]]:
+    """The addresses of the job's proxies (the build's clients connect to these), by ciwatch's
+    own resolution before the build starts: the job's name for its proxy is trusted."""
+    found: dict[str, tuple[str, int]] = {}
+    for proxy in job.configured:
+        try:
+            infos = socket.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+        except OSError:
+            log.warning("the job's proxy %s does not resolve", proxy.hostport)
+            continue
+        for info in infos:
+            found.setdefault(normalise_host(str(info[4][0])), (proxy.host, proxy.port))
+    return found
 
 
 def _add_java_trust_store(trust: TrustFiles) -> None:

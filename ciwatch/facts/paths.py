@@ -4,6 +4,7 @@ credential-read rule judges."""
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 
 #: ``~`` is the job's home directory.
 CREDENTIAL_PATTERNS = (
@@ -46,3 +47,48 @@ def is_credential_path(path: str, home: str, own_pid: int | None = None) -> bool
         if fnmatch.fnmatchcase(path, pattern):
             return True
     return False
+
+
+#: The CI provider's files that carry into later steps of the job: what a step appends to
+#: ``$GITHUB_ENV`` is in the environment of every later step, ``$GITHUB_PATH`` prepends to their
+#: PATH, ``$GITHUB_OUTPUT``/``$GITHUB_STATE`` feed later steps' inputs and the action's post
+#: step. (``$GITHUB_STEP_SUMMARY`` is only shown: harmless.)
+CI_ENV_FILE_VARIABLES = ("GITHUB_ENV", "GITHUB_PATH", "GITHUB_OUTPUT", "GITHUB_STATE")
+
+
+def ci_env_files(env: Mapping[str, str]) -> dict[str, str]:
+    """The files that the build's environment names as carrying into later steps (variable ->
+    path): GitHub's file commands, and GitLab dotenv reports a job names in a variable
+    (``*DOTENV*``, ``*_ENV_FILE``). Paths, not values: recorded in the header for ``check``."""
+    found: dict[str, str] = {}
+    for name, value in env.items():
+        upper = name.upper()
+        named = name in CI_ENV_FILE_VARIABLES or "DOTENV" in upper or upper.endswith("_ENV_FILE")
+        if named and value.startswith("/"):
+            found[name] = value
+    return found
+
+
+def proc_alias(path: str, pid: int, cwd: str) -> str:
+    """A path's ``/proc`` spelling undone as far as a record allows (for an exec's script
+    argument, which the tracer did not resolve): ``/proc/self|thread-self|PID/root/X`` is
+    ``/X`` and ``.../cwd/X`` is ``cwd/X`` for the process itself. Fd aliases stay as they are."""
+    for prefix in ("/proc/self/", "/proc/thread-self/", f"/proc/{pid}/"):
+        if path.startswith(prefix):
+            rest = path[len(prefix) :]
+            if rest == "root" or rest.startswith("root/"):
+                return "/" + rest[5:]
+            if cwd and (rest == "cwd" or rest.startswith("cwd/")):
+                return cwd.rstrip("/") + "/" + rest[4:]
+    return path
+
+
+def is_fd_alias(path: str) -> bool:
+    """``/proc/<any>/fd/N``, ``/dev/fd/N``, ``/dev/stdin``: a file run by its descriptor, whose
+    origin (a memfd, a pipe, a deleted file) the path doesn't say."""
+    parts = path.split("/")
+    if path.startswith("/dev/fd/") or path in ("/dev/stdin", "/dev/stdin/"):
+        return True
+    if len(parts) < 5 or parts[1] != "proc":
+        return False
+    return parts[3] == "fd" or (parts[3] == "task" and len(parts) > 6 and parts[5] == "fd")

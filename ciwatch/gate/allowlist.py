@@ -9,7 +9,11 @@ import threading
 from collections.abc import Iterable
 
 from ciwatch.policy.model import HostPattern, Policy
-from ciwatch.record.events import AllowlistLearned, DnsAnswer, Event, RegistryAllowed
+from ciwatch.record.events import AllowlistLearned, DnsAnswer, EgressFlow, Event, Header, ProxyReady, RegistryAllowed
+
+FORWARD_PROXY_SCHEME = "proxy"
+"""``egress-flow`` scheme of a client that spoke forward-proxy HTTP (CONNECT, absolute-form) to
+the address it connected to: its ``host`` is that address, the build's own proxy."""
 
 
 def _is_address(host: str) -> bool:
@@ -53,6 +57,14 @@ class RuntimeAllowlist:
         that runs alongside the build): download hosts offered meanwhile wait in
         ``_pending`` until it is known whether their index is a registry."""
         self._pending: list[tuple[str, str, str]] = []
+        self.resolvers: set[str] = set()
+        """The machine's configured resolvers (from the record's header): only their answers,
+        and ciwatch's own look-ups, say where a name lives. A server the build picked itself
+        could answer "the registry is at my address"."""
+        self.forward_proxies: set[str] = set()
+        """Addresses the build spoke forward-proxy HTTP to (its own proxies, or the job's)."""
+        self.job_proxies: set[str] = set()
+        """The addresses of the proxy the job configured before ciwatch started: trusted."""
 
     def observe(self, event: Event) -> None:
         """Take in a record event that changes what is allowed."""
@@ -61,11 +73,24 @@ class RuntimeAllowlist:
                 self.registries.add(normalise_host(event.host))
             elif isinstance(event, AllowlistLearned) and self.policy.allow.registries_auto:
                 self.learned.add(normalise_host(event.host))
-            elif isinstance(event, DnsAnswer):
+            elif isinstance(event, EgressFlow) and event.scheme == FORWARD_PROXY_SCHEME:
+                self.forward_proxies.add(normalise_host(event.host))
+            elif isinstance(event, ProxyReady):
+                self.job_proxies.update(normalise_host(address) for address in event.upstream_addresses)
+            elif isinstance(event, Header):
+                self.resolvers = {normalise_host(resolver) for resolver in event.resolvers}
+            elif isinstance(event, DnsAnswer) and self._teaches(event):
                 for answer in event.answers:
                     address = normalise_host(answer)
                     if _is_address(address):
                         self.names_of_address.setdefault(address, set()).add(normalise_host(event.name))
+
+    def _teaches(self, answer: DnsAnswer) -> bool:
+        if answer.transport == "lookup":
+            return True
+        if answer.transport != "udp" and answer.transport != "tcp":
+            return False  # DoH: the build's own choice of resolver
+        return not self.resolvers or normalise_host(answer.server) in self.resolvers
 
     def observe_all(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -96,6 +121,46 @@ class RuntimeAllowlist:
                 return any(self._allows_name(name) for name in names)
         with self._lock:
             return self._allows_name(host)
+
+    def allows_contact(self, name: str | None, address: str | None) -> bool:
+        """A connection to ``address`` that claimed ``name`` (Host header, SNI, CONNECT
+        target). The contact is what was connected: the address must be allowed (itself, or
+        as an address an allowed name resolved to), and an allowed name is allowed only at
+        the addresses it resolved to during the run. ``address`` None (the client asked the
+        proxy by name, which resolved it itself): the name alone decides."""
+        target = normalise_host(address or "")
+        if not target or not _is_address(target):
+            return self.allows(name or target)
+        claimed = normalise_host(name or "")
+        if self._trusted_proxy(target):
+            # The job's proxy, or a proxy the policy allows: it connects where it is asked to,
+            # so what it was asked for (the CONNECT target, the absolute-form host) decides.
+            return not claimed or claimed == target or self.allows(claimed)
+        if any(pattern.matches(target) for pattern in self.policy.allow.hosts):
+            return not claimed or claimed == target or self.allows(claimed)
+        if not claimed or claimed == target:
+            return self.allows(target)
+        return claimed in self.names_of(target) and self.allows(claimed)
+
+    def is_forward_proxy(self, address: str) -> bool:
+        with self._lock:
+            target = normalise_host(address)
+            return target in self.forward_proxies or target in self.job_proxies
+
+    def _trusted_proxy(self, target: str) -> bool:
+        with self._lock:
+            if target in self.job_proxies:
+                return True
+            if target not in self.forward_proxies:
+                return False
+        return self.allows(target)
+
+    def needs_lookup(self, name: str | None, address: str | None) -> bool:
+        """Whether ciwatch's own resolution of ``name`` could still allow the contact: the name
+        is allowed but hasn't been seen at ``address`` (a CDN answers differently per lookup)."""
+        if not name or not address or _is_address(normalise_host(name)):
+            return False
+        return self.allows(name) and not self.allows_contact(name, address)
 
     def offer_learned(self, learned_from: str, host: str, url: str) -> bool:
         """A download host named by ``learned_from``'s response: True to record it now; False

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.net.address import is_loopback
 from ciwatch.policy.model import Mode, Policy
-from ciwatch.record.events import Event, Refusal, RefusedWhat, Transport
+from ciwatch.record.events import Event, Refusal
+from ciwatch.record.vocabulary import RefusedWhat, Transport
 
 
 class LiveEnforcer:
@@ -18,7 +19,9 @@ class LiveEnforcer:
         self.sink = sink
 
     def _refuse(self, pid: int | None, what: RefusedWhat, target: str, reason: str) -> bool:
-        self.sink(Refusal(pid=pid, what=what, target=target, reason=reason))
+        # Every reason starts with the id of the rule it enforces; the record carries it typed.
+        rule = reason.partition(":")[0].strip() or None
+        self.sink(Refusal(pid=pid, what=what, target=target, reason=reason, rule=rule))
         return False
 
     def request_allowed(self, host: str, pid: int | None, what: RefusedWhat = RefusedWhat.REQUEST) -> bool:
@@ -26,6 +29,25 @@ class LiveEnforcer:
         if not self.blocking or self.allowlist.allows(host):
             return True
         return self._refuse(pid, what, host, "unfamiliar-egress: not in the allowlist")
+
+    def contact_allowed(
+        self, names: list[str], address: str | None, pid: int | None, what: RefusedWhat = RefusedWhat.REQUEST
+    ) -> bool:
+        """A connection to ``address`` claiming ``names`` (Host, SNI, a CONNECT target): judged
+        by what was connected (see ``RuntimeAllowlist.allows_contact``)."""
+        if not self.blocking:
+            return True
+        for name in names or [""]:
+            if self.allowlist.allows_contact(name, address):
+                continue
+            if address and self.allowlist.is_forward_proxy(address) and not self.allowlist.allows_contact("", address):
+                target, reason = address, f"unfamiliar-egress: the proxy {address} (asked for {name}) is not allowed"
+            elif address and self.allowlist.allows(name):
+                target, reason = address, f"unfamiliar-egress: {address} is not where {name} resolved to"
+            else:
+                target, reason = name or address or "?", "unfamiliar-egress: not in the allowlist"
+            return self._refuse(pid, what, target, reason)
+        return True
 
     def dns_allowed(self, name: str, pid: int | None) -> bool:
         """A DNS lookup: refusing the lookup of a name outside the allowlist keeps data out of

@@ -2,7 +2,9 @@
 
 A record is uploaded as a CI artifact, which CI systems don't mask. Before an event is
 written, every string in it (argv, paths, URLs, attribution values) loses the values of the
-job's secret-looking environment variables and anything shaped like a well-known token.
+job's secret-looking environment variables, in every common spelling (``ciwatch.job.encodings``:
+URL-encoded, base64, base32, hex, split across DNS labels), and anything shaped like a
+well-known token.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
+
+from ciwatch.job.encodings import AnyOf, needles, normalise, normalised_with_positions, probe_view
 
 REDACTED = "[REDACTED]"
 
@@ -52,6 +56,27 @@ _SECRET_QUERY_NAME = re.compile(
 )
 _QUERY_PAIR = re.compile(r"(?P<name>[^&=#?]+)=(?P<value>[^&#]*)")
 
+#: What every rule of ``text`` needs in a string, lower-cased and without dots (so that they are
+#: looked for in the same normalised view as the secrets' spellings, by the same automaton): a
+#: token's prefix, the ``@`` of URL credentials, an Authorization header, a ``--token=`` option.
+_TOKEN_PREFIXES = (
+    *(f"gh{letter}_" for letter in "pousr"),
+    "github_pat_",
+    *(f"gl{kind}-" for kind in ("pat", "dt", "rt", "ptt", "ft", "cbt", "oas", "soat", "agent")),
+    "akia",
+    "asia",
+    *(f"xox{letter}-" for letter in "abposr"),
+    "npm_",
+    "pypi-",
+    "sk-",
+    "aiza",
+    "eyj",
+    "-----begin",
+    "@",
+    "authorization",
+    *(f"-{word}" for word in ("token", "passw", "secret", "api-key", "auth")),
+)
+
 T = TypeVar("T")
 
 
@@ -81,10 +106,15 @@ def secret_values(env: Mapping[str, str]) -> list[str]:
 class Scrubber:
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = secrets
-        # One search that says whether any rule below could apply: most strings (paths,
-        # argv) have nothing to scrub, and the record is written at every traced syscall.
-        suspects = [re.escape(secret) for secret in secrets] + [_TOKENS.pattern, "@", _INLINE.pattern]
-        self._suspect = re.compile("|".join(f"(?:{s})" for s in suspects), _INLINE.flags)
+        # Every spelling of every secret (URL-encoded, base64, base32, hex, split across DNS
+        # labels: ciwatch.job.encodings), looked for in a normalised view of the string.
+        spellings = needles(secrets)
+        self._needles = re.compile("|".join(map(re.escape, spellings))) if spellings else None
+        # One search of the lower-cased, dot-less string for any of the words says whether any
+        # rule below could apply: most strings (paths, argv) have nothing to scrub, and the
+        # record is written at every traced syscall.
+        self._suspect = AnyOf([*_TOKEN_PREFIXES, *spellings])
+        self._spelled = AnyOf(spellings)
         self._fields: dict[type, tuple[str, ...]] = {}
 
     @classmethod
@@ -92,17 +122,44 @@ class Scrubber:
         return cls(secret_values(env))
 
     def text(self, value: str) -> str:
-        if not self._suspect.search(value):
+        probe = probe_view(value)
+        # A percent-escaped spelling shows only once decoded; the decoding costs only for the
+        # strings that hold a % at all.
+        decoded = normalise(value) if "%" in probe and self._needles is not None else None
+        if decoded is not None and self._spelled.found(decoded):
+            value = self._redact_spellings(value)
+        elif not self._suspect.found(probe):
             return value
-        for secret in self.secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
+        elif self._spelled.found(probe):
+            value = self._redact_spellings(value)
         if _TOKENS.search(value):
             value = _TOKENS.sub(REDACTED, value)
         if "@" in value and "://" in value:
             value = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
         if "-" in value or ":" in value:
             value = _INLINE.sub(lambda m: m["prefix"] + REDACTED, value)
+        return value
+
+    def _redact_spellings(self, value: str) -> str:
+        """``value`` with each span that spells a secret (in the normalised view, first as
+        written, then with percent-escapes decoded) replaced by ``[REDACTED]``."""
+        assert self._needles is not None
+        for decode in (False, True):
+            if decode and "%" not in value:
+                break
+            view, starts, ends = normalised_with_positions(value, decode=decode)
+            spans = [(starts[m.start()], ends[m.end() - 1]) for m in self._needles.finditer(view)]
+            if not spans:
+                continue
+            pieces, last = [], 0
+            for start, end in spans:
+                if end <= last:
+                    continue
+                pieces.append(value[last:start] if start >= last else "")
+                pieces.append(REDACTED)
+                last = max(last, end)
+            pieces.append(value[last:])
+            value = "".join(pieces)
         return value
 
     def value(self, value: Any) -> Any:

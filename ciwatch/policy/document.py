@@ -23,6 +23,7 @@ _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _MERGE = "tag:yaml.org,2002:merge"
+_MAX_DIGITS = 40
 
 
 class Core12Loader(yaml.SafeLoader):
@@ -67,6 +68,10 @@ def _scalar(node: yaml.ScalarNode) -> object:
     if node.tag == _BOOL:
         return text.lower() == "true"
     if node.tag == _INT:
+        if len(text) > _MAX_DIGITS:
+            # No setting needs such a number, and Python refuses to convert more than 4300
+            # digits: kept as text, the schema check says what was expected there.
+            return text
         return int(text, 0) if text[:2] in ("0o", "0x") else int(text)
     if node.tag == _FLOAT:
         lowered = text.lower().lstrip("+")

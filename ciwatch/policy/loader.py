@@ -41,6 +41,14 @@ _HINT = "The policy format is described in docs/policy.md; `ciwatch policy check
 _MODES = tuple(mode.value for mode in Mode)
 #: At most this many problems are reported.
 _MAX = 50
+#: A policy is a few kilobytes; these bound what a hostile or broken one can cost (memory and
+#: time) before it is refused: the file's size, how deep its values nest, how many values it
+#: has once its aliases are expanded (a "billion laughs" is small on disk, and the schema check
+#: walks every expanded value), and how long one value may be.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 20
+MAX_VALUES = 10_000
+MAX_SCALAR = 64 << 10
 
 
 class PolicyError(UsageError):
@@ -56,7 +64,7 @@ def find_policy(project_dir: Path) -> Path | None:
     found = [project_dir / name for name in POLICY_FILE_NAMES if (project_dir / name).is_file()]
     if len(found) > 1:
         raise UsageError(
-            f"{found[0]} and {found[1]} both exist; ciwatch reads one policy",
+            f"{printable(str(found[0]), 200)} and {printable(str(found[1]), 200)} both exist; ciwatch reads one policy",
             hint="Keep one of them (or pass the one you mean with --policy).",
         )
     return found[0] if found else None
@@ -66,16 +74,22 @@ def load_policy(path: Path, *, known_rules: RuleCatalogue) -> Policy:
     """The policy in ``path``; PolicyError (a UsageError) naming every mistake, with its line.
     ``known_rules`` are the rule ids it may name (``ciwatch.rules.RULE_CATALOGUE``)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_BYTES + 1)  # never more than that in memory, whatever the file's size
     except FileNotFoundError:
         raise UsageError(
-            f"{path}: no such policy file",
+            f"{printable(str(path), 200)}: no such policy file",
             hint="Pass an existing file to --policy, or write .ciwatch/policy.yml (see docs/policy.md).",
         ) from None
     except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory; expected a policy file (YAML)", hint=_HINT) from None
+        raise UsageError(
+            f"{printable(str(path), 200)}: is a directory; expected a policy file (YAML)", hint=_HINT
+        ) from None
     except OSError as error:
-        raise UsageError(f"{path}: can't read the policy file: {error.strerror or error}") from None
+        shown = printable(str(path), 200)
+        raise UsageError(f"{shown}: can't read the policy file: {printable(str(error.strerror or error))}") from None
+    if len(data) > MAX_BYTES:
+        raise PolicyError([PolicyProblem(str(path), 1, "", _too_big())])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -112,14 +126,17 @@ def resolve_policy(
     try:
         return dataclasses.replace(policy, mode=Mode(mode))
     except ValueError:
-        raise UsageError(f'--mode "{mode}": expected one of {", ".join(_MODES)}') from None
+        raise UsageError(f'--mode "{printable(str(mode))}": expected one of {", ".join(_MODES)}') from None
 
 
 def parse_policy(text: str, source: str, *, known_rules: RuleCatalogue) -> Policy:
     """The policy written in ``text``; ``source`` names it in errors (a path, or ``<built-in default>``).
     Its shape is checked against ``schema.json`` (the rule ids filled in from ``known_rules``),
     then what a schema can't say (hosts, package specs, version ranges, dates) in code."""
+    if len(text) > MAX_BYTES:
+        raise PolicyError([PolicyProblem(source, 1, "", _too_big())])
     try:
+        _check_bounds(text, source)
         root = yaml.compose(text, Loader=Core12Loader)
     except yaml.MarkedYAMLError as error:
         raise PolicyError([_syntax_problem(source, error)]) from None
@@ -143,6 +160,49 @@ def parse_policy(text: str, source: str, *, known_rules: RuleCatalogue) -> Polic
         raise PolicyError([PolicyProblem(source, line_of(node), key, message) for node, key, message in found][:_MAX])
     assert isinstance(data, dict)
     return build_policy(data, root, source)
+
+
+def _too_big() -> str:
+    return f"is larger than {MAX_BYTES} bytes (1 MiB); expected a policy file of a few kilobytes"
+
+
+def _check_bounds(text: str, source: str) -> None:
+    """Refuse a document that nests deeper, holds more values (aliases expanded) or a longer
+    value than any policy needs, from PyYAML's event stream: its parser keeps its own stack (no
+    recursion, unlike the composer that follows) and holds one event at a time, so this costs
+    one pass over the text and bounded memory whatever the document."""
+    depth = values = 0
+    anchored: dict[str, int] = {}  # anchor -> how many values it stands for, expanded
+    open_anchors: list[tuple[str | None, int]] = []  # per open collection: its anchor, `values` at its start
+    for event in yaml.parse(text, Loader=Core12Loader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.AliasEvent):
+            values += anchored.get(str(event.anchor), 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            values += 1
+            if len(event.value) > MAX_SCALAR:
+                message = f"a value of {len(event.value)} characters; expected at most {MAX_SCALAR}"
+                raise PolicyError([PolicyProblem(source, line, "", message)])
+            if event.anchor is not None:
+                anchored[str(event.anchor)] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            values += 1
+            depth += 1
+            open_anchors.append((event.anchor, values))
+            if depth > MAX_DEPTH:
+                message = f"values nest more than {MAX_DEPTH} levels deep; a policy needs at most 5"
+                raise PolicyError([PolicyProblem(source, line, "", message)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            anchor, start = open_anchors.pop()
+            if anchor is not None:
+                anchored[str(anchor)] = values - start + 1
+        if values > MAX_VALUES:
+            message = (
+                f"more than {MAX_VALUES} values (aliases counted as the values they repeat); "
+                "expected a policy of a few hundred at most"
+            )
+            raise PolicyError([PolicyProblem(source, line, "", message)])
 
 
 def _syntax_problem(source: str, error: yaml.MarkedYAMLError) -> PolicyProblem:

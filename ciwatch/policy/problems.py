@@ -14,6 +14,8 @@ __all__ = ["PolicyProblem", "choices", "kind", "line_of", "quote", "suggest"]
 
 #: Longest value a message shows; longer ones are cut, saying how long they are.
 MAX_SHOWN = 80
+#: Longest message (values in it already cut to MAX_SHOWN).
+MAX_MESSAGE = 1000
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,11 @@ class PolicyProblem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}: "
-        return f"{where}{self.key}: {self.message}" if self.key else f"{where}{self.message}"
+        # Whatever built the message, what is shown is short and has no raw control or bidi
+        # character (a file name or a YAML error can carry them too).
+        where = f"{printable(self.file, 200)}:{self.line}: "
+        message = printable(self.message, MAX_MESSAGE)
+        return f"{where}{printable(self.key, 200)}: {message}" if self.key else f"{where}{message}"
 
 
 def printable(text: str, limit: int = MAX_SHOWN) -> str:

@@ -62,7 +62,7 @@ def host_problem(text: str) -> str | None:
             except ValueError:
                 return f"{shown} is not a host name, wildcard pattern or CIDR; {HOST_EXPECTED}"
             return f"{shown} has bits set after the prefix length; expected the network address: {network}"
-        return None
+        return _too_wide(shown, ipaddress.ip_network(plain))
     if plain.startswith("[") and plain.endswith("]"):
         return f"{shown} has brackets; expected the address alone: {printable(plain[1:-1])}"
     if ":" in plain:
@@ -90,6 +90,38 @@ def host_problem(text: str) -> str | None:
             "(to stop judging egress, set `rules: {unfamiliar-egress: off}` instead)"
         )
     return None
+
+
+#: The shortest prefix an allowed CIDR may have: a /8 of IPv4 (16 million addresses, one of the
+#: old class A blocks) and a /16 of IPv6 are already more than any registry or mirror needs; a
+#: shorter one (0.0.0.0/0, ::/0, 0.0.0.0/1 + 128.0.0.0/1...) allows a large part of the internet,
+#: which is what `*` would say, and `*` is refused. A wider network that is private as a whole
+#: (fd00::/8) opens nothing on the internet and is allowed.
+MIN_PREFIX = {4: 8, 6: 16}
+#: IPv6 blocks that spell IPv4 addresses (mapped, NAT64, 6to4) and the bit at which the IPv4
+#: address starts: ::ffff:0:0/96 is every IPv4 address again, so it is judged as 0.0.0.0/0.
+_IPV4_IN_IPV6 = (
+    (ipaddress.IPv6Network("::ffff:0:0/96"), 96),
+    (ipaddress.IPv6Network("64:ff9b::/96"), 96),
+    (ipaddress.IPv6Network("2002::/16"), 16),
+)
+
+
+def _too_wide(shown: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str | None:
+    version, prefix = network.version, network.prefixlen
+    if isinstance(network, ipaddress.IPv6Network):
+        for block, start in _IPV4_IN_IPV6:
+            if network.subnet_of(block):
+                version, prefix = 4, max(0, prefix - start)
+    shortest = MIN_PREFIX[version]
+    if prefix >= shortest or (network.is_private and version == network.version):
+        return None
+    share = f"every IPv{version} address" if prefix == 0 else f"1/{1 << prefix} of all IPv{version} addresses"
+    return (
+        f"{shown} covers {share}, as `*` would; expected the network of the hosts the build needs, "
+        f"/{MIN_PREFIX[network.version]} or narrower (e.g. 10.0.0.0/8, fd00::/16), or a private network "
+        "(to stop judging egress, set `rules: {unfamiliar-egress: off}` instead)"
+    )
 
 
 def parse_package(text: str) -> tuple[PackageSpec | None, str | None]:

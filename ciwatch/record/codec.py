@@ -9,34 +9,38 @@ from typing import Any
 
 from ciwatch.modes import NetMode
 from ciwatch.record.events import (
+    AfterBuild,
+    AfterBuildEnd,
     AllowlistLearned,
     Anomaly,
-    AnomalyKind,
-    ConnectVia,
     DnsAnswer,
     DnsQuery,
     EgressFlow,
     End,
     Event,
-    EventKind,
     FileHash,
-    FileOp,
     FileRead,
     FileWrite,
     Header,
     HooksAllowed,
     Leftover,
-    LeftoverOutcome,
     NetConnect,
     NetSend,
     ProcessExec,
     ProcessExit,
     ProcessStart,
     ProxyReady,
-    ReadHow,
     Refusal,
-    RefusedWhat,
     RegistryAllowed,
+)
+from ciwatch.record.vocabulary import (
+    AnomalyKind,
+    ConnectVia,
+    EventKind,
+    FileOp,
+    LeftoverOutcome,
+    ReadHow,
+    RefusedWhat,
     TlsHandling,
     Transport,
 )
@@ -64,6 +68,8 @@ EVENT_TYPES: dict[EventKind, type[Event]] = {
         Anomaly,
         Leftover,
         End,
+        AfterBuild,
+        AfterBuildEnd,
     )
 }
 

@@ -9,97 +9,20 @@ process (paths, argv) may hold bytes that are not UTF-8: they are decoded with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import ClassVar
 
 from ciwatch.modes import NetMode
-
-
-class EventKind(StrEnum):
-    HEADER = "header"
-    PROCESS_START = "process-start"
-    PROCESS_EXEC = "process-exec"
-    PROCESS_EXIT = "process-exit"
-    FILE_WRITE = "file-write"
-    FILE_HASH = "file-hash"
-    NET_CONNECT = "net-connect"
-    NET_SEND = "net-send"
-    DNS_QUERY = "dns-query"
-    DNS_ANSWER = "dns-answer"
-    EGRESS_FLOW = "egress-flow"
-    PROXY_READY = "proxy-ready"
-    REGISTRY = "registry"
-    ALLOWLIST_LEARNED = "allowlist-learned"
-    HOOKS_ALLOWED = "hooks-allowed"
-    REFUSAL = "refusal"
-    FILE_READ = "file-read"
-    ANOMALY = "anomaly"
-    LEFTOVER = "leftover-process"
-    END = "end"
-
-
-class FileOp(StrEnum):
-    OPEN = "open"
-    CREAT = "creat"
-    RENAME = "rename"
-    LINK = "link"
-    SYMLINK = "symlink"
-    CHMOD = "chmod"
-    UNLINK = "unlink"
-    MEMFD = "memfd"
-
-
-class AnomalyKind(StrEnum):
-    IO_URING = "io-uring"
-    PTRACE = "ptrace"
-    FOREIGN_ABI = "foreign-abi"
-    MEMFD_EXEC = "memfd-exec"
-
-
-class Transport(StrEnum):
-    """The transport of a connection or datagram."""
-
-    TCP = "tcp"
-    UDP = "udp"
-    RAW = "raw"
-    UNKNOWN = "unknown"
-    """The socket's type could not be read (it was closed, or the process is gone)."""
-
-
-class ConnectVia(StrEnum):
-    DIRECT = "direct"
-    """The connection went where the build asked."""
-    PROXY = "proxy"
-    """The tracer redirected it to ciwatch's proxy or DNS listener (``redirect`` mode)."""
-    REFUSED = "refused"
-    """Block mode failed the connect with EPERM: nothing left the machine."""
-
-
-class ReadHow(StrEnum):
-    """How a hook read what it read."""
-
-    OPEN = "open"
-    PROCESS_VM_READV = "process_vm_readv"
-    PTRACE = "ptrace"
-
-
-class RefusedWhat(StrEnum):
-    """What block mode refused."""
-
-    REQUEST = "request"
-    CONNECT = "connect"
-    DATAGRAM = "datagram"
-    DNS = "dns"
-    IO_URING = "io-uring"
-    TLS = "tls"
-
-
-class LeftoverOutcome(StrEnum):
-    """What ciwatch did about a process still running when the build's root exited."""
-
-    LEFT_RUNNING = "left-running"
-    KILLED = "killed"
-    WAITED = "waited"
+from ciwatch.record.vocabulary import (
+    AnomalyKind,
+    ConnectVia,
+    EventKind,
+    FileOp,
+    LeftoverOutcome,
+    ReadHow,
+    RefusedWhat,
+    TlsHandling,
+    Transport,
+)
 
 
 @dataclass(frozen=True)
@@ -128,6 +51,9 @@ class Header(Event):
     home: str = ""
     resolvers: list[str] = field(default_factory=list)
     """The DNS resolvers the machine is configured with (queries to others are a bypass)."""
+    ci_env_files: dict[str, str] = field(default_factory=dict)
+    """Files the job's environment names as carrying into later steps (``GITHUB_ENV`` ->
+    its path, GitLab dotenv reports): paths, not values; a hook writing one is persistence."""
 
 
 @dataclass(frozen=True)
@@ -175,11 +101,16 @@ class FileWrite(Event):
     pid: int
     op: FileOp
     path: str
-    """Absolute path, resolved against the process's cwd or dirfd (symlinks not followed)."""
+    """The file it is: canonical (``/proc/self``, magic links, symlinked directories and ``..``
+    resolved in the process's view; the last component followed where the syscall follows it)."""
     target: str | None = None
-    """The new name of a rename or link, the target text of a symlink."""
+    """The new name of a rename or link (canonical), the target text of a symlink."""
     flags: int | None = None
     """open flags, or the mode of chmod/creat."""
+    as_written: str | None = None
+    """The path as the process passed it, when that differs from ``path``."""
+    target_as_written: str | None = None
+    """The rename's or link's new name as passed, when that differs from ``target``."""
 
 
 @dataclass(frozen=True)
@@ -208,6 +139,9 @@ class NetConnect(Event):
     """0, or the negative errno (``-115`` is EINPROGRESS for a non-blocking connect)."""
     via: ConnectVia = ConnectVia.DIRECT
     """Address and port stay the original destination when it went via the proxy."""
+    inode: int = 0
+    """The socket's inode (0 if unknown): ties later sends on it, from any process that
+    inherited it, to this connect."""
 
 
 @dataclass(frozen=True)
@@ -245,16 +179,13 @@ class DnsAnswer(Event):
     answers: list[str]
     """Addresses and names in the answer section (A, AAAA, CNAME)."""
     server: str
-    """The resolver the query was meant for (and forwarded to)."""
-
-
-class TlsHandling(StrEnum):
-    INTERCEPTED = "intercepted"
-    PASSTHROUGH = "passthrough"
-    """The client rejected the run's CA (pinning, bundled roots): the bytes were passed
-    through unread and the host is known by its SNI only."""
-    NONE = "none"
-    """Plain text (HTTP or another TCP protocol)."""
+    """The resolver the query was meant for (and forwarded to); for ``doh`` the host asked."""
+    transport: str = "udp"
+    """How the query travelled: ``udp`` (ciwatch's DNS listener), ``tcp`` (a DNS stream through
+    the proxy, any port), ``doh`` (a DNS-over-HTTPS request, wire or JSON), ``mitmproxy``
+    (mitmproxy's own DNS layer), or ``lookup``: ciwatch's own resolution of a name a client
+    claimed (Host, SNI) to check the address it connected to, not a lookup of the build. Only
+    answers from the configured resolvers (and ``lookup``) teach the allowlist an address."""
 
 
 @dataclass(frozen=True)
@@ -286,6 +217,11 @@ class EgressFlow(Event):
     """Also of the body: npm and yarn lockfiles pin tarballs by SHA-512 (``integrity``)."""
     refused: bool = False
     """Set when ciwatch refused the request (block mode)."""
+    connected_to: str | None = None
+    """The address the build's client connected to (the original destination, in ``redirect``
+    and ``sandbox`` modes). The flow is judged by it together with ``host``: an allowed name is
+    allowed only at an address it resolved to during the run. None when the client asked
+    ciwatch's proxy by name (``env`` mode): the proxy's own resolution is the connection."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +232,12 @@ class ProxyReady(Event):
     mode: str
     listeners: list[str]
     mitmproxy_version: str
+    upstream: str | None = None
+    """The job's proxy (``HTTPS_PROXY``... in ciwatch's environment) as ``host:port``, never
+    its credentials: ciwatch's own connections go out through it."""
+    upstream_addresses: list[str] = field(default_factory=list)
+    """The addresses of the job's proxies (every one its variables name), as ciwatch resolved
+    them: the build's connections to them are judged by what they ask the proxy for."""
 
 
 @dataclass(frozen=True)
@@ -340,6 +282,10 @@ class Refusal(Event):
     what: RefusedWhat
     target: str
     reason: str
+    rule: str | None = None
+    """The id of the rule the refusal enforces (``unfamiliar-egress``, ``proxy-bypass``...):
+    every refusal is a finding of that rule. None in records older than the field, whose
+    ``reason`` starts with the rule's id."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +297,8 @@ class FileRead(Event):
     pid: int
     path: str
     how: ReadHow
+    as_written: str | None = None
+    """The path as the process passed it, when that differs from the canonical ``path``."""
 
 
 @dataclass(frozen=True)
@@ -385,3 +333,33 @@ class End(Event):
     """How many times a tracee stopped for the tracer (its cost is per stop)."""
     tracer_cpu_s: float = 0.0
     """CPU time the tracing process used (the build's own time is not in it)."""
+
+
+@dataclass(frozen=True)
+class AfterBuild(Event):
+    """Written right after ``end`` when processes were left running (``--leftovers leave``):
+    they stay traced, and what they do from here on is the record's second segment."""
+
+    kind: ClassVar[EventKind] = EventKind.AFTER_BUILD
+    pids: list[int]
+    """The processes left running when the build's root exited."""
+
+
+@dataclass(frozen=True)
+class AfterBuildEnd(Event):
+    """Closes the second segment once the last process left running has exited (or ciwatch
+    was stopped); the verdict was then recomputed over the whole record."""
+
+    kind: ClassVar[EventKind] = EventKind.AFTER_BUILD_END
+    duration_s: float
+    """From the build's root exit to this line."""
+    event_counts: dict[str, int]
+    """Events of the second segment, by kind."""
+    clean: bool
+    """False when following the leftovers was cut short (ciwatch stopped, a tracer failure):
+    they were killed then."""
+    verdict: str | None
+    """The verdict over the whole record, as ``verdict.json`` now holds it (None if it could
+    not be written)."""
+    error: str | None = None
+    tracer_stops: int = 0

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ciwatch.errors import UsageError
 from ciwatch.record.codec import from_json_dict
-from ciwatch.record.events import End, Event, Header
+from ciwatch.record.events import AfterBuild, AfterBuildEnd, End, Event, Header, Leftover
+from ciwatch.record.vocabulary import LeftoverOutcome
 from ciwatch.record.writer import RECORD_FILE
 
 
@@ -27,6 +28,35 @@ class Record:
     """None when the run did not finish writing its record (ciwatch was killed)."""
     truncated_line: bool = False
     """The last line was cut mid-write."""
+    after_build: AfterBuild | None = None
+    """Set when the record has a second segment: processes left running were followed after
+    ``end``; their events are in ``events`` like the others."""
+    after_build_end: AfterBuildEnd | None = None
+    """The second segment's closing line (None while they run, or if ciwatch was killed)."""
+    after_build_seq: int = 0
+    """The sequence number of the ``after-build`` line: later events are of the second segment."""
+
+    @property
+    def following_leftovers(self) -> bool:
+        """Processes were left running and their second segment is not closed (they still run,
+        or ciwatch was killed meanwhile): a verdict of this record may not be the last word."""
+        if self.after_build_end is not None:
+            return False
+        return self.after_build is not None or any(
+            isinstance(item.event, Leftover) and item.event.action is LeftoverOutcome.LEFT_RUNNING
+            for item in self.events
+        )
+
+    def take(self, seq: int, t: float, event: Event) -> None:
+        """Place one event read back: framing lines on the record, the rest in ``events``."""
+        if isinstance(event, End):
+            self.end = event
+        elif isinstance(event, AfterBuild):
+            self.after_build, self.after_build_seq = event, seq
+        elif isinstance(event, AfterBuildEnd):
+            self.after_build_end = event
+        else:
+            self.events.append(RecordedEvent(seq=seq, t=t, event=event))
 
 
 def record_from_events(events: list[tuple[int, float, Event]]) -> Record:
@@ -35,10 +65,7 @@ def record_from_events(events: list[tuple[int, float, Event]]) -> Record:
     assert isinstance(header, Header), "a record starts with its header"
     record = Record(header=header)
     for seq, t, event in events[1:]:
-        if isinstance(event, End):
-            record.end = event
-        else:
-            record.events.append(RecordedEvent(seq=seq, t=t, event=event))
+        record.take(seq, t, event)
     return record
 
 
@@ -80,10 +107,7 @@ def read_record(path: Path) -> Record:
             continue
         if record is None:
             raise UsageError(f"{path}: the first line is not a ciwatch record header")
-        if isinstance(event, End):
-            record.end = event
-        else:
-            record.events.append(RecordedEvent(seq=data["seq"], t=data["t"], event=event))
+        record.take(data["seq"], data["t"], event)
     if record is None:
         raise UsageError(f"{path}: empty record (no header line)")
     return record

@@ -16,9 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 from ciwatch.record.codec import to_json_dict
-from ciwatch.record.events import Event, EventKind
+from ciwatch.record.events import Event
+from ciwatch.record.vocabulary import EventKind
 
 RECORD_FILE = "record.jsonl"
+#: The lines that frame a segment rather than say what the build did: not counted.
+_FRAMING = frozenset({EventKind.HEADER, EventKind.END, EventKind.AFTER_BUILD, EventKind.AFTER_BUILD_END})
 #: Bytes of record lines the tracer's thread may hold before it writes them.
 _FLUSH_AT = 64 * 1024
 
@@ -56,7 +59,7 @@ class RecordWriter:
                 self._buffered += len(data)
                 if threading.get_ident() != self._owner or self._buffered >= _FLUSH_AT:
                     self._write_buffer()
-            if event.kind not in (EventKind.HEADER, EventKind.END):
+            if event.kind not in _FRAMING:
                 self.counts[str(event.kind)] += 1
             return self._seq
 
@@ -76,6 +79,14 @@ class RecordWriter:
     @property
     def closed(self) -> bool:
         return self._fd < 0
+
+    def reopen(self) -> None:
+        """Append again after ``close``: the second segment (what processes left running do
+        after the ``end`` line) goes on with the same sequence numbers and counts afresh."""
+        with self._lock:
+            if self._fd < 0:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                self.counts.clear()
 
     def close(self) -> None:
         with self._lock:

@@ -13,6 +13,8 @@ the ciwatch process) or from another process.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -64,6 +66,37 @@ _DISCOVERERS: tuple[Callable[[Context], list[RegistrySource]], ...] = (
 )
 
 
+#: The scratch directory's name: ``ciwatch-registries-<pid>-<random>``, so that one left by a
+#: process that was killed (or left with ``os._exit``, as the tracer process does, while
+#: discovery still ran on its thread) is recognised and removed by the next discovery.
+SCRATCH_PREFIX = "ciwatch-registries-"
+#: A scratch directory without a pid in its name (made by an older ciwatch) is removed once
+#: it is this old.
+_LEGACY_AGE_S = 3600.0
+
+
+def sweep_stale_scratch(base: str | None = None) -> None:
+    """Remove the scratch directories of discoveries whose process is gone."""
+    base = base or tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(SCRATCH_PREFIX):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not entry.is_dir(follow_symlinks=False) or info.st_uid != os.geteuid():
+            continue  # another user's, or not a directory of ours: not ours to remove
+        pid = entry.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+        gone = not os.path.exists(f"/proc/{pid}") if pid.isdigit() else time.time() - info.st_mtime > _LEGACY_AGE_S
+        if gone:
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
 def discover_registries(project_dir: Path, env: Mapping[str, str], *, timeout_s: float = 10.0) -> list[RegistrySource]:
     """The registries the job in ``project_dir`` with environment ``env`` may use.
 
@@ -75,16 +108,22 @@ def discover_registries(project_dir: Path, env: Mapping[str, str], *, timeout_s:
     """
     started = time.monotonic()
     project_dir = project_dir.resolve()
-    with tempfile.TemporaryDirectory(prefix="ciwatch-registries-") as scratch:
+    sweep_stale_scratch()
+    scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    found: list[RegistrySource] = []
+    try:
         ctx = Context(project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch))
         with ThreadPoolExecutor(max_workers=len(_DISCOVERERS), thread_name_prefix="registries") as pool:
             futures = [(d, pool.submit(d, ctx)) for d in _DISCOVERERS]
-            found: list[RegistrySource] = []
             for discoverer, future in futures:
                 try:
                     found += future.result()
                 except Exception:  # one ecosystem's surprise must not hide the others
                     log.debug("%s failed", discoverer.__module__, exc_info=True)
+    finally:
+        # ignore_errors: a tool's leftover child may still write into it; what stays is swept
+        # by the next discovery once this process is gone.
+        shutil.rmtree(scratch, ignore_errors=True)
     unique: dict[tuple[str, str, str], RegistrySource] = {}
     for source in found:
         unique.setdefault((source.host, source.ecosystem, source.source), source)

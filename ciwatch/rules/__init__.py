@@ -14,6 +14,7 @@ from ciwatch.rules.hook_shell import HookShell
 from ciwatch.rules.leftover_process import LeftoverProcess
 from ciwatch.rules.persistence_write import PersistenceWrite
 from ciwatch.rules.proxy_bypass import ProxyBypass
+from ciwatch.rules.tracer_evasion import TracerEvasion
 from ciwatch.rules.unapproved_hook import UnapprovedHook
 from ciwatch.rules.unfamiliar_egress import UnfamiliarEgress
 
@@ -25,6 +26,7 @@ ALL_RULES: tuple[Rule, ...] = (
     ExecWrittenFile(),
     PersistenceWrite(),
     ProxyBypass(),
+    TracerEvasion(),
     DnsTunnel(),
     LeftoverProcess(),
     CredentialRead(),

@@ -8,12 +8,14 @@ import fnmatch
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 from ciwatch.analysis.tree import ProcessNode
-from ciwatch.facts.paths import is_credential_path
+from ciwatch.facts.paths import is_credential_path, proc_alias
 from ciwatch.facts.programs import package_manager_of, program_name
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import Anomaly, AnomalyKind, FileRead, ReadHow
+from ciwatch.record.events import Anomaly, FileRead
+from ciwatch.record.vocabulary import AnomalyKind, ReadHow
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 
 INFO = RuleInfo(
@@ -111,6 +113,8 @@ class CredentialRead:
             message = None
             target = ""
             if isinstance(event, FileRead):
+                # Records made before the tracer canonicalised paths: undo what /proc spells.
+                event = replace(event, path=os.path.normpath(proc_alias(event.path, event.pid, "")))
                 if event.how == ReadHow.OPEN and not is_credential_path(event.path, home, event.pid):
                     continue
                 if event.how == ReadHow.OPEN and _reads_own_config(node, event.path, home):

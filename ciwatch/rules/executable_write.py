@@ -7,7 +7,8 @@ import os
 from collections.abc import Iterator
 
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import FileHash, FileOp, FileWrite
+from ciwatch.record.events import FileHash, FileWrite
+from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 
 INFO = RuleInfo(

@@ -1,4 +1,6 @@
-"""leftover-process: a process of the build still running when the build ended."""
+"""leftover-process: a process of the build still running when the build ended: low for the
+build's own (``npm start &``, a Gradle daemon the user's command started), high when it
+descends from an install hook."""
 
 from __future__ import annotations
 
@@ -28,7 +30,11 @@ class LeftoverProcess:
                 node = context.tree.node_at(item.seq)
                 command = " ".join(event.argv)[:120] or f"pid {event.pid}"
                 severity = context.severity(INFO)
-                if node is not None and node.hook is not None:
-                    severity = max(severity, Severity.MEDIUM) if severity > Severity.OFF else severity
+                if node is not None and node.hook is not None and severity > Severity.OFF:
+                    # A hook has no reason to leave a process behind: a daemon that waits for
+                    # the build to end before it acts (and a miner) look exactly like this. So
+                    # it fails block mode at the build's exit, before it does anything.
+                    severity = max(severity, Severity.HIGH)
+                    command = f"{node.hook.label} left {command}"
                 message = f"{command} was still running when the build ended ({event.action})"
                 yield context.finding(INFO, message, node, [item.seq], severity=Severity(severity))

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from ciwatch.analysis.tree import ProcessNode
 from ciwatch.net.address import is_loopback
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import Anomaly, AnomalyKind, ConnectVia, DnsQuery, EgressFlow, NetConnect, NetSend, Transport
+from ciwatch.record.events import Anomaly, DnsQuery, EgressFlow, NetConnect, NetSend
+from ciwatch.record.vocabulary import AnomalyKind, ConnectVia, Transport
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 
 INFO = RuleInfo(
@@ -81,4 +82,9 @@ class ProxyBypass:
                 message, key = f"used {event.anomaly}: {event.detail}", str(event.anomaly)
             if message is not None and once(key, node):
                 prefix = node.hook.label if node is not None and node.hook is not None else "the build"
-                yield context.finding(INFO, f"{prefix} {message}", node, [item.seq], host=host)
+                severity = None
+                if isinstance(event, Anomaly) and event.anomaly is AnomalyKind.IO_URING:
+                    # io_uring's I/O is invisible to the tracer whatever it does: at least high,
+                    # so block mode fails it (even where the kernel refused the setup).
+                    severity = max(context.severity(INFO), Severity.HIGH)
+                yield context.finding(INFO, f"{prefix} {message}", node, [item.seq], host=host, severity=severity)

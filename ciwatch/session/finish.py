@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, from_wait_status
 from ciwatch.policy.model import Mode
 from ciwatch.record.events import End
 from ciwatch.record.reader import record_from_events
+from ciwatch.session.leftovers import follow_leftovers
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
 from ciwatch.session.trace import Outcome
@@ -21,8 +24,9 @@ class RunResult:
     exit_code: int
     launch_error: str | None
     leftovers: list[int]
-    tracer: Tracer | None
-    """Still tracing leftovers that were left running (LeftoverAction.LEAVE)."""
+    follow: Callable[[], None] | None
+    """Set when leftovers were left running (LeftoverAction.LEAVE): to call once the front has
+    been released; it traces them to their end, then replaces the record's verdict."""
     verdict: Verdict
 
 
@@ -57,6 +61,6 @@ def finish(plan: RunPlan, recording: Recording, tracer: Tracer, outcome: Outcome
         exit_code=exit_code,
         launch_error=outcome.launch_error,
         leftovers=outcome.leftovers,
-        tracer=tracer if outcome.background else None,
+        follow=partial(follow_leftovers, plan, recording, tracer, outcome.leftovers) if outcome.background else None,
         verdict=verdict,
     )

@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 
 from ciwatch import __version__, capabilities
 from ciwatch.egress.resolvers import system_resolvers
+from ciwatch.facts.paths import ci_env_files
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.job import JobContext, Scrubber, detect_job
 from ciwatch.record import SCHEMA_VERSION, RecordWriter
-from ciwatch.record.events import End, Event, Header
+from ciwatch.record.events import AfterBuildEnd, End, Event, Header
 from ciwatch.session.prepare import RunPlan
 
 
@@ -32,14 +33,16 @@ class Recording:
         self.sink(_header(plan, env, job, started_at))
 
     def sink(self, event: Event) -> None:
-        # Leftovers left running stay traced (so that their filtered syscalls keep working)
-        # after the record has ended; what they do then is not recorded.
+        # Between the end line and the second segment (processes left running, followed once
+        # the front is released: session/leftovers.py) the writer is closed; nothing happens
+        # then, since no tracee runs while the tracer isn't looping.
         if not self.writer.closed:
             event = self.scrubber.event(event)
             self.allowlist.observe(event)
             self.writer.append(event)
 
-    def end(self, end: End) -> None:
+    def end(self, end: End | AfterBuildEnd) -> None:
+        """Write a segment's closing line (the build's ``end``, or the leftovers') and close."""
         # Its error text comes from an exception, which may quote a secret: scrubbed too.
         self.writer.append(self.scrubber.event(end))
         self.writer.close()
@@ -59,4 +62,5 @@ def _header(plan: RunPlan, env: Mapping[str, str], job: JobContext, started_at: 
         path_dirs=[d for d in env.get("PATH", "").split(":") if d],
         home=env.get("HOME", ""),
         resolvers=system_resolvers(),
+        ci_env_files=ci_env_files(env),  # persistence-write judges writes to these (facts.paths)
     )

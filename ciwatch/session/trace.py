@@ -9,12 +9,15 @@ from dataclasses import dataclass, field
 
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.modes import LeftoverAction
-from ciwatch.record.events import Event, Leftover, LeftoverOutcome
+from ciwatch.record.events import Event, Leftover
+from ciwatch.record.vocabulary import LeftoverOutcome
 from ciwatch.session.egress import Armed
+from ciwatch.session.leftovers import AfterBuildGate
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
 from ciwatch.session.registries import settle_registries
 from ciwatch.trace import BuildExit, Tracer
+from ciwatch.trace.sealed import seal_network
 from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release
 
 
@@ -27,7 +30,8 @@ class Outcome:
     launch_error: str | None = None
     leftovers: list[int] = field(default_factory=list)
     background: bool = False
-    """Leftovers were left running: the tracer must stay to keep them working."""
+    """Leftovers were left running: the tracer stays to keep them working and to record what
+    they do (:func:`ciwatch.session.leftovers.follow_leftovers`)."""
 
 
 def trace(
@@ -51,6 +55,9 @@ def trace(
             raise EnvironmentNotSupported(outcome.launch_error)
     outcome.leftovers = _handle_leftovers(tracer, armed.root.pid, plan.leftovers, recording.sink)
     outcome.background = bool(outcome.leftovers) and plan.leftovers is LeftoverAction.LEAVE
+    if outcome.background and recording.enforcer.blocking:
+        # The proxy goes with the build: what stays gets no outbound network at all.
+        seal_network(tracer, AfterBuildGate(recording.allowlist, recording))
     for path in sorted(tracer.written):
         tracer.hash_written(path)
     tracer.flush()
@@ -75,7 +82,8 @@ def _handle_leftovers(
     elif leftovers and choice is LeftoverAction.WAIT:
         tracer.run_until_all_exit()
     elif leftovers:
-        # Left running: the proxy goes with the record, so what stays connects directly.
+        # Left running: the proxy goes with the build, so what stays connects directly (and is
+        # recorded after the end line: ``follow_leftovers``), or, in block mode, not at all.
         tracer.redirect_through(None)
     return leftovers
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Callable
 
 from ciwatch.trace import procfs
+from ciwatch.trace.decode import canonicalise
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -145,3 +147,73 @@ class TraceeMemory:
 
     def write_bytes(self, address: int, data: bytes) -> bool:
         return write_bytes(self.tid, address, data)
+
+    def canonical(self, path: str, follow: bool) -> str:
+        # The fast path (every write stop pays it): the kernel resolves the directory in one
+        # openat2, refusing magic links, and /proc/self/fd/N says where it landed; the last
+        # component is read as a link only when the syscall would follow it. Anything that
+        # touches /proc (the tracer's own /proc/self would answer for the wrong process) takes
+        # the slow walk, which resolves /proc/self as the tracee's.
+        head, _, last = path.rpartition("/")
+        if _openat2 is not None:
+            whole = not last or last == "." or last == ".."  # a directory itself (readdir opens ".")
+            found = _resolved_directory(path if whole else head or "/", "" if whole or not follow else last)
+            if found is not None and not found.startswith("/proc/"):
+                return found if whole else f"{found.rstrip('/')}/{last}"
+        ids = procfs.tgid_and_ppid(self.tid)
+        return canonicalise(path, _readlink, ids[0] if ids else self.tid, self.tid, follow)
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # EINVAL (no link), ENOENT: nothing to follow
+        return None
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+_SYS_OPENAT2 = 437
+_RESOLVE_NO_MAGICLINKS = 0x02
+_AT_FDCWD = -100
+_how = _OpenHow(os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, 0, _RESOLVE_NO_MAGICLINKS)
+_how_size = ctypes.sizeof(_how)
+
+
+def _probe_openat2() -> Callable[..., int] | None:
+    syscall = _libc.syscall
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    fd = syscall(_SYS_OPENAT2, _AT_FDCWD, b"/", ctypes.byref(_how), _how_size)
+    if fd < 0:
+        return None  # a kernel before 5.6: every path takes the slow walk
+    os.close(fd)
+    return syscall
+
+
+_openat2 = _probe_openat2()
+
+
+def _resolved_directory(directory: str, link: str) -> str | None:
+    """Where the kernel lands for ``directory`` (None if it can't: absent, a magic link, not
+    a directory, or ``link`` (a name in it) is a symlink, which the slow walk follows)."""
+    assert _openat2 is not None
+    fd = _openat2(_SYS_OPENAT2, _AT_FDCWD, os.fsencode(directory), ctypes.byref(_how), _how_size)
+    if fd < 0:
+        return None
+    try:
+        # readlinkat on the open directory: one component to look up, and -1 (no exception to
+        # build) for the usual answer, "not a link"
+        if link and _readlinkat(fd, os.fsencode(link), _link_buffer, 1) >= 0:
+            return None
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+_readlinkat = _libc.readlinkat
+_readlinkat.restype = ctypes.c_ssize_t
+_readlinkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
+_link_buffer = ctypes.create_string_buffer(1)

@@ -11,45 +11,41 @@ syscall for a while to see them.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
-import socket
 from collections.abc import Callable
-
-from ptrace.binding.func import ptrace_getregs, ptrace_setregs
 
 from ciwatch.net.address import SocketAddress, encode_sockaddr, is_loopback
 from ciwatch.net.dns import decode_dns_query
-from ciwatch.record.events import ConnectVia, DnsQuery, Event, NetConnect, NetSend, Transport
+from ciwatch.record.events import Anomaly, DnsQuery, Event, NetConnect, NetSend, Refusal
+from ciwatch.record.vocabulary import AnomalyKind, ConnectVia, RefusedWhat, Transport
 from ciwatch.trace.decode import Args, signed32
 from ciwatch.trace.decode.network import (
     DNS_PORT,
     Datagram,
+    Message,
     Messages,
+    NetlinkSend,
     Receive,
     ReceiveMsg,
     SockaddrArg,
+    looks_like_netlink,
     read_iovecs,
     read_sockaddr,
     recvmsg_source,
+    strict_dns_query,
 )
+from ciwatch.trace.netlink import judge_netlink
 from ciwatch.trace.options import TracerOptions
 from ciwatch.trace.redirect import Redirector
+from ciwatch.trace.refuse import refuse_as_evasion
+from ciwatch.trace.refuse import refuse_syscall as refuse_syscall  # sealed.py imports it from here
+from ciwatch.trace.sockets import SocketInspector
 from ciwatch.trace.table import CLOSE, SENDTO, WRITE, WRITEV
 from ciwatch.trace.tasks import TracedThread
 
 #: How many syscalls a thread stays stepped after it connects a DNS socket: enough for the
 #: resolver's sends, small enough that a long-lived socket doesn't slow the process.
 DNS_WATCH_BUDGET = 64
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_SYS_PIDFD_GETFD = 438
-_TRANSPORTS = {
-    int(socket.SOCK_STREAM): Transport.TCP,
-    int(socket.SOCK_DGRAM): Transport.UDP,
-    int(socket.SOCK_RAW): Transport.RAW,
-}
 
 
 class NetworkWatch:
@@ -64,14 +60,12 @@ class NetworkWatch:
         self._dns_via_namespace = options.dns_via_namespace
         self.dns_redirected: dict[tuple[int, int], bytes] = {}
         """(pid, fd) of DNS sockets sent to ciwatch's listener -> the resolver's sockaddr."""
-        self._pidfds: dict[int, int] = {}
+        self._sockets = SocketInspector()
 
     # -- what the tracer tells it --------------------------------------------------------
 
     def close_pidfd(self, pid: int) -> None:
-        pidfd = self._pidfds.pop(pid, None)
-        if pidfd is not None:
-            os.close(pidfd)
+        self._sockets.close_pidfd(pid)
 
     def exec_done(self, thread: TracedThread) -> None:
         """The thread's process exec'd (the thread is now its leader): its fds are not the
@@ -82,6 +76,15 @@ class NetworkWatch:
         thread.udp_sockets.clear()
         self.forget_dns_sockets(thread.tid)
 
+    def inherit(self, parent: TracedThread | None, child: TracedThread) -> None:
+        """A new process or thread shares its parent's connected DNS and UDP sockets (same fds):
+        its sends on them, which carry no address, are watched as the parent's are."""
+        if parent is not None and (parent.udp_sockets or parent.dns_sockets):
+            child.udp_sockets = dict(parent.udp_sockets)
+            child.dns_sockets = dict(parent.dns_sockets)
+            child.dns_tcp = set(parent.dns_tcp)
+            child.watch_budget = DNS_WATCH_BUDGET
+
     def forget_dns_sockets(self, pid: int) -> None:
         """The process exec'd or exited: its fds are not the sockets they were."""
         if self.dns_redirected:
@@ -90,30 +93,41 @@ class NetworkWatch:
 
     # -- syscall handlers ----------------------------------------------------------------
 
-    def on_connect(self, thread: TracedThread, call: SockaddrArg | None) -> None:
+    def on_connect(self, thread: TracedThread, call: SockaddrArg | None, fast_open: bool = False) -> None:
+        """A connect, or a TCP Fast Open send (sendto/sendmsg with a destination on a TCP
+        socket: it connects as it sends, so it is redirected, registered and judged alike)."""
         if call is None:
             return
         fd, destination = call.fd, call.destination
         protocol, inode = self._socket_info(thread, fd)
         redirected = self._redirect(thread, fd, call.address, call.raw, destination, protocol, inode)
         if not redirected and self._refused_by_gate(thread, destination, protocol):
-            self._emit(_connect_event(thread.tgid, destination, protocol, -errno.EPERM, ConnectVia.REFUSED))
+            self._emit(_connect_event(thread.tgid, destination, protocol, -errno.EPERM, ConnectVia.REFUSED, inode))
             return
 
         def connected(result: int) -> None:
             if redirected:
                 thread.memory.write_bytes(call.address, call.raw)  # the program may reuse its buffer
-            self._connected(thread, fd, destination, protocol, result, redirected)
+            if fast_open and result > 0:
+                result = 0  # bytes sent: the connection was made
+            self._connected(thread, fd, destination, protocol, result, redirected, inode)
 
         thread.pending_exit = connected
 
-    def on_sendto(self, thread: TracedThread, call: Datagram | None) -> None:
+    def on_sendto(self, thread: TracedThread, call: Datagram | NetlinkSend | None) -> None:
         if call is None:
+            return
+        if isinstance(call, NetlinkSend):
+            self._netlink(thread, call.fd, call.payload)
             return
         destination = call.destination
         protocol, inode = self._socket_info(thread, call.fd)
+        if protocol == Transport.TCP:
+            self.on_connect(thread, SockaddrArg(call.fd, call.address, call.raw, destination), fast_open=True)
+            return
         self._sent(thread, destination, protocol, call.payload, call.size)
         if destination.port != DNS_PORT and self._refused_by_gate(thread, destination, protocol):
+            self._name_refused_dns(thread, destination, call.payload)
             return
         if self._redirect(thread, call.fd, call.address, call.raw, destination, protocol, inode):
 
@@ -123,21 +137,56 @@ class NetworkWatch:
             thread.pending_exit = sent
 
     def on_sendmsg(self, thread: TracedThread, call: Messages) -> None:
-        """sendmsg and sendmmsg: the messages up to the first one refused (block mode)."""
+        """sendmsg and sendmmsg: every message is judged; one refused (block mode) refuses the
+        call. Destinations of DNS messages are redirected like sendto's; a destination on a
+        TCP socket is a Fast Open connect."""
         fd = call.fd
-        for destination, payload, size in call.messages:
+        protocol: Transport | None = None
+        inode = 0
+        restore: list[Message] = []
+        refused = False
+        for message in call.messages:
+            destination, payload, size = message.destination, message.payload, message.size
+            if not message.readable:
+                refused |= self._unjudged(thread, fd)
+                continue
+            if message.netlink:
+                self._netlink(thread, fd, payload)
+                continue
+            # Only a socket that really is netlink leaves the UDP path: a datagram made to
+            # look like a netlink header is still recorded as what it is.
+            if destination is None and looks_like_netlink(payload, size) and self._netlink(thread, fd, payload):
+                continue
             if destination is None:
                 server = thread.dns_sockets.get(fd)
                 if server is not None:  # a connected DNS socket (glibc's resolver)
                     self._dns(thread, server, payload, tcp=fd in thread.dns_tcp)
                 peer = thread.udp_sockets.get(fd)
                 if peer is not None:
-                    self._sent(thread, peer, Transport.UDP, b"", size)
+                    self._sent(thread, peer, Transport.UDP, payload, size)
                 continue
-            protocol = self._socket_info(thread, fd)[0]
+            if protocol is None:
+                protocol, inode = self._socket_info(thread, fd)
+            if protocol == Transport.TCP:
+                if not restore and not refused:  # the first destination connects; later ones are ignored
+                    self.on_connect(thread, SockaddrArg(fd, message.name, message.raw, destination), fast_open=True)
+                return
             self._sent(thread, destination, protocol, payload, size)
             if destination.port != DNS_PORT and self._refused_by_gate(thread, destination, protocol):
-                break
+                self._name_refused_dns(thread, destination, payload)
+                refused = True
+            elif not refused and self._redirect(thread, fd, message.name, message.raw, destination, protocol, inode):
+                restore.append(message)
+        if restore and refused:  # the call won't run: the program's own addresses back now
+            for message in restore:
+                thread.memory.write_bytes(message.name, message.raw)
+        elif restore:
+
+            def sent(_result: int) -> None:
+                for message in restore:
+                    thread.memory.write_bytes(message.name, message.raw)
+
+            thread.pending_exit = sent
 
     def on_recvfrom(self, thread: TracedThread, call: Receive) -> None:
         original = self.dns_redirected.get((thread.tgid, call.fd))
@@ -166,8 +215,12 @@ class NetworkWatch:
             if number == CLOSE:
                 del thread.udp_sockets[fd]
             elif number in (WRITE, WRITEV) or (number == SENDTO and args[4] == 0):
-                size = args[2] if number != WRITEV else read_iovecs(thread.memory, args[1], args[2])[1]
-                self._sent(thread, peer, Transport.UDP, b"", size)
+                # The datagram's start too: a DNS query to a resolver on another port is named.
+                if number == WRITEV:
+                    payload, size = read_iovecs(thread.memory, args[1], args[2])
+                else:
+                    payload, size = thread.memory.read_bytes(args[1], min(args[2], 512)), args[2]
+                self._sent(thread, peer, Transport.UDP, payload, size)
             return
         server = thread.dns_sockets.get(fd)
         if server is None:
@@ -184,22 +237,26 @@ class NetworkWatch:
     # -- inside --------------------------------------------------------------------------
 
     def _socket_info(self, thread: TracedThread, fd: int) -> tuple[Transport, int]:
-        """(tcp, udp or raw; the socket's inode), asked of a duplicate of the tracee's socket
-        (pidfd_getfd): cheaper and surer than parsing /proc/net for every connect."""
-        try:
-            pidfd = self._pidfds.get(thread.tgid)
-            if pidfd is None:
-                pidfd = os.pidfd_open(thread.tgid)
-                self._pidfds[thread.tgid] = pidfd
-            dup = _libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0)
-            if dup < 0:
-                return Transport.UNKNOWN, 0
-            inode = os.fstat(dup).st_ino
-            with socket.socket(fileno=dup) as duplicate:  # closes the duplicate, not the tracee's
-                kind = duplicate.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
-        except OSError:
-            return Transport.UNKNOWN, 0
-        return _TRANSPORTS.get(int(kind), Transport.UNKNOWN), inode
+        return self._sockets.transport(thread.tgid, fd)
+
+    def _unjudged(self, thread: TracedThread, fd: int) -> bool:
+        """A message that could not be read (a bad pointer, or memory changed under us): it
+        is an anomaly, and block mode refuses the call rather than let it pass unjudged."""
+        detail = f"a message on fd {fd} could not be read"
+        self._emit(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.UNREADABLE_MESSAGE, detail=detail))
+        return self._gate is not None and refuse_as_evasion(thread, AnomalyKind.UNREADABLE_MESSAGE, detail, self._emit)
+
+    def _netlink(self, thread: TracedThread, fd: int, payload: bytes) -> bool:
+        return judge_netlink(thread, fd, payload, self._sockets, self._emit, blocking=self._gate is not None)
+
+    def _name_refused_dns(self, thread: TracedThread, destination: SocketAddress, payload: bytes) -> None:
+        """A refused datagram that carried a DNS query: the refusal names the question too."""
+        for question in strict_dns_query(payload) if destination.port != DNS_PORT else []:
+            reason = f"proxy-bypass: a DNS query to {destination.address}:{destination.port} would not pass ciwatch"
+            refusal = Refusal(
+                pid=thread.tgid, what=RefusedWhat.DNS, target=question.name, reason=reason, rule="proxy-bypass"
+            )
+            self._emit(refusal)
 
     def _redirect(
         self,
@@ -252,9 +309,10 @@ class NetworkWatch:
         protocol: Transport,
         result: int,
         redirected: bool,
+        inode: int,
     ) -> None:
         via = ConnectVia.PROXY if redirected else ConnectVia.DIRECT
-        self._emit(_connect_event(thread.tgid, destination, protocol, result, via))
+        self._emit(_connect_event(thread.tgid, destination, protocol, result, via, inode))
         if destination.port == DNS_PORT and result in (0, -errno.EINPROGRESS):
             thread.dns_sockets[fd] = destination
             if protocol == Transport.TCP:
@@ -283,9 +341,14 @@ class NetworkWatch:
         )
         if destination.port == DNS_PORT:
             self._dns(thread, destination, payload, protocol == Transport.TCP)
+        elif protocol == Transport.UDP and payload:
+            self._dns(thread, destination, payload, tcp=False, strict=True)
 
-    def _dns(self, thread: TracedThread, server: SocketAddress, payload: bytes, tcp: bool) -> None:
-        for question in decode_dns_query(payload, tcp=tcp):
+    def _dns(
+        self, thread: TracedThread, server: SocketAddress, payload: bytes, tcp: bool, strict: bool = False
+    ) -> None:
+        """The names of a DNS query (``strict``: on another port, only a query beyond doubt)."""
+        for question in strict_dns_query(payload) if strict else decode_dns_query(payload, tcp=tcp):
             query = DnsQuery(
                 pid=thread.tgid, name=question.name, qtype=question.qtype, server=server.address, port=server.port
             )
@@ -305,22 +368,8 @@ class NetworkWatch:
             thread.memory.write_bytes(address, original[:length])
 
 
-def refuse_syscall(thread: TracedThread, error: int) -> None:
-    """Skip the syscall the tracee is stopped in and make it fail with ``error``."""
-    regs = ptrace_getregs(thread.tid)
-    regs.orig_rax = 0xFFFFFFFFFFFFFFFF  # -1: the kernel skips it
-    ptrace_setregs(thread.tid, regs)
-
-    def set_result(_result: int) -> None:
-        after = ptrace_getregs(thread.tid)
-        after.rax = (-error) & 0xFFFFFFFFFFFFFFFF
-        ptrace_setregs(thread.tid, after)
-
-    thread.pending_exit = set_result
-
-
 def _connect_event(
-    pid: int, destination: SocketAddress, protocol: Transport, result: int, via: ConnectVia
+    pid: int, destination: SocketAddress, protocol: Transport, result: int, via: ConnectVia, inode: int = 0
 ) -> NetConnect:
     return NetConnect(
         pid=pid,
@@ -330,4 +379,5 @@ def _connect_event(
         protocol=protocol,
         result=result,
         via=via,
+        inode=inode,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from ciwatch.net.address import SocketAddress
-from ciwatch.record.events import Transport
+from ciwatch.record.vocabulary import Transport
 
 
 class Redirector(Protocol):

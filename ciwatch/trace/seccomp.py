@@ -12,16 +12,28 @@ import os
 import struct
 
 from ciwatch.trace.ptrace_api import AUDIT_ARCH_X86_64
-from ciwatch.trace.table import TABLE, WRITE_OPEN_FLAGS, X32_SYSCALL_BIT, When
+from ciwatch.trace.table import (
+    AF_NETLINK,
+    AF_PACKET,
+    SOCK_PACKET,
+    SOCK_RAW,
+    SOCK_TYPE_MASK,
+    TABLE,
+    WRITE_OPEN_FLAGS,
+    X32_SYSCALL_BIT,
+    When,
+)
 
 _BPF_LD_W_ABS = 0x20
 _BPF_JEQ_K = 0x15
 _BPF_JGE_K = 0x35
 _BPF_JSET_K = 0x45
 _BPF_RET_K = 0x06
+_BPF_ALU_AND_K = 0x54
 
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_TRACE = 0x7FF00000
+SECCOMP_RET_ERRNO = 0x00050000
 
 _OFFSET_NR = 0
 _OFFSET_ARCH = 4
@@ -79,20 +91,38 @@ def build_filter(*, trace_receives: bool = False) -> bytes:
     for row in rows:
         if row.when is When.ALWAYS and not row.receives_only:
             p.emit(_BPF_JEQ_K, row.number, "trace", 0)
-    tests: dict[str, tuple[When, int]] = {}  # one test per (predicate, argument), shared
+    tests: dict[str, tuple[When, int, int]] = {}  # one test per (predicate, argument, value), shared
     for row in rows:
         if row.when is When.ALWAYS and row.receives_only:
             p.emit(_BPF_JEQ_K, row.number, "trace", 0)
+        elif row.when is When.ENOSYS:
+            p.emit(_BPF_JEQ_K, row.number, "enosys", 0)
         elif row.when is not When.ALWAYS:
-            label = f"{row.when}{row.arg}"
-            tests.setdefault(label, (row.when, row.arg))
+            label = f"{row.when}{row.arg}_{row.value}"
+            tests.setdefault(label, (row.when, row.arg, row.value))
             p.emit(_BPF_JEQ_K, row.number, label, 0)
     p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
-    for label, (when, arg) in tests.items():
+    for label, (when, arg, value) in tests.items():
         p.label(label)
+        # The arguments tested below are ints to the kernel (or flags whose bits are all in
+        # the low half): their low 32 bits are what the syscall sees.
         if when is When.WRITE_FLAGS:  # open flags: only opens that can write
             p.emit(_BPF_LD_W_ABS, _arg_low(arg))
             p.emit(_BPF_JSET_K, WRITE_OPEN_FLAGS, "trace", "allow")
+        elif when is When.ANY_BIT:
+            p.emit(_BPF_LD_W_ABS, _arg_low(arg))
+            p.emit(_BPF_JSET_K, value, "trace", "allow")
+        elif when is When.EQUALS:
+            p.emit(_BPF_LD_W_ABS, _arg_low(arg))
+            p.emit(_BPF_JEQ_K, value, "trace", "allow")
+        elif when is When.RAW_SOCKET:
+            p.emit(_BPF_LD_W_ABS, _arg_low(0))
+            p.emit(_BPF_JEQ_K, AF_PACKET, "trace", 0)
+            p.emit(_BPF_JEQ_K, AF_NETLINK, "allow", 0)  # SOCK_RAW is netlink's ordinary type
+            p.emit(_BPF_LD_W_ABS, _arg_low(1))
+            p.emit(_BPF_ALU_AND_K, SOCK_TYPE_MASK)
+            p.emit(_BPF_JEQ_K, SOCK_RAW, "trace", 0)
+            p.emit(_BPF_JEQ_K, SOCK_PACKET, "trace", "allow")
         else:  # a pointer: traced unless both of its halves are 0 (NULL)
             p.emit(_BPF_LD_W_ABS, _arg_low(arg))
             p.emit(_BPF_JEQ_K, 0, 0, "trace")
@@ -100,6 +130,8 @@ def build_filter(*, trace_receives: bool = False) -> bytes:
             p.emit(_BPF_JEQ_K, 0, "allow", "trace")
     p.label("allow")
     p.emit(_BPF_RET_K, SECCOMP_RET_ALLOW)
+    p.label("enosys")
+    p.emit(_BPF_RET_K, SECCOMP_RET_ERRNO | errno.ENOSYS)
     p.label("trace")
     p.emit(_BPF_RET_K, SECCOMP_RET_TRACE)
     return p.assemble()

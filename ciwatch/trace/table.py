@@ -20,6 +20,7 @@ from typing import Any
 from ptrace.syscall.linux import i386, x86_64
 
 from ciwatch.trace.decode import Args, MemoryReader
+from ciwatch.trace.decode import escapes as e
 from ciwatch.trace.decode import files as f
 from ciwatch.trace.decode import network as n
 from ciwatch.trace.decode import processes as p
@@ -29,6 +30,16 @@ X32_SYSCALL_BIT = 0x40000000
 
 #: open flags that make an open a write: O_WRONLY | O_RDWR | O_CREAT | O_TRUNC.
 WRITE_OPEN_FLAGS = 0o1 | 0o2 | 0o100 | 0o1000
+
+CLONE_UNTRACED = 0x00800000
+CLONE_NEWNET = 0x40000000
+AF_NETLINK = 16
+AF_PACKET = 17
+SOCK_RAW = 3
+SOCK_PACKET = 10
+#: The low bits of socket()'s type are the type; SOCK_NONBLOCK and SOCK_CLOEXEC sit above.
+SOCK_TYPE_MASK = 0xF
+PR_SET_SECCOMP = 22
 
 # Syscalls that are not rows but that a thread stepped syscall by syscall is watched at
 # (the sends on a connected DNS or UDP socket, which carry no address).
@@ -58,6 +69,17 @@ class When(StrEnum):
     """Argument ``arg`` (a sockaddr pointer) is not NULL: sends on connected sockets run on."""
     HOOK_ONLY = "hook_only"
     """Never in the base filter: only a hook's processes (the hook filter) stop at it."""
+    ANY_BIT = "any_bit"
+    """Argument ``arg`` has one of the bits of ``value`` (clone's and unshare's flags)."""
+    EQUALS = "equals"
+    """Argument ``arg`` is ``value`` (prctl's option: only PR_SET_SECCOMP stops)."""
+    RAW_SOCKET = "raw_socket"
+    """socket(): the family (argument 0) is AF_PACKET, or the type (argument 1) is SOCK_RAW
+    or SOCK_PACKET in a family other than AF_NETLINK; ordinary TCP, UDP, unix and netlink
+    sockets run on."""
+    ENOSYS = "enosys"
+    """Never reaches the tracer: the filter fails it with ENOSYS (clone3, whose flags live in
+    memory that BPF can't read; libc then falls back to clone, whose flags it can test)."""
 
 
 class Action(StrEnum):
@@ -78,6 +100,9 @@ class Action(StrEnum):
     SENDMSG = "sendmsg"
     RECVFROM = "recvfrom"
     RECVMSG = "recvmsg"
+    ESCAPE = "escape"
+    """An Escape (a way around the tracer or the proxy being set up), or None: recorded, and
+    refused in block mode when it would blind ciwatch (:mod:`ciwatch.trace.escape`)."""
 
 
 #: A decoder: (the tracee's tgid, the syscall's arguments, its memory) -> the decoded value.
@@ -93,7 +118,9 @@ class Syscall:
     decode: Decoder
     action: Action
     arg: int = -1
-    """The argument ``when`` tests (WRITE_FLAGS, HAS_ADDRESS)."""
+    """The argument ``when`` tests (WRITE_FLAGS, HAS_ADDRESS, ANY_BIT, EQUALS)."""
+    value: int = 0
+    """The bits (ANY_BIT) or the value (EQUALS) it is tested against."""
     hook: bool = False
     """Also in the hook filter, unconditionally: a hook's read-only opens are seen too."""
     receives_only: bool = False
@@ -128,11 +155,18 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("memfd_create", 319, _F, _ALWAYS, f.decode_memfd_create, Action.FILE),
     Syscall("io_uring_setup", 425, _A, _ALWAYS, p.decode_io_uring_setup, Action.IO_URING),
     Syscall("ptrace", 101, _A, _ALWAYS, p.decode_ptrace, Action.ANOMALY),
+    Syscall("seccomp", 317, _A, _ALWAYS, e.decode_seccomp, Action.ESCAPE),
+    Syscall("setns", 308, _A, _ALWAYS, e.decode_setns, Action.ESCAPE),
     Syscall("open", 2, _F, When.WRITE_FLAGS, f.decode_open, Action.FILE, arg=1, hook=True),
     Syscall("openat", 257, _F, When.WRITE_FLAGS, f.decode_openat, Action.FILE, arg=2, hook=True),
     Syscall("sendto", 44, _N, When.HAS_ADDRESS, n.decode_sendto, Action.SENDTO, arg=4),
     Syscall("recvmsg", 47, _N, _ALWAYS, n.decode_recvmsg, Action.RECVMSG, receives_only=True),
     Syscall("recvfrom", 45, _N, When.HAS_ADDRESS, n.decode_recvfrom, Action.RECVFROM, arg=4, receives_only=True),
+    Syscall("socket", 41, _A, When.RAW_SOCKET, e.decode_socket, Action.ESCAPE),
+    Syscall("clone", 56, _A, When.ANY_BIT, e.decode_clone, Action.ESCAPE, arg=0, value=CLONE_UNTRACED | CLONE_NEWNET),
+    Syscall("unshare", 272, _A, When.ANY_BIT, e.decode_unshare, Action.ESCAPE, arg=0, value=CLONE_NEWNET),
+    Syscall("prctl", 157, _A, When.EQUALS, e.decode_prctl, Action.ESCAPE, arg=0, value=PR_SET_SECCOMP),
+    Syscall("clone3", 435, _P, When.ENOSYS, e.decode_nothing, Action.ESCAPE),
     Syscall("process_vm_readv", 310, _P, When.HOOK_ONLY, p.decode_process_vm_readv, Action.MEMORY_READ, hook=True),
 )
 
@@ -148,5 +182,29 @@ def name_x86_64(number: int) -> str:
     return str(x86_64.SYSCALL_NAMES.get(number) or f"syscall_{number}")
 
 
+#: i386 syscalls newer than python-ptrace's table that the tracer acts on in x86_64.
+_I386_NEWER = {
+    345: "sendmmsg",
+    346: "setns",
+    353: "renameat2",
+    354: "seccomp",
+    356: "memfd_create",
+    358: "execveat",
+    359: "socket",
+    362: "connect",
+    369: "sendto",
+    370: "sendmsg",
+    425: "io_uring_setup",
+    435: "clone3",
+    437: "openat2",
+    452: "fchmodat2",
+}
+
+
 def name_i386(number: int) -> str:
-    return str(i386.SYSCALL_NAMES.get(number, f"syscall_{number}"))
+    return _I386_NEWER.get(number) or str(i386.SYSCALL_NAMES.get(number, f"syscall_{number}"))
+
+
+#: The syscalls that a foreign ABI must not make in block mode: the table's (but receives,
+#: which reveal nothing), by name, and i386's socketcall, which multiplexes the socket calls.
+ACTED_ON = frozenset({row.name for row in TABLE if not row.receives_only} | {"socketcall"})

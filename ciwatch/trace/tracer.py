@@ -28,20 +28,11 @@ from ptrace import PtraceError
 
 from ciwatch.attribution.hooks import detect_hook
 from ciwatch.facts.paths import is_credential_path
-from ciwatch.record.events import (
-    Anomaly,
-    AnomalyKind,
-    Event,
-    FileHash,
-    FileOp,
-    FileRead,
-    FileWrite,
-    ProcessExit,
-    ProcessStart,
-    ReadHow,
-)
+from ciwatch.record.events import Anomaly, Event, FileHash, FileRead, FileWrite, ProcessExit, ProcessStart
+from ciwatch.record.vocabulary import AnomalyKind, FileOp, ReadHow
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
+from ciwatch.trace.escape import EscapeWatch
 from ciwatch.trace.executables import inspect_executable
 from ciwatch.trace.hookfilter import inject_hook_filter
 from ciwatch.trace.netredirect import NetworkWatch
@@ -85,19 +76,20 @@ class Tracer:
         self.root_pid = 0
         self.root_exit: BuildExit | None = None
         self.stops = 0
-        self.network = NetworkWatch(options, self._emit)
-        network = self.network
+        self.network = network = NetworkWatch(options, self._emit)
+        self._escape = escape = EscapeWatch(options, self._emit, lambda: self.root_pid)
         handlers: dict[Action, _Handler] = {
             Action.FILE: self._on_file,
             Action.EXEC: self._on_exec,
             Action.ANOMALY: self._on_anomaly,
             Action.IO_URING: self._on_io_uring,
             Action.MEMORY_READ: self._on_memory_read,
-            Action.CONNECT: network.on_connect,
-            Action.SENDTO: network.on_sendto,
-            Action.SENDMSG: network.on_sendmsg,
+            Action.CONNECT: escape.guard(network.on_connect),
+            Action.SENDTO: escape.guard(network.on_sendto),
+            Action.SENDMSG: escape.guard(network.on_sendmsg),
             Action.RECVFROM: network.on_recvfrom,
             Action.RECVMSG: network.on_recvmsg,
+            Action.ESCAPE: escape.on_escape,
         }
         self._entries: dict[int, _Entry] = {row.number: (row.decode, handlers[row.action]) for row in TABLE}
         """The table as the SECCOMP stop reads it: number -> (decoder, handler)."""
@@ -205,8 +197,8 @@ class Tracer:
         ids = procfs.tgid_and_ppid(tid)
         tgid, ppid = ids if ids else (tid, 0)
         owner = self.processes.get(tgid if tgid != tid else ppid)
-        thread = TracedThread(tid, tgid, deep=bool(owner and owner.in_hook))
-        self.threads[tid] = thread
+        self.threads[tid] = thread = TracedThread(tid, tgid, deep=bool(owner and owner.in_hook))
+        self.network.inherit(self.threads.get(tgid if tgid != tid else ppid), thread)  # forker unknown: its leader
         if tgid == tid and tid not in self.processes:
             parent = self.processes.get(ppid)
             in_hook = parent.in_hook if parent else False
@@ -261,7 +253,8 @@ class Tracer:
         if event == pt.EVENT_CLONE:
             ids = procfs.tgid_and_ppid(child_tid)
             tgid = ids[0] if ids else child_tid
-        self.threads[child_tid] = TracedThread(child_tid, tgid, deep=parent.deep)
+        self.threads[child_tid] = child = TracedThread(child_tid, tgid, deep=parent.deep)
+        self.network.inherit(parent, child)
         if tgid == child_tid:
             parent_process = self.processes.get(parent.tgid)
             argv = list(parent_process.argv) if parent_process else []
@@ -352,7 +345,7 @@ class Tracer:
             name, abi = name_i386(number), "i386 (int 0x80)"
         else:
             name, abi = name_x86_64(number & ~X32_SYSCALL_BIT), "x32"
-        self._emit(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.FOREIGN_ABI, detail=f"{abi} syscall {name}"))
+        self._escape.on_foreign_abi(thread, name, f"{abi} syscall {name}")
 
     # -- handlers of the table's actions (the network's are NetworkWatch's) --------------
 
@@ -379,7 +372,7 @@ class Tracer:
     def _on_read(self, thread: TracedThread, event: FileWrite) -> None:
         """An open seen as a read: recorded only when it is of a credential file."""
         if is_credential_path(event.path, self._home, thread.tgid):
-            self._emit(FileRead(pid=thread.tgid, path=event.path, how=ReadHow.OPEN))
+            self._emit(FileRead(pid=thread.tgid, path=event.path, how=ReadHow.OPEN, as_written=event.as_written))
 
     def _on_exec(self, thread: TracedThread, path: str) -> None:
         thread.pending_exec = path  # recorded if the exec event follows

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from mitmproxy import tls
 
+from ciwatch.egress.addons.claims import connected_to
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
 
@@ -23,7 +24,8 @@ class Passthrough:
         if sni is None or sni not in self.hosts:
             return
         enforcer, allowlist = self.enforcer, self.allowlist
-        if enforcer is not None and enforcer.blocking and allowlist is not None and not allowlist.allows(sni):
+        blocking = enforcer is not None and enforcer.blocking and allowlist is not None
+        if blocking and not allowlist.allows_contact(sni, connected_to(data.context.client, data.context.server)):  # type: ignore[union-attr]
             return  # intercept after all: the request is refused by the policy
         data.ignore_connection = True
 

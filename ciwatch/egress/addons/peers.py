@@ -16,6 +16,16 @@ PidLookup = Callable[[tuple[str, int]], int | None]
 _PID = "ciwatch_pid"
 """flow.metadata key: the flow's pid, once looked up."""
 
+FORWARD_PROXY_CLIENTS: dict[str, tuple[str, int]] = {}
+"""Client connection id -> the address it connected to, for a client that spoke forward-proxy
+HTTP there (a CONNECT or an absolute-form request): the build's own proxy, or the job's. Its
+connection is switched to mitmproxy's upstream-proxy handling, so its proxy mode no longer says
+where it connected; this does. Touched on the proxy's loop only; cleared at disconnect."""
+
+
+def forward_proxy_of(client: connection.Client) -> tuple[str, int] | None:
+    return FORWARD_PROXY_CLIENTS.get(client.id)
+
 
 class ClientPids:
     """The pid of the build process behind a client connection: the one look-up every addon

@@ -10,10 +10,13 @@ from mitmproxy import http, tcp, tls
 from mitmproxy.proxy.context import Context
 
 from ciwatch.egress.addons.body import ResponseBody
+from ciwatch.egress.addons.claims import connected_to
+from ciwatch.egress.addons.dnswatch import DNS_STREAM
 from ciwatch.egress.addons.enforce import REFUSED
 from ciwatch.egress.addons.peers import ClientPids, server_of
 from ciwatch.job.scrub import redact_url
-from ciwatch.record.events import EgressFlow, Event, TlsHandling
+from ciwatch.record.events import EgressFlow, Event
+from ciwatch.record.vocabulary import TlsHandling
 
 _RECORDED = "ciwatch_recorded"
 """flow.metadata key: the flow has its event (an error after the response adds none)."""
@@ -45,6 +48,13 @@ class Record:
         if not flow.metadata.get(_RECORDED):
             self._emit_http(flow, error=_error(flow))
 
+    # A CONNECT to a forward proxy (the build's own, or the job's): its target is the host.
+    def http_connected(self, flow: http.HTTPFlow) -> None:
+        self._emit_http(flow, error=None)
+
+    def http_connect_error(self, flow: http.HTTPFlow) -> None:
+        self._emit_http(flow, error=None)  # its status says why (403: refused by the enforcer)
+
     def _emit_http(self, flow: http.HTTPFlow, error: str | None) -> None:
         flow.metadata[_RECORDED] = True
         request, response = flow.request, flow.response
@@ -65,7 +75,7 @@ class Record:
                 sni=flow.client_conn.sni,
                 server_address=server_address,
                 server_port=server_port,
-                scheme=request.scheme,
+                scheme=request.scheme or "http",
                 method=request.method,
                 url=redact_url(request.pretty_url),
                 status=response.status_code if response is not None else None,
@@ -77,6 +87,7 @@ class Record:
                 tls=_tls(flow),
                 error=error,
                 refused=bool(flow.metadata.get(REFUSED)),
+                connected_to=connected_to(flow.client_conn, flow.server_conn),
             )
         )
 
@@ -114,6 +125,7 @@ class Record:
                 content_type=None,
                 tls=TlsHandling.PASSTHROUGH,
                 error=error,
+                connected_to=connected_to(context.client, context.server),
             )
         )
 
@@ -130,6 +142,9 @@ class Record:
         received = sum(len(m.content) for m in flow.messages if not m.from_client)
         server_address, server_port = server_of(flow)
         tls_handling = _tls(flow)
+        scheme = "tls" if tls_handling is TlsHandling.INTERCEPTED else "tcp"
+        if flow.metadata.get(DNS_STREAM):
+            scheme = "dns"  # its names are recorded one by one (DnsWatch)
         self.sink(
             EgressFlow(
                 pid=self.pids.of_flow(flow),
@@ -137,7 +152,7 @@ class Record:
                 sni=flow.client_conn.sni,
                 server_address=server_address,
                 server_port=server_port,
-                scheme="tls" if tls_handling is TlsHandling.INTERCEPTED else "tcp",
+                scheme=scheme,
                 method=None,
                 url=None,
                 status=None,
@@ -147,5 +162,7 @@ class Record:
                 content_type=None,
                 tls=tls_handling,
                 error=error,
+                refused=flow.server_conn.error == "refused by ciwatch (block mode)",
+                connected_to=connected_to(flow.client_conn, flow.server_conn),
             )
         )

@@ -3,7 +3,8 @@ tracing (reported as anomalies) or read another process's memory."""
 
 from __future__ import annotations
 
-from ciwatch.record.events import Anomaly, AnomalyKind, FileRead, ReadHow
+from ciwatch.record.events import Anomaly, FileRead
+from ciwatch.record.vocabulary import AnomalyKind, ReadHow
 from ciwatch.trace.decode import (
     AT_EMPTY_PATH,
     AT_FDCWD,

@@ -4,8 +4,10 @@ that are only data. Nothing opens a socket; every address is loopback or ``.test
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Iterable
+import inspect
+from collections.abc import Awaitable, Iterable
 from types import SimpleNamespace
 
 import pytest
@@ -22,7 +24,8 @@ from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.job.scrub import REDACTED
 from ciwatch.policy.model import Allowlist, HostPattern, Mode, Policy
-from ciwatch.record.events import AllowlistLearned, EgressFlow, Event, Refusal, RefusedWhat, TlsHandling
+from ciwatch.record.events import AllowlistLearned, EgressFlow, Event, Refusal
+from ciwatch.record.vocabulary import RefusedWhat, TlsHandling
 
 REGISTRY = "registry.test"
 FILES = "files.test"
@@ -33,6 +36,10 @@ BUILD_PID = 4242
 
 def _policy(mode: Mode) -> Policy:
     return Policy(mode=mode, allow=Allowlist(registries_auto=True, hosts=(HostPattern(REGISTRY),)))
+
+
+async def _awaited(result: Awaitable[object]) -> None:
+    await result
 
 
 class Proxy:
@@ -62,10 +69,14 @@ class Proxy:
         return 1234 if peer == CLIENT else None
 
     def hook(self, event: hooks.Hook) -> None:
-        # The master's chain, in order; invoke_addon_sync lets an addon's exception through.
+        # The master's chain, in order, letting an addon's exception through; an async hook
+        # (the claimed-name look-up) is awaited before the next addon, as mitmproxy does.
         manager = self.context.master.addons
         for addon in manager.chain:
-            manager.invoke_addon_sync(addon, event)
+            for _addon, func in manager._iter_hooks(addon, event):
+                result = func(*event.args())
+                if inspect.isawaitable(result):
+                    asyncio.run(_awaited(result))
 
     def exchange(self, flow: http.HTTPFlow, upstream: http.Response, chunks: Iterable[bytes] = ()) -> bool:
         """One request as mitmproxy's HTTP layer runs it; True if it went upstream."""
@@ -125,7 +136,11 @@ def test_block_mode_refuses_an_unlisted_host_before_upstream() -> None:
     assert flow.response is not None and flow.response.status_code == 403
     refusal, record = proxy.events
     assert refusal == Refusal(
-        pid=BUILD_PID, what=RefusedWhat.REQUEST, target=EVIL, reason="unfamiliar-egress: not in the allowlist"
+        pid=BUILD_PID,
+        what=RefusedWhat.REQUEST,
+        target=EVIL,
+        reason="unfamiliar-egress: not in the allowlist",
+        rule="unfamiliar-egress",
     )
     assert isinstance(record, EgressFlow)
     assert record.refused and record.status == 403 and record.url == f"https://{EVIL}/exfil?key={REDACTED}"

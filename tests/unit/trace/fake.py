@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import struct
 
-from ciwatch.trace.decode import AT_FDCWD
+from ciwatch.trace.decode import AT_FDCWD, canonicalise
 
 
 class FakeMemory:
     """Implements :class:`ciwatch.trace.decode.MemoryReader`; ``put`` places bytes at a
     fresh address and returns it, as a tracee's buffers would be."""
 
-    def __init__(self, cwd: str = "/work", fds: dict[int, str] | None = None) -> None:
+    def __init__(
+        self, cwd: str = "/work", fds: dict[int, str] | None = None, links: dict[str, str] | None = None, pid: int = 42
+    ) -> None:
+        self.links = links or {}
+        """Symlinks (and magic links of /proc) of the fake file system: path -> text."""
+        self.pid = pid
         self.regions: dict[int, bytes] = {}
         self._next = 0x10000
         self._cwd = cwd
@@ -46,6 +51,9 @@ class FakeMemory:
     def fd_path(self, fd: int) -> str:
         assert fd != AT_FDCWD
         return self.fds.get(fd, "")
+
+    def canonical(self, path: str, follow: bool) -> str:
+        return canonicalise(path, self.links.get, self.pid, self.pid, follow)
 
 
 def unsigned(value: int) -> int:

@@ -48,7 +48,7 @@ def test_connect_of_a_unix_socket_is_not_network() -> None:
     assert n.decode_connect(PID, args(3, mem.put(raw), len(raw)), mem) is None
 
 
-def test_sendto_reads_the_payload_of_dns_only() -> None:
+def test_sendto_reads_the_start_of_a_datagram_to_any_port() -> None:
     mem = FakeMemory()
     query, raw = b"\x12\x34query", sockaddr_in(SERVER, 53)
     call = n.decode_sendto(PID, args(5, mem.put(query), len(query), 0, mem.put(raw), len(raw)), mem)
@@ -56,14 +56,22 @@ def test_sendto_reads_the_payload_of_dns_only() -> None:
     assert (call.fd, call.destination, call.payload, call.size) == (5, SocketAddress("inet", SERVER, 53), query, 7)
     other = sockaddr_in(SERVER, 123)
     ntp = n.decode_sendto(PID, args(5, mem.put(query), 9, 0, mem.put(other), len(other)), mem)
-    assert ntp is not None and ntp.payload == b"" and ntp.size == 9
+    assert isinstance(ntp, n.Datagram) and ntp.payload == query and ntp.size == 9
 
 
 def test_sendmsg_joins_its_iovecs() -> None:
     mem = FakeMemory()
     address = msghdr(mem, sockaddr_in(SERVER, 53), [b"\x00\x05", b"hello"])
     call = n.decode_sendmsg(PID, args(6, address, 0), mem)
-    assert call == n.Messages(6, [n.Message(SocketAddress("inet", SERVER, 53), b"\x00\x05hello", 7)])
+    raw = sockaddr_in(SERVER, 53)
+    (message,) = call.messages
+    assert (message.destination, message.payload, message.size, message.raw) == (
+        SocketAddress("inet", SERVER, 53),
+        b"\x00\x05hello",
+        7,
+        raw,
+    )
+    assert mem.read_bytes(message.name, len(raw)) == raw  # where the redirect rewrites it
 
 
 def test_sendmsg_on_a_connected_socket_has_no_destination() -> None:
@@ -85,7 +93,7 @@ def test_sendmmsg_decodes_each_message() -> None:
 
 
 def test_an_unreadable_msghdr_is_an_empty_message() -> None:
-    assert n.read_msghdr(FakeMemory(), 0xBAD000) == n.Message(None, b"", 0)
+    assert n.read_msghdr(FakeMemory(), 0xBAD000) == n.Message(None, b"", 0, readable=False)
 
 
 def test_read_iovecs_stops_reading_at_4_kib_but_counts_everything() -> None:

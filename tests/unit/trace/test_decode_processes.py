@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ciwatch.record.events import Anomaly, AnomalyKind, FileRead, ReadHow
+from ciwatch.record.events import Anomaly, FileRead
+from ciwatch.record.vocabulary import AnomalyKind, ReadHow
 from ciwatch.trace.decode import AT_EMPTY_PATH, AT_FDCWD
 from ciwatch.trace.decode import processes as p
 from tests.unit.trace.fake import FakeMemory, args
