@@ -16,7 +16,8 @@ class LeftoverAction(StrEnum):
     """What to do with the build's processes still running when its root process exits."""
 
     LEAVE = "leave"
-    """Report them, and keep them running (untraced in the record) after ciwatch returns."""
+    """Report them and keep them running after ciwatch returns the build's exit code; they stay
+    traced, into a second segment of the record, until they exit."""
     KILL = "kill"
     WAIT = "wait"
     """Keep tracing and recording until they exit too."""
