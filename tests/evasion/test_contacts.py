@@ -9,27 +9,17 @@ in ``--net redirect`` and in ``--net sandbox``.
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from tests.support.attacks import (
-    DEFAULT_POLICY,
-    POLICY_FAILED,
-    assert_found,
-    assert_replay_agrees,
-    npm_install,
-    npm_project,
-    watch,
-)
+from tests.support.attacks import POLICY_FAILED, assert_found, assert_replay_agrees
+from tests.support.hooks import HOOK, Hooks, assert_exit, hosts_of
 from tests.support.internet import EVIL, NPM_REGISTRY, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]
 
 PACKAGE = "claims-registry"
-VERSION = "1.0.0"
 
 
 def _hook(evil_ip: str) -> str:
@@ -46,58 +36,38 @@ def _hook(evil_ip: str) -> str:
     )
 
 
-def _publish(internet: TestInternet) -> str:
-    evil_ip = internet.address_of(EVIL).ipv4
-    internet.publish_npm(
-        PACKAGE,
-        VERSION,
-        package_json_extra={"scripts": {"postinstall": "node hook.js"}},
-        files={"hook.js": _hook(evil_ip)},
-    )
-    return evil_ip
+def _publish(hooks: Hooks, evil_ip: str) -> str:
+    return hooks.publish(PACKAGE, "node hook.js", files={"hook.js": _hook(evil_ip)})
 
 
-def test_bare_the_claim_reaches_the_unfamiliar_server(internet: TestInternet, tmp_path: Path) -> None:
-    script = tmp_path / "hook.js"
-    script.write_text(_hook(internet.address_of(EVIL).ipv4))
-    subprocess.run(["node", str(script)], check=True, timeout=60)
+def test_bare_the_claim_reaches_the_unfamiliar_server(internet: TestInternet, hooks: Hooks, evil_ip: str) -> None:
+    hooks.bare_script("hook.js", _hook(evil_ip), "node")
     paths = sorted(r.path for r in internet.requests_to(EVIL))
     assert paths == ["/claimed-http", "/claimed-tls"]
     assert {r.host_header for r in internet.requests_to(EVIL)} == {NPM_REGISTRY}
 
 
-def test_audit_judges_the_address_not_the_claimed_name(internet: TestInternet, tmp_path: Path) -> None:
-    evil_ip = _publish(internet)
-    project = npm_project(tmp_path / "project")
-    watched = watch(internet, tmp_path / "home", project, tmp_path / "out", npm_install(f"{PACKAGE}@{VERSION}"))
-    assert watched.code == 0, watched.stderr[-3000:]
+def test_audit_judges_the_address_not_the_claimed_name(internet: TestInternet, hooks: Hooks, evil_ip: str) -> None:
+    package = _publish(hooks, evil_ip)
+    watched = hooks.install(package)
+    assert_exit(watched, 0)
     # Audit lets the plain request through. The TLS one dies upstream: the proxy verifies the
     # server's certificate against the name the client claimed, which evil.test can't prove.
     assert [r.path for r in internet.requests_to(EVIL)] == ["/claimed-http"]
-    found = assert_found(watched, "unfamiliar-egress", f"{PACKAGE}@{VERSION}", "postinstall")
-    assert evil_ip in {f["host"] for f in found}, watched.described()
+    found = assert_found(watched, "unfamiliar-egress", package, HOOK)
+    assert evil_ip in hosts_of(found), watched.described()
     assert NPM_REGISTRY in next(f["message"] for f in found if f["host"] == evil_ip)
     assert_replay_agrees(watched)
 
 
 @pytest.mark.parametrize("net", [None, "sandbox"])
 def test_block_refuses_the_claim_before_it_reaches_the_address(
-    internet: TestInternet, tmp_path: Path, net: str | None
+    internet: TestInternet, hooks: Hooks, evil_ip: str, net: str | None
 ) -> None:
-    evil_ip = _publish(internet)
-    project = npm_project(tmp_path / "project")
-    watched = watch(
-        internet,
-        tmp_path / "home",
-        project,
-        tmp_path / "out",
-        npm_install(f"{PACKAGE}@{VERSION}"),
-        policy=DEFAULT_POLICY,
-        mode="block",
-        net=net,
-    )
-    assert watched.code == POLICY_FAILED, watched.stderr[-3000:] + watched.described()
+    package = _publish(hooks, evil_ip)
+    watched = hooks.install(package, mode="block", net=net)
+    assert_exit(watched, POLICY_FAILED)
     assert internet.requests_to(EVIL) == []
-    found = assert_found(watched, "unfamiliar-egress", f"{PACKAGE}@{VERSION}", "postinstall")
-    assert evil_ip in {f["host"] for f in found}, watched.described()
+    found = assert_found(watched, "unfamiliar-egress", package, HOOK)
+    assert evil_ip in hosts_of(found), watched.described()
     assert_replay_agrees(watched)

@@ -10,28 +10,18 @@ even though the DoH server is an allowed host.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from tests.support.attacks import (
-    DEFAULT_POLICY,
-    POLICY_FAILED,
-    assert_found,
-    assert_replay_agrees,
-    npm_install,
-    npm_project,
-    watch,
-)
+from tests.support.attacks import POLICY_FAILED, assert_found, assert_replay_agrees
+from tests.support.hooks import HOOK, Hooks, assert_exit, hosts_of
 from tests.support.internet import EXFIL, NPM_REGISTRY, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]
 
 PACKAGE = "dns-elsewhere"
-VERSION = "1.0.0"
 TCP_NAMES = [f"{i}f3a9c27d81b46e05{i}7c2.{EXFIL}" for i in range(3)]
 DOH_NAMES = [f"{i}b8e41d09c6f2a753{i}9d4.{EXFIL}" for i in range(3)]
 
@@ -72,54 +62,35 @@ def _doh_requests(internet: TestInternet) -> list[str]:
     return [r.path for r in internet.requests_to(NPM_REGISTRY) if r.path.startswith(("/dns-query", "/resolve"))]
 
 
-def _publish(internet: TestInternet) -> None:
-    internet.publish_npm(
-        PACKAGE,
-        VERSION,
-        package_json_extra={"scripts": {"postinstall": f"{sys.executable} hook.py"}},
-        files={"hook.py": _hook(internet.dns_server)},
-    )
+def _publish(hooks: Hooks) -> str:
+    return hooks.publish(PACKAGE, f"{sys.executable} hook.py", files={"hook.py": _hook(hooks.internet.dns_server)})
 
 
-def test_bare_the_names_reach_the_dns_server_and_the_doh_host(internet: TestInternet, tmp_path: Path) -> None:
-    script = tmp_path / "hook.py"
-    script.write_text(_hook(internet.dns_server))
-    env = internet.client_env(tmp_path / "home")
-    subprocess.run(internet.wrap_with_test_resolver([sys.executable, str(script)]), env=env, check=True, timeout=60)
+def test_bare_the_names_reach_the_dns_server_and_the_doh_host(internet: TestInternet, hooks: Hooks) -> None:
+    hooks.bare_script("hook.py", _hook(internet.dns_server), sys.executable)
     tcp = [q.name for q in internet.dns_log() if q.transport == "tcp"]
     assert tcp == TCP_NAMES
     assert len(_doh_requests(internet)) == len(DOH_NAMES)
 
 
-def test_audit_records_and_judges_the_names(internet: TestInternet, tmp_path: Path) -> None:
-    _publish(internet)
-    project = npm_project(tmp_path / "project")
-    watched = watch(internet, tmp_path / "home", project, tmp_path / "out", npm_install(f"{PACKAGE}@{VERSION}"))
-    assert watched.code == 0, watched.stderr[-3000:]
+def test_audit_records_and_judges_the_names(internet: TestInternet, hooks: Hooks) -> None:
+    package = _publish(hooks)
+    watched = hooks.install(package)
+    assert_exit(watched, 0)
     assert [q.name for q in internet.dns_log() if q.transport == "tcp"] == TCP_NAMES
-    tunnel = assert_found(watched, "dns-tunnel", f"{PACKAGE}@{VERSION}", "postinstall")
-    assert EXFIL in {f["host"] for f in tunnel}
-    egress = assert_found(watched, "unfamiliar-egress", f"{PACKAGE}@{VERSION}", "postinstall")
-    assert set(TCP_NAMES + DOH_NAMES) <= {f["host"] for f in egress}, watched.described()
+    tunnel = assert_found(watched, "dns-tunnel", package, HOOK)
+    assert EXFIL in hosts_of(tunnel)
+    egress = assert_found(watched, "unfamiliar-egress", package, HOOK)
+    assert set(TCP_NAMES + DOH_NAMES) <= hosts_of(egress), watched.described()
     assert_replay_agrees(watched)
 
 
 @pytest.mark.parametrize("net", [None, "sandbox"])
-def test_block_refuses_every_name_before_it_leaves(internet: TestInternet, tmp_path: Path, net: str | None) -> None:
-    _publish(internet)
-    project = npm_project(tmp_path / "project")
-    watched = watch(
-        internet,
-        tmp_path / "home",
-        project,
-        tmp_path / "out",
-        npm_install(f"{PACKAGE}@{VERSION}"),
-        policy=DEFAULT_POLICY,
-        mode="block",
-        net=net,
-    )
-    assert watched.code == POLICY_FAILED, watched.stderr[-3000:] + watched.described()
+def test_block_refuses_every_name_before_it_leaves(internet: TestInternet, hooks: Hooks, net: str | None) -> None:
+    package = _publish(hooks)
+    watched = hooks.install(package, mode="block", net=net)
+    assert_exit(watched, POLICY_FAILED)
     leaked = [name for name in internet.dns_queries() if name.endswith("." + EXFIL)]
     assert leaked == [] and _doh_requests(internet) == []
-    assert_found(watched, "dns-tunnel", f"{PACKAGE}@{VERSION}", "postinstall")
+    assert_found(watched, "dns-tunnel", package, HOOK)
     assert_replay_agrees(watched)

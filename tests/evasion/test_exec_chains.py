@@ -12,28 +12,18 @@ take values, ``python -m`` (a module), ``node -e`` (code).
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.exec_written_file import script_operands
-from tests.support.attacks import (
-    DEFAULT_POLICY,
-    POLICY_FAILED,
-    STRICT_POLICY,
-    assert_found,
-    assert_replay_agrees,
-    npm_install,
-    npm_project,
-    watch,
-)
+from tests.support.attacks import DEFAULT_POLICY, POLICY_FAILED, STRICT_POLICY, assert_found, assert_replay_agrees
 from tests.support.cprograms import program
-from tests.support.internet import TestInternet
+from tests.support.hooks import HOOK, Hooks, run_bare
 from tests.test_rules import PROJECT, Build, found
 
-PACKAGE, VERSION, HOOK = "exec-chains", "1.0.0", "postinstall"
+PACKAGE = "exec-chains"
 LOADER = "/lib64/ld-linux-x86-64.so.2"
 
 HOOK_SCRIPT = f"""\
@@ -49,9 +39,12 @@ RAN = ("ran-sh", "ran-py", "ran-node", "ran-perl", "ran-loader", "ran-from-memfd
 WRITTEN = ("x.sh", "x.py", "x.js", "x.pl", "t")
 
 
+def _env() -> dict[str, str]:
+    return {"EXEC_MEMFD_SCRIPT": str(program("exec_memfd_script"))}
+
+
 def test_each_chain_runs_bare(tmp_path: Path) -> None:
-    env = {**os.environ, "EXEC_MEMFD_SCRIPT": str(program("exec_memfd_script"))}
-    done = subprocess.run(["sh", "-c", HOOK_SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = run_bare(["sh", "-c", HOOK_SCRIPT], cwd=tmp_path, env=_env())
     assert done.stdout.split() == list(RAN), done.stderr
     assert not os.stat(tmp_path / "t").st_mode & 0o111  # run without an execute bit
 
@@ -59,20 +52,13 @@ def test_each_chain_runs_bare(tmp_path: Path) -> None:
 @pytest.mark.npm
 @pytest.mark.root
 @pytest.mark.parametrize("policy", [DEFAULT_POLICY, STRICT_POLICY], ids=["audit", "block"])
-def test_each_chain_is_exec_written_file(internet: TestInternet, tmp_path: Path, policy: Path) -> None:
-    internet.publish_npm(
-        PACKAGE, VERSION, package_json_extra={"scripts": {HOOK: "sh chains.sh"}}, files={"chains.sh": HOOK_SCRIPT}
-    )
-    home = tmp_path / "home"
-    home.mkdir()
-    project = npm_project(tmp_path / "project")
-    env = {"EXEC_MEMFD_SCRIPT": str(program("exec_memfd_script"))}
-    command = [*npm_install(f"{PACKAGE}@{VERSION}"), "--foreground-scripts"]
-    watched = watch(internet, home, project, tmp_path / "out", command, policy=policy, env=env)
+def test_each_chain_is_exec_written_file(hooks: Hooks, tmp_path: Path, policy: Path) -> None:
+    package = hooks.publish(PACKAGE, "sh chains.sh", files={"chains.sh": HOOK_SCRIPT})
+    watched = hooks.install(package, policy=policy, env=_env(), foreground=True)
     assert watched.record_end_code == 0, watched.stderr[-3000:]
-    findings = assert_found(watched, "exec-written-file", f"{PACKAGE}@{VERSION}", HOOK)
+    findings = assert_found(watched, "exec-written-file", package, HOOK)
     messages = "\n".join(f["message"] for f in findings)
-    package_dir = project / "node_modules" / PACKAGE
+    package_dir = tmp_path / "project" / "node_modules" / PACKAGE
     for name in WRITTEN:
         assert f"{package_dir / name}, written by" in messages, (name, messages)
     assert "/proc/self/fd/" in messages  # the memfd script, run by its descriptor

