@@ -146,6 +146,11 @@ def parse_policy(text: str, source: str, *, known_rules: RuleCatalogue) -> Polic
         raise PolicyError([PolicyProblem(source, line, "", message)]) from None
     except yaml.YAMLError as error:  # no position known
         raise PolicyError([PolicyProblem(source, 1, "", f"is not valid YAML: {printable(str(error))}")]) from None
+    except (ValueError, OverflowError) as error:
+        # PyYAML's scanner lets these out for an escape it can't turn into a character
+        # ("\U99999999" in a double-quoted value): still a file that isn't valid YAML.
+        message = f"is not valid YAML (an escape sequence names no character: {printable(str(error))})"
+        raise PolicyError([PolicyProblem(source, 1, "", message)]) from None
     if root is None:
         message = "the policy is empty; expected a mapping with at least `version: 1`"
         raise PolicyError([PolicyProblem(source, 1, "", message)])

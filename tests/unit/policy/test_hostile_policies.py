@@ -120,3 +120,11 @@ def test_a_mode_option_with_bidi_characters_is_shown_escaped(tmp_path: Path) -> 
     with pytest.raises(UsageError) as caught:
         resolve_policy(tmp_path, None, "\u202eblock", **RULES)
     assert "\u202e" not in str(caught.value) and "\\u202e" in str(caught.value)
+
+
+@pytest.mark.parametrize("escape", ["\\U99999999", "\\UFFFFFFFFFFFFFFFFFFFF", "\\U0011FFFF"])
+def test_an_escape_that_names_no_character_is_a_syntax_error(escape: str) -> None:
+    # PyYAML's scanner raises ValueError/OverflowError (not a YAMLError) for these: found by
+    # the fuzz test; they must still be the usage error every bad policy is.
+    with pytest.raises(PolicyError, match="is not valid YAML"):
+        parse_policy(f'version: 1\nmode: "{escape}"\n', "policy.yml", **RULES)
