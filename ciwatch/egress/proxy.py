@@ -160,7 +160,7 @@ class EgressProxy:
         _use_in_memory_authority(self._authority, self._confdir)
         modes = [f"transparent@{host}:0" for host in self.config.transparent_hosts]
         if self.config.regular_host:
-            modes.append(f"regular@{self.config.regular_host}:0")
+            modes.append(_regular_mode(self.config.regular_host, self.config.job_proxy))
         opts = options.Options(mode=modes, confdir=str(self._confdir))
         instance = master.Master(opts)
         route = None
@@ -179,6 +179,10 @@ class EgressProxy:
         )
         if self.config.upstream_trust is not None:
             opts.update(ssl_verify_upstream_trusted_ca=str(self.config.upstream_trust))
+        job = self.config.job_proxy
+        if self.config.regular_host and job is not None and job.upstream.credentials is not None:
+            # Declared by mitmproxy's UpstreamAuth addon (among the default addons added above).
+            opts.update(upstream_auth=job.upstream.credentials)
         quiet = logging.DEBUG if self.config.verbose else logging.CRITICAL
         # Connections still open at shutdown end as cancelled tasks, which asyncio reports
         # with a traceback: noise on the build's stderr, not a problem.
@@ -264,3 +268,13 @@ def _use_in_memory_authority(authority: RunAuthority | None, confdir: Path | Non
         return store
 
     certs.CertStore.from_store = classmethod(from_store)
+
+
+def _regular_mode(host: str, job: JobProxy | None) -> str:
+    """The listener ``--net env`` points the build's proxy variables at: a regular proxy, or,
+    when the job has a proxy of its own (a corporate network that lets only it out), one that
+    forwards everything through that proxy (mitmproxy's upstream mode), so the build keeps
+    working as it did without ciwatch. Requests are still judged by their own hosts."""
+    if job is None:
+        return f"regular@{host}:0"
+    return f"upstream:{job.upstream.scheme}://{job.upstream.hostport}@{host}:0"

@@ -8,7 +8,7 @@ Pure: parsing and matching only; the proxy's addresses are resolved by the calle
 from __future__ import annotations
 
 import ipaddress
-from base64 import b64encode
+from base64 import b64decode, b64encode
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -26,6 +26,13 @@ class ProxyUrl:
     port: int
     authorization: str | None = field(default=None, repr=False)
     """``Basic ...`` from the URL's userinfo: sent to this proxy only, never recorded."""
+
+    @property
+    def credentials(self) -> str | None:
+        """``user:password`` as the URL gave them (what mitmproxy's ``upstream_auth`` takes)."""
+        if self.authorization is None:
+            return None
+        return b64decode(self.authorization.removeprefix("Basic ")).decode(errors="replace")
 
     @property
     def hostport(self) -> str:

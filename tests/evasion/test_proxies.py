@@ -116,3 +116,27 @@ def test_job_level_proxy_is_the_upstream(internet: TestInternet, hooks: Hooks, e
     ready = next(e for e in _records(watched) if e.get("kind") == "proxy-ready")
     assert ready["upstream"] == f"{job_proxy.address}:{job_proxy.port}"
     assert_replay_agrees(watched)
+
+
+def test_job_level_proxy_is_the_upstream_in_env_mode(
+    internet: TestInternet, hooks: Hooks, evil_ip: str, tmp_path: Path
+) -> None:
+    # --net env points the build's proxy variables at ciwatch's own listener: that listener
+    # forwards through the job's proxy, so a network that lets only the job's proxy out works.
+    package = hooks.publish("direct-contact-env", "node hook.js", files={"hook.js": _direct_hook(evil_ip)})
+    with ForwardProxy.start(internet, EXFIL) as job_proxy:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f"version: 1\nallow:\n  hosts:\n    - {job_proxy.address}\n")
+        job_env = {"HTTPS_PROXY": job_proxy.url, "https_proxy": job_proxy.url, "NO_PROXY": "", "no_proxy": ""}
+        watched = hooks.install(package, policy=policy, env=job_env, net="env")
+        assert_exit(watched, 0)
+        targets = [(r["method"], r["target"]) for r in job_proxy.requests()]
+    assert ("CONNECT", f"{NPM_REGISTRY}:443") in targets, targets
+    # The hook ignored the proxy variables: its direct connection is judged by its address.
+    found = assert_found(watched, "unfamiliar-egress", package, HOOK)
+    assert evil_ip in hosts_of(found), watched.described()
+    hosts = {f["host"] for f in findings_of(watched, "unfamiliar-egress")}
+    assert NPM_REGISTRY not in hosts and job_proxy.address not in hosts, watched.described()
+    ready = next(e for e in _records(watched) if e.get("kind") == "proxy-ready")
+    assert ready["upstream"] == f"{job_proxy.address}:{job_proxy.port}"
+    assert_replay_agrees(watched)
