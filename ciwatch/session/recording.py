@@ -27,10 +27,14 @@ class Recording:
         started_at = datetime.now(UTC).isoformat(timespec="seconds")
         job = detect_job(env, started_at)
         self.scrubber = Scrubber.from_environment(env)
-        self.writer = RecordWriter(plan.record_path, job.key)
         self.allowlist = RuntimeAllowlist(plan.policy)
         self.enforcer = LiveEnforcer(plan.policy, self.allowlist, self.sink)
-        self.sink(_header(plan, env, job, started_at))
+        header = _header(plan, env, job, started_at)
+        self.writer = RecordWriter(plan.record_path, job.key)
+        self.sink(header)
+        # On disk before anything starts: a ciwatch killed while the proxy is still starting
+        # (the tracer's first flush is when it first waits) leaves a record that says what ran.
+        self.writer.flush()
 
     def sink(self, event: Event) -> None:
         # Between the end line and the second segment (processes left running, followed once
