@@ -3,6 +3,7 @@ gives a stored record the verdict the live run gave it."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -153,6 +154,12 @@ def write_verdict(verdict: Verdict, out_dir: Path) -> Path:
     exited, and a reader must never see half of either."""
     path = out_dir / VERDICT_FILE
     partial = out_dir / f".{VERDICT_FILE}.{os.getpid()}"
-    partial.write_text(json.dumps(verdict.to_json(), indent=2) + "\n")
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()  # a stale one of a killed run with this pid: never written through
+    # Created afresh, never through a link someone left in --out; the rename replaces a link
+    # at verdict.json itself rather than following it.
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as file:
+        file.write(json.dumps(verdict.to_json(), indent=2) + "\n")
     os.replace(partial, path)
     return path

@@ -34,7 +34,9 @@ class RecordWriter:
         self._seq = 0
         # The tracer (main thread) and the proxy (its own thread) both append.
         self._lock = threading.Lock()
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644
+        )
         self._owner = threading.get_ident()
         self.kept: list[tuple[int, float, Event]] = []
         """Every event as written, so the run can be judged without reading the file back."""
@@ -85,7 +87,7 @@ class RecordWriter:
         after the ``end`` line) goes on with the same sequence numbers and counts afresh."""
         with self._lock:
             if self._fd < 0:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
                 self.counts.clear()
 
     def close(self) -> None:

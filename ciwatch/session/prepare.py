@@ -3,7 +3,10 @@ of the run's input, done once. What passes is a ``RunPlan`` the later phases tru
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,8 @@ class RunPlan:
     policy: Policy
     extra_cas: tuple[Path, ...]
     verbose: bool
+    lock_fd: int = -1
+    """Holds ``--out``'s lock for as long as this process (and the tracer forked from it) lives."""
 
 
 def prepare(options: RunOptions) -> RunPlan:
@@ -50,9 +55,10 @@ def prepare(options: RunOptions) -> RunPlan:
     ``EnvironmentNotSupported`` before anything has started."""
     if not options.command:
         raise UsageError("no command to run", hint="Put the build command after `--`: ciwatch run -- npm ci")
-    record_path = _prepare_out_dir(options.out_dir)
     if options.net.traits.needs_privilege:
-        check_sandbox_possible()
+        check_sandbox_possible()  # before --out exists: a refused run leaves nothing behind
+    record_path = _prepare_out_dir(options.out_dir)
+    lock_fd = _lock_out_dir(options.out_dir)
     return RunPlan(
         command=tuple(options.command),
         out_dir=options.out_dir,
@@ -62,6 +68,7 @@ def prepare(options: RunOptions) -> RunPlan:
         policy=options.policy,
         extra_cas=tuple(options.extra_cas),
         verbose=options.verbose,
+        lock_fd=lock_fd,
     )
 
 
@@ -77,4 +84,49 @@ def _prepare_out_dir(out_dir: Path) -> Path:
             f"cannot write the record to {out_dir}: {error.strerror}",
             hint="Pass --out with a directory you can write to (it is created if missing).",
         ) from None
-    return out_dir / RECORD_FILE
+    _check_out_dir_is_ours(out_dir)
+    record = out_dir / RECORD_FILE
+    try:
+        existing = os.lstat(record)
+    except FileNotFoundError:
+        return record
+    if not stat.S_ISREG(existing.st_mode) or existing.st_uid != os.geteuid():
+        raise UsageError(
+            f"{record} is not a file of ours (a link, or another user's): ciwatch won't write through it",
+            hint="Remove it, or pass --out with a new directory.",
+        )
+    return record
+
+
+def _check_out_dir_is_ours(out_dir: Path) -> None:
+    """Refuse an ``--out`` another user could have prepared (links to files we would overwrite)
+    or could change under us: owned by someone else, or writable by others without the sticky
+    bit. Running as root makes this matter most: root writes wherever a link points."""
+    info = os.stat(out_dir)
+    if info.st_uid != os.geteuid():
+        raise UsageError(
+            f"--out {out_dir} belongs to another user (uid {info.st_uid}): ciwatch won't write its record there",
+            hint="Pass --out with a directory of your own (it is created if missing).",
+        )
+    writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if writable_by_others and not info.st_mode & stat.S_ISVTX:
+        raise UsageError(
+            f"--out {out_dir} is writable by other users: they could replace the record while it is written",
+            hint=f"chmod go-w {out_dir}, or pass --out with a directory only you can write to.",
+        )
+
+
+def _lock_out_dir(out_dir: Path) -> int:
+    """One run per ``--out`` at a time: two would interleave their lines and destroy both records."""
+    fd = os.open(out_dir / ".ciwatch.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise
+        raise UsageError(
+            f"another ciwatch run is writing to {out_dir}",
+            hint="Give each run its own --out (for example one per step), or wait for the other to finish.",
+        ) from None
+    return fd
