@@ -14,16 +14,17 @@ from typing import NoReturn
 import click
 
 from ciwatch import __version__, capabilities, session, supervise
-from ciwatch.errors import CiwatchError, EnvironmentNotSupported, UsageError
-from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, POLICY_FAILED, USAGE_ERROR
+from ciwatch.errors import CiwatchError, exit_code_of
+from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, POLICY_FAILED
 from ciwatch.modes import LeftoverAction, NetMode
 from ciwatch.policy import Mode, load_policy
 from ciwatch.policy.loader import resolve_policy
 from ciwatch.record import read_record
+from ciwatch.record.integrity import verify_record
 from ciwatch.report import github, terminal
 from ciwatch.report.baseline import propose_policy
-from ciwatch.report.verdict_text import render_verdict
-from ciwatch.verdict import RULE_CATALOGUE, VerdictKind, evaluate
+from ciwatch.report.verdict_text import render_verdict, summary_line
+from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
 
 log = logging.getLogger("ciwatch")
 
@@ -35,11 +36,7 @@ def _render_error(error: BaseException, verbose: bool) -> int:
         click.secho(f"ciwatch: error: {error}", fg="red", err=True)
         if error.hint:
             click.echo(f"  hint: {error.hint}", err=True)
-        if isinstance(error, UsageError):
-            return USAGE_ERROR
-        if isinstance(error, EnvironmentNotSupported):
-            return ENVIRONMENT_ERROR
-        return INTERNAL_ERROR
+        return exit_code_of(error)
     click.secho(f"ciwatch: internal error: {type(error).__name__}: {error}", fg="red", err=True)
     click.echo("  hint: run again with -v for the traceback, and please report it.", err=True)
     return INTERNAL_ERROR
@@ -58,6 +55,10 @@ class _CommandAfterDoubleDash(click.Command):
     for the build is never taken for one of ciwatch's (or the other way round)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        before_command = args[: args.index("--")] if "--" in args else args
+        if any(arg in ctx.help_option_names for arg in before_command):
+            click.echo(self.get_help(ctx))
+            ctx.exit(0)
         if "--" not in args:
             if not args or args[0].startswith("-"):
                 raise click.UsageError("missing `--` before the command, e.g.: ciwatch run -- npm ci", ctx)
@@ -94,6 +95,17 @@ def _policy_options(function: Callable[..., None]) -> Callable[..., None]:
     )(function)
 
 
+def _fail_exit_code_option(function: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--fail-exit-code",
+        type=click.IntRange(1, 255),
+        default=POLICY_FAILED,
+        show_default=True,
+        help="Exit code when the verdict fails a successful build (block mode for `run`): choose one your "
+        "build never uses (mocha exits 3 when 3 tests fail). verdict.json says which it was.",
+    )(function)
+
+
 @main.command(cls=_CommandAfterDoubleDash)
 @click.option(
     "--out",
@@ -126,7 +138,9 @@ def _policy_options(function: Callable[..., None]) -> Callable[..., None]:
     help="Also trust this CA bundle for upstream servers (a corporate TLS proxy); repeatable.",
 )
 @_policy_options
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@_fail_exit_code_option
+@click.option("-q", "--quiet", is_flag=True, help="No closing line when the verdict is pass (findings still show).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -136,11 +150,18 @@ def run(
     upstream_cas: tuple[Path, ...],
     policy_file: Path | None,
     mode: str | None,
+    fail_exit_code: int,
+    quiet: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND with its whole process tree traced; write DIR/record.jsonl.
 
-    The build's stdin, stdout, stderr and exit code pass through untouched.
+    The build's stdin, stdout, stderr and exit code pass through untouched. ciwatch's options
+    come before `--`, the build's command after it:
+
+    \b
+        ciwatch run -- npm ci
+        ciwatch run --mode block --out ciwatch-out -- pip install -r requirements.txt
     """
     verbose = ctx.obj["verbose"]
     try:
@@ -155,6 +176,7 @@ def run(
                 policy=policy,
                 extra_cas=list(upstream_cas),
                 verbose=verbose,
+                fail_exit_code=fail_exit_code,
             )
         )
     except Exception as error:  # noqa: BLE001
@@ -167,13 +189,16 @@ def run(
             return _render_error(error, verbose), None
         if result.launch_error:
             click.secho(f"ciwatch: {result.launch_error}", fg="red", err=True)
+        for program, pid in {program: pid for pid, program in reversed(result.nested_tracers)}.items():
+            click.secho(_NESTED_TRACER.format(program=program, pid=pid), fg="yellow", err=True)
         verdict = result.verdict
-        if verdict.verdict is not VerdictKind.PASS or verdict.mode is not Mode.AUDIT:
-            # Quiet when there is nothing to say: the build's own output stays the last word.
+        if verdict.counted or verdict.verdict is not VerdictKind.PASS:
             click.echo(render_verdict(verdict, color=sys.stderr.isatty()), err=True)
             if os.environ.get("GITHUB_ACTIONS") == "true" and verdict.mode is not Mode.AUDIT:
                 for line in github.workflow_commands(verdict):
                     click.echo(line)  # workflow commands are read from stdout
+        if result.record_problem is not None or result.verdict_error is not None:
+            _say_record_incomplete(result.record_problem, result.verdict_error, result.verdict)
         if result.leftovers:
             followed = (
                 "; ciwatch follows them: what they do is appended to the record, and verdict.json is "
@@ -186,9 +211,39 @@ def run(
                 f"({plan.leftovers}): {', '.join(map(str, result.leftovers))}{followed}",
                 err=True,
             )
+        if not quiet or verdict.verdict is not VerdictKind.PASS:
+            # Never silent: one line says how it went and where the record is.
+            click.echo(summary_line(verdict, out_dir, color=sys.stderr.isatty()), err=True)
         return result.exit_code, result.follow
 
     sys.exit(supervise.run_split(in_tracer))
+
+
+_NESTED_TRACER = (
+    "ciwatch: {program} (pid {pid}) tried to trace a process with ptrace, which fails under ciwatch: "
+    "every process of the build already has ciwatch as its tracer, and a process has only one. "
+    "Run debuggers and strace outside ciwatch; for a sanitizer's leak check (LeakSanitizer, part of "
+    "AddressSanitizer) set ASAN_OPTIONS=detect_leaks=0 or LSAN_OPTIONS for that step."
+)
+
+
+def _say_record_incomplete(problem: str | None, verdict_error: str | None, verdict: Verdict) -> None:
+    """One clear line: the build ran on, but its record (or verdict.json) could not be written."""
+    if problem is None:
+        click.secho(f"ciwatch: verdict.json could not be written ({verdict_error})", fg="red", err=True)
+        return
+    if verdict.mode is Mode.BLOCK and verdict.verdict is VerdictKind.FAIL:
+        outcome = "the record could not be written: fail closed, the verdict is fail"
+    else:
+        outcome = f"the build ran on ({verdict.mode} mode) and its exit code is passed on, but the record is incomplete"
+    written = f"; verdict.json could not be written either ({verdict_error})" if verdict_error else ""
+    click.secho(f"ciwatch: {problem}: {outcome}{written}", fg="red", err=True)
+
+
+def _encodable(text: str) -> str:
+    """A record keeps bytes that weren't UTF-8 as lone surrogates (PEP 383: a file or package
+    name): shown as ``\\udcXX``, never an encoding error at the last step."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @main.command()
@@ -201,7 +256,9 @@ def report(ctx: click.Context, path: Path, color: bool | None) -> None:
     def action() -> int:
         record = read_record(path)
         use_color = sys.stdout.isatty() if color is None else color
-        click.echo(terminal.render(record, color=use_color), color=use_color)
+        click.echo(_encodable(terminal.render(record, color=use_color)), color=use_color)
+        for line in verify_record(path).lines():
+            click.secho(f"ciwatch: {line}", fg="yellow", err=True)
         return 0
 
     _guarded(ctx.obj["verbose"], action)
@@ -210,22 +267,35 @@ def report(ctx: click.Context, path: Path, color: bool | None) -> None:
 @main.command()
 @click.argument("record_path", metavar="RECORD", type=click.Path(path_type=Path))
 @_policy_options
+@_fail_exit_code_option
 @click.option("--json", "as_json", is_flag=True, help="Print verdict.json instead of the summary.")
 @click.pass_context
-def check(ctx: click.Context, record_path: Path, policy_file: Path | None, mode: str | None, as_json: bool) -> None:
+def check(
+    ctx: click.Context,
+    record_path: Path,
+    policy_file: Path | None,
+    mode: str | None,
+    fail_exit_code: int,
+    as_json: bool,
+) -> None:
     """Judge a stored record against a policy, offline: the verdict the live run would give.
 
-    Exits 3 when the verdict is fail, 0 otherwise.
+    Exits 3 (or --fail-exit-code) when the verdict is fail, or when the record was changed; 0 otherwise.
     """
 
     def action() -> int:
         policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
+        # First: a record changed after ciwatch wrote it can't pass, whatever it now says
+        # (exit 3), and one changed beyond reading is still said to be changed.
+        integrity = verify_record(record_path)
+        for line in integrity.lines():
+            click.secho(f"ciwatch: {line}", fg="red" if integrity.changed else "yellow", err=True)
         verdict = evaluate(read_record(record_path), policy)
         if as_json:
             click.echo(json.dumps(verdict.to_json(), indent=2))
         else:
-            click.echo(render_verdict(verdict, color=sys.stdout.isatty()))
-        return POLICY_FAILED if verdict.verdict is VerdictKind.FAIL else 0
+            click.echo(_encodable(render_verdict(verdict, color=sys.stdout.isatty())))
+        return fail_exit_code if verdict.verdict is VerdictKind.FAIL or not integrity.intact else 0
 
     _guarded(ctx.obj["verbose"], action)
 
@@ -239,7 +309,7 @@ def baseline(ctx: click.Context, records: tuple[Path, ...], output: Path | None)
     hooks, each entry commented with where it came from."""
 
     def action() -> int:
-        text = propose_policy([(path, read_record(path)) for path in records])
+        text = _encodable(propose_policy([(path, read_record(path)) for path in records]))
         if output is None:
             click.echo(text, nl=False)
         else:

@@ -6,10 +6,14 @@ untraced: without a tracer its filtered syscalls fail with ENOSYS. So when the b
 processes running (a daemon, a cache server), the tracer stays behind to keep them working
 while the front returns the build's exit code at once.
 
-- Signals sent to the front (``kill``, a CI runner cancelling the step) are forwarded to the
-  build's root; those that come while ciwatch is still starting wait until it exists.
-  Terminal-generated ones (Ctrl-C) already reached the whole foreground process group, so
-  they are not sent twice.
+- The build runs in a process group of its own (the terminal's foreground group, when
+  ciwatch had the terminal: :mod:`ciwatch.terminal`). Signals sent to the front or to its
+  group (``kill``, a CI runner cancelling the step) are forwarded to the build's root, once;
+  those that come while ciwatch is still starting wait until it exists. Terminal-generated
+  ones (Ctrl-C) reach the build's group directly, and not the front.
+- The tracer ignores the signals the front forwards: only the build's end ends the trace. The
+  build itself can't signal either process (:mod:`ciwatch.trace.selfguard`); should the
+  tracer be stopped all the same, the front notices within a second and resumes it.
 - If the front is killed, the tracer dies with it (PDEATHSIG), and with the tracer every
   tracee (PTRACE_O_EXITKILL): nothing is left behind. The record stays readable.
 """
@@ -24,11 +28,13 @@ import sys
 import threading
 from collections.abc import Callable
 
+from ciwatch import terminal
 from ciwatch.exitcodes import INTERNAL_ERROR
 
 _PR_SET_PDEATHSIG = 1
-_SI_KERNEL = 0x80
 _FORWARDED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
+#: How often the front looks whether the tracer was stopped (a watchdog, not a timeout).
+_WATCHDOG_S = 1.0
 
 #: The tracer side: run the build, call ``report_root`` once it started, return the exit
 #: code, and optionally a function to run after the front has been released.
@@ -59,7 +65,7 @@ def _tracer_main(work: TracerWork, write_fd: int, front_pid: int) -> None:
         _set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != front_pid:
             os._exit(INTERNAL_ERROR)
-        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        for sig in _FORWARDED:
             signal.signal(sig, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORWARDED)
 
@@ -88,6 +94,19 @@ def _tracer_main(work: TracerWork, write_fd: int, front_pid: int) -> None:
         finally:
             os._exit(0)
     os._exit(0)
+
+
+def _resume_if_stopped(pid: int) -> None:
+    """The watchdog: a stopped tracer stops the whole build with it; resume it and say so."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stream:
+            state = stream.read().rsplit(b")", 1)[-1].split()[0:1]
+    except OSError:
+        return
+    if state == [b"T"]:
+        print("ciwatch: the tracer process was stopped (SIGSTOP); resuming it", file=sys.stderr)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def _front_main(read_fd: int, tracer_pid: int) -> int:
@@ -120,14 +139,19 @@ def _front_main(read_fd: int, tracer_pid: int) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, waited)
     threading.Thread(target=read_messages, daemon=True).start()
     while not done.is_set():
-        info = signal.sigwaitinfo(waited)
-        if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
+        info = signal.sigtimedwait(waited, _WATCHDOG_S)
+        if info is None:
+            _resume_if_stopped(tracer_pid)
+            continue
+        if info.si_signo != signal.SIGCHLD:
             to_forward.append(info.si_signo)
         if root_pid:
             for sig in to_forward:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(root_pid, sig)
             to_forward.clear()
+    if root_pid:
+        terminal.take_back(root_pid)
     if not outcome:
         # The tracer process died without a word (killed): reap it and say so.
         os.waitpid(tracer_pid, 0)

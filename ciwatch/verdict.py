@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ciwatch.analysis.network import contacts
-from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.analysis.tree import ProcessTree
+from ciwatch.analysis.writes import hook_writes
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Exception_, Mode, Policy, Severity
-from ciwatch.record.events import FileWrite, Refusal
+from ciwatch.record.events import Refusal
 from ciwatch.record.reader import Record
-from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules import ALL_RULES, RULE_CATALOGUE, Finding, RuleContext
 from ciwatch.rules.refused import with_refusals
 
@@ -48,6 +48,16 @@ class Verdict:
     final: bool = True
     """False while processes left running are still followed (the record's second segment is
     open): ``verdict.json`` is replaced when they have exited."""
+    record_incomplete: str | None = None
+    """What the record's closing lines say could not be written (a full disk), or None: block
+    mode then fails closed, whatever the findings."""
+    hooks: int = 0
+    """How many lifecycle hooks ran."""
+    exit_code: int | None = None
+    """The exit code ``ciwatch run`` ended with (None when judged offline by ``check``)."""
+    exit_reason: str | None = None
+    """Why that exit code: the build's own, or the verdict's (so CI can tell a policy failure
+    from a build that failed with the same number)."""
 
     @property
     def counted(self) -> list[Finding]:
@@ -71,22 +81,12 @@ class Verdict:
             ],
             "refusals": self.refusals,
             "final": self.final,
+            "record_complete": self.record_incomplete is None,
+            "record_incomplete": self.record_incomplete,
+            "hooks": self.hooks,
+            "exit_code": self.exit_code,
+            "exit_reason": self.exit_reason,
         }
-
-
-def hook_writes(record: Record, tree: ProcessTree) -> dict[str, list[tuple[int, ProcessNode]]]:
-    """Files that processes inside hooks created or changed (rename and link targets too)."""
-    written: dict[str, list[tuple[int, ProcessNode]]] = {}
-    for item in record.events:
-        event = item.event
-        if not isinstance(event, FileWrite) or event.op is FileOp.UNLINK:
-            continue
-        node = tree.node_at(item.seq)
-        if node is None or node.hook is None:
-            continue
-        path = event.target if event.op in (FileOp.RENAME, FileOp.LINK) and event.target else event.path
-        written.setdefault(path, []).append((item.seq, node))
-    return written
 
 
 def _covering_exception(finding: Finding, policy: Policy, today: datetime.date) -> Exception_ | None:
@@ -131,7 +131,10 @@ def evaluate(record: Record, policy: Policy, today: datetime.date | None = None)
             finding = dataclasses.replace(finding, excepted=f"{exception.reason} ({exception.source})")
         findings.append(finding)
     counted = [f for f in findings if f.excepted is None]
-    if any(f.severity >= policy.fail_on for f in counted):
+    incomplete = _record_incomplete(record)
+    if incomplete is not None and policy.mode is Mode.BLOCK:
+        kind = VerdictKind.FAIL  # what could not be written can't be shown clean: fail closed
+    elif any(f.severity >= policy.fail_on for f in counted):
         kind = VerdictKind.FAIL
     elif counted:
         kind = VerdictKind.WARN
@@ -146,7 +149,15 @@ def evaluate(record: Record, policy: Policy, today: datetime.date | None = None)
         expired_exceptions=tuple(e for e in policy.exceptions if e.expired(today)),
         refusals=sum(1 for item in record.events if isinstance(item.event, Refusal)),
         final=not record.following_leftovers,
+        record_incomplete=incomplete,
+        hooks=len(tree.hooks),
     )
+
+
+def _record_incomplete(record: Record) -> str | None:
+    # lines_lost counts from the record's start: the last closing line's count is the total.
+    lost = [c.lines_lost for c in (record.end, record.after_build_end) if c is not None and not c.record_complete]
+    return f"{max(lost)} line(s) of the record could not be written (a full disk?)" if lost else None
 
 
 def write_verdict(verdict: Verdict, out_dir: Path) -> Path:
@@ -159,7 +170,11 @@ def write_verdict(verdict: Verdict, out_dir: Path) -> Path:
     # Created afresh, never through a link someone left in --out; the rename replaces a link
     # at verdict.json itself rather than following it.
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "w") as file:
-        file.write(json.dumps(verdict.to_json(), indent=2) + "\n")
-    os.replace(partial, path)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(json.dumps(verdict.to_json(), indent=2) + "\n")
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)  # a full disk: leave no half-written verdict behind
+        raise
     return path

@@ -782,6 +782,7 @@ def test_rule_ids_and_their_defaults() -> None:
         "leftover-process",
         "credential-read",
         "unapproved-hook",
+        "record-tamper",
     )
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", rule) for rule in RULE_IDS)
     assert RULE_CATALOGUE["leftover-process"] is Severity.LOW

@@ -3,8 +3,9 @@
 The identity of each hook comes from what the package manager itself sets up at the
 boundary (docs/architecture.md, "Where a hook begins"):
 
-- npm, yarn, pnpm, bun: ``npm_package_name``, ``npm_package_version`` and
-  ``npm_lifecycle_event`` on the first exec under the package manager's node process;
+- npm, yarn, pnpm, bun: ``npm_package_name``, ``npm_package_version`` and an install-time
+  ``npm_lifecycle_event`` on the first exec under the package manager's node process (a
+  script the user runs by name, ``npm test``, is the user's command, not a hook);
 - pip (PEP 517): ``_in_process.py <hook>``, name and version from PKG-INFO in its cwd; legacy
   ``setup.py``;
 - cargo: ``build-script-build`` with ``CARGO_PKG_NAME`` and ``CARGO_PKG_VERSION``;
@@ -21,6 +22,16 @@ from dataclasses import dataclass
 from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.facts.programs import package_manager_of
 from ciwatch.record.events import ProcessExec
+
+#: The lifecycle scripts the npm family (npm, yarn, pnpm, bun) runs because a package is being
+#: installed: a dependency's, or the project's own install-time ones (named as the project's).
+#: Every other script (``test``, ``build``, ``start``, a custom one) runs because the user
+#: asked for it by name (``npm test``, ``yarn build``, ``pnpm run x``): the user's own command,
+#: traced as the build, not a package's hook. ``dependencies`` is npm 7+'s, run after
+#: node_modules changed; ``prepublish`` ran on install before npm 7.
+INSTALL_LIFECYCLE = frozenset(
+    {"preinstall", "install", "postinstall", "preprepare", "prepare", "postprepare", "prepublish", "dependencies"}
+)
 
 _GEM_DIR = re.compile(r"/gems/(?P<name>[^/]+?)-(?P<version>\d[^/]*)/ext(?:/|$)")
 _PIP_BUILD_DIR = re.compile(r"/pip-install-[^/]+/(?P<name>[^/]+?)_[0-9a-f]{32}$")
@@ -52,7 +63,7 @@ def _npm_family(event: ProcessExec, parent_ecosystem: Ecosystem | None) -> HookA
     if parent_ecosystem is None or not parent_ecosystem.npm_family:
         return None
     name, lifecycle = env.get("npm_package_name"), env.get("npm_lifecycle_event")
-    if not name or not lifecycle:
+    if not name or lifecycle not in INSTALL_LIFECYCLE:
         return None
     return HookAttribution(parent_ecosystem, name, env.get("npm_package_version", ""), lifecycle, event.pid, 0)
 

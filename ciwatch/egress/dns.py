@@ -3,7 +3,8 @@
 In ``redirect`` mode the tracer rewrote the query's destination to this listener and
 registered the original resolver; in ``sandbox`` mode nftables redirected it and the
 resolver is the one the host is configured with. It never answers from anywhere else, so
-a name the build looks up goes exactly where it would have gone untraced.
+a name the build looks up goes exactly where it would have gone untraced. A query that no
+process of the build sent is dropped unanswered and counted (``buildpeers``), never recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 from collections.abc import Callable
 from typing import Any, cast
 
+from ciwatch.egress.buildpeers import BuildPeers, holder_of
 from ciwatch.egress.origdst import OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.net.dns import decode_dns_query, decode_dns_response
 from ciwatch.record.events import DnsAnswer, Event
@@ -49,12 +51,12 @@ class DnsForwarder:
         sink: Callable[[Event], None],
         destinations: OriginalDestinations,
         default_upstreams: list[str],
-        pid_lookup: Callable[[tuple[str, int]], int | None],
+        peers: BuildPeers,
     ) -> None:
         self.sink = sink
         self.destinations = destinations
         self.default_upstreams = default_upstreams
-        self.pid_lookup = pid_lookup
+        self.peers = peers
         self.gate: DnsGate | None = None
         self.inflight = 0
         self.tasks: set[asyncio.Future[None]] = set()
@@ -79,8 +81,9 @@ class DnsForwarder:
         for transport in self._transports:
             transport.close()
 
-    def _origin(self, client: tuple[str, int]) -> tuple[str, int | None]:
-        """(resolver the query was meant for, pid of the client)."""
+    def _origin(self, client: tuple[str, int]) -> tuple[str, int | None] | None:
+        """(resolver the query was meant for, pid of the client); None when no process of the
+        build sent it."""
         for listener in self.listeners:
             if (":" in listener[0]) != (":" in client[0]):
                 continue
@@ -94,10 +97,12 @@ class DnsForwarder:
         for namespace_pid in self.destinations.namespace_pids:
             found = lookup_in_namespace(namespace_pid, client, "udp")
             if found is not None:
-                (server, _port), _inode = found
+                (server, _port), inode = found
                 # A connected socket names its resolver; an unconnected one goes upstream.
-                return (server if server not in ("0.0.0.0", "::") else upstream), None
-        return upstream, self.pid_lookup(client)
+                server = server if server not in ("0.0.0.0", "::") else upstream
+                return server, holder_of([inode], self.peers.build_pids())
+        sender = self.peers.admit(client, "udp", "dns")
+        return (upstream, sender.pid) if sender is not None else None
 
     async def handle(self, transport: asyncio.DatagramTransport, query: bytes, client: tuple[str, int]) -> None:
         self.inflight += 1
@@ -109,8 +114,11 @@ class DnsForwarder:
             self.inflight -= 1
 
     async def _handle(self, transport: asyncio.DatagramTransport, query: bytes, client: tuple[str, int]) -> None:
+        origin = self._origin(client)
+        if origin is None:
+            return  # not the build's: no answer, no event (counted by ``admit``)
+        server, pid = origin
         questions = decode_dns_query(query)
-        server, pid = self._origin(client)
         name = questions[0].name if questions else "?"
         qtype = questions[0].qtype if questions else "?"
         if self.gate is not None and not self.gate(name, pid):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -19,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ciwatch.egress.buildpeers import BuildPeers, tcp_client_inode
 from ciwatch.egress.dns import DnsForwarder
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
-from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir
+from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir, remove_run_dir
 from ciwatch.egress.upstream import JobProxy
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.gate.allowlist import RuntimeAllowlist
@@ -42,6 +42,8 @@ class ProxyConfig:
     dns_hosts: list[str] = field(default_factory=list)
     dns_upstreams: list[str] = field(default_factory=list)
     """Where DNS goes when the tracer didn't say (sandbox): the host's resolvers."""
+    namespace_addresses: list[str] = field(default_factory=list)
+    """sandbox: the build's namespace's own addresses (where its traffic comes from)."""
     upstream_trust: Path | None = None
     """CA bundle for verifying upstream servers (system CAs plus the user's extra CAs)."""
     job_proxy: JobProxy | None = None
@@ -85,6 +87,8 @@ class EgressProxy:
         self.sink = sink
         self.destinations = destinations
         self.build_pids = build_pids
+        self.peers = BuildPeers(build_pids, lambda: destinations.namespace_pids, config.namespace_addresses)
+        """Who may use the listeners: the build's processes only (an open proxy otherwise)."""
         self.transparent_listeners: list[tuple[str, int]] = []
         self.regular_listener: tuple[str, int] | None = None
         self.ca_cert_pem = b""
@@ -99,6 +103,10 @@ class EgressProxy:
 
     def pid_lookup(self, peer: tuple[str, int]) -> int | None:
         return find_pid_for_socket(peer, self.build_pids)
+
+    def foreign_peers(self) -> dict[str, int]:
+        """How many connections and queries each listener refused as not the build's."""
+        return self.peers.foreign.counts()
 
     @property
     def dns_listeners(self) -> list[tuple[str, int]]:
@@ -137,7 +145,7 @@ class EgressProxy:
     def _remove_confdir(self) -> None:
         # mitmproxy may create the (empty) directory again while it runs: removed at stop too.
         if self._confdir is not None:
-            shutil.rmtree(self._confdir, ignore_errors=True)
+            remove_run_dir(self._confdir)
 
     # -- the proxy's thread --------------------------------------------------------------
 
@@ -155,6 +163,7 @@ class EgressProxy:
 
         from ciwatch.egress.addons import ClientPids, egress_addons  # imports mitmproxy: on this thread too
         from ciwatch.egress.addons.forward import Forward, UpstreamRoute
+        from ciwatch.egress.addons.peers import BuildOnly
 
         self.mitmproxy_version = mitmproxy_version.VERSION
         _use_in_memory_authority(self._authority, self._confdir)
@@ -166,6 +175,8 @@ class EgressProxy:
         route = None
         if self.config.job_proxy is not None:
             route = UpstreamRoute(self.config.job_proxy, dict(self.config.job_proxy_addresses))
+        # First of all: a client that is not the build's is gone before any addon sees it.
+        instance.addons.add(BuildOnly(self.peers, self.destinations))
         # Before mitmproxy's own addons: its next_layer never overrides an earlier decision,
         # and a forward-proxy client must be switched before it picks transparent HTTP.
         instance.addons.add(Forward(self.sink, ClientPids(self.destinations, self.pid_lookup), self.allowlist, route))
@@ -190,12 +201,13 @@ class EgressProxy:
             logging.getLogger(name).setLevel(quiet)
         linux_original_addr = platform.original_addr
         destinations = self.destinations
+        peers = self.peers
 
         def original_addr(sock: socket.socket) -> tuple[str, int]:
             # Called synchronously on the proxy's loop for each accepted transparent
-            # connection: a dictionary look-up and one /proc read, never a wait.
+            # connection: a dictionary look-up and one sock_diag query, never a wait.
             peer = sock.getpeername()[:2]
-            inode = socket_inode(peer, sock.getsockname()[:2], "tcp")
+            inode = _client_inode(peer, sock.getsockname()[:2])
             known = destinations.claim(inode, peer) if inode is not None else None
             if known is not None:
                 return known.address, known.port
@@ -206,12 +218,17 @@ class EgressProxy:
                     pid = find_pid_for_inode(socket_id, self.build_pids)
                     destinations.remember_peer(peer, OriginalDestination(pid or 0, address, port))
                     return address, port
+            # Neither redirected by the tracer nor from the sandbox's namespace: a process of the
+            # build that connected to the listener itself, or someone else's, refused (raising
+            # makes mitmproxy close the connection before any addon sees it).
+            if peers.admit(peer, "tcp", "proxy", sock.getsockname()[:2]) is None:
+                raise OSError(f"{peer[0]}:{peer[1]} is not a process of the build")
             if linux_original_addr is None:
                 raise OSError("no original destination registered for this connection")
             return linux_original_addr(sock)  # type: ignore[no-any-return]
 
         platform.original_addr = original_addr
-        self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.pid_lookup)
+        self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.peers)
         if self.enforcer is not None and self.enforcer.blocking:
             self.dns.gate = self.enforcer.dns_allowed
         await self.dns.start(self.config.dns_hosts)
@@ -237,6 +254,14 @@ class EgressProxy:
             self._failure = error
         finally:
             self._ready.set()
+
+
+def _client_inode(peer: tuple[str, int], listener: tuple[str, int]) -> int | None:
+    """The inode of the client socket at ``peer`` connected to ``listener``."""
+    try:
+        return tcp_client_inode(peer, listener)
+    except (OSError, ValueError):
+        return socket_inode(peer, listener, "tcp")  # no sock_diag: the (slower) table
 
 
 class _ReadySignal:

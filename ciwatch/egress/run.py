@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from ciwatch.egress.trust import (
     client_trust_env,
     java_trust_store,
     make_run_dir,
+    remove_run_dir,
     sweep_stale_run_dirs,
     upstream_trust_pem,
     write_trust_files,
@@ -103,13 +103,16 @@ class EgressRun:
     def _config(self, root_pid: int) -> ProxyConfig:
         loopback = ["127.0.0.1", "::1"]
         traits = self.mode.traits
+        inside: list[str] = []
         if traits.tracer_redirects:
             hosts = loopback
         elif traits.network_namespace:
             self.sandbox = Sandbox(root_pid)
             self.sandbox.create_link()
             self.destinations.namespace_pids = [root_pid]
-            hosts = [self.sandbox.addresses.host4, self.sandbox.addresses.host6]
+            addresses = self.sandbox.addresses
+            hosts = [addresses.host4, addresses.host6]
+            inside = [addresses.inside4, addresses.inside6]
         else:
             hosts = []
         return ProxyConfig(
@@ -117,6 +120,7 @@ class EgressRun:
             regular_host="127.0.0.1" if traits.proxy_variables else None,
             dns_hosts=hosts,
             dns_upstreams=system_resolvers(),
+            namespace_addresses=inside,
             verbose=self.verbose,
         )
 
@@ -174,6 +178,11 @@ class EgressRun:
         )
         return additions
 
+    def foreign_peers(self) -> dict[str, int]:
+        """Connections and queries refused because no process of the build made them, by
+        listener (for the record's ``end`` line)."""
+        return self.proxy.foreign_peers() if self.proxy is not None else {}
+
     def stop(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
@@ -181,7 +190,7 @@ class EgressRun:
             self.sandbox.destroy()
             self.sandbox = None
         if self.upstream_dir is not None:
-            shutil.rmtree(self.upstream_dir, ignore_errors=True)
+            remove_run_dir(self.upstream_dir)
             self.upstream_dir = None
         if self.trust is not None:
             self.trust.remove()

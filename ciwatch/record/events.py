@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ciwatch.modes import NetMode
+from ciwatch.record.sharing import share_fields, shared_int, shared_str
 from ciwatch.record.vocabulary import (
     AnomalyKind,
     ConnectVia,
@@ -25,12 +26,12 @@ from ciwatch.record.vocabulary import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     kind: ClassVar[EventKind]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Header(Event):
     kind: ClassVar[EventKind] = EventKind.HEADER
     schema: int
@@ -54,9 +55,11 @@ class Header(Event):
     ci_env_files: dict[str, str] = field(default_factory=dict)
     """Files the job's environment names as carrying into later steps (``GITHUB_ENV`` ->
     its path, GitLab dotenv reports): paths, not values; a hook writing one is persistence."""
+    out_dir: str = ""
+    """``--out``, canonical: whatever the build does to anything in it is ``record-tamper``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessStart(Event):
     kind: ClassVar[EventKind] = EventKind.PROCESS_START
     pid: int
@@ -64,7 +67,7 @@ class ProcessStart(Event):
     """The process that forked it (the tracer's view, not getppid after reparenting)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProcessExec(Event):
     kind: ClassVar[EventKind] = EventKind.PROCESS_EXEC
     pid: int
@@ -86,8 +89,16 @@ class ProcessExec(Event):
     shell whose stdin is the pipe another process writes."""
     stdout: str = ""
 
+    def __post_init__(self) -> None:
+        # Thousands of execs of the same few programs, in the same few directories.
+        share_fields(self, ("pid",), ("path", "exe", "cwd", "stdin", "stdout"))
+        if self.argv and type(self.argv[0]) is str:
+            self.argv[0] = shared_str(self.argv[0])
+        if self.env:
+            object.__setattr__(self, "env", {shared_str(key): shared_str(value) for key, value in self.env.items()})
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class ProcessExit(Event):
     kind: ClassVar[EventKind] = EventKind.PROCESS_EXIT
     pid: int
@@ -95,7 +106,7 @@ class ProcessExit(Event):
     signal: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileWrite(Event):
     kind: ClassVar[EventKind] = EventKind.FILE_WRITE
     pid: int
@@ -112,8 +123,15 @@ class FileWrite(Event):
     target_as_written: str | None = None
     """The rename's or link's new name as passed, when that differs from ``target``."""
 
+    def __post_init__(self) -> None:
+        # Most of a record: the path is the file's own, the rest repeats (spelled out: this
+        # runs at every stop that writes).
+        object.__setattr__(self, "pid", shared_int(self.pid))
+        if self.flags is not None:
+            object.__setattr__(self, "flags", shared_int(self.flags))
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class FileHash(Event):
     kind: ClassVar[EventKind] = EventKind.FILE_HASH
     path: str
@@ -126,7 +144,7 @@ class FileHash(Event):
     """The pid that last wrote it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NetConnect(Event):
     kind: ClassVar[EventKind] = EventKind.NET_CONNECT
     pid: int
@@ -144,7 +162,7 @@ class NetConnect(Event):
     inherited it, to this connect."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NetSend(Event):
     kind: ClassVar[EventKind] = EventKind.NET_SEND
     pid: int
@@ -155,7 +173,7 @@ class NetSend(Event):
     size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DnsQuery(Event):
     kind: ClassVar[EventKind] = EventKind.DNS_QUERY
     pid: int
@@ -165,7 +183,7 @@ class DnsQuery(Event):
     port: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DnsAnswer(Event):
     """A DNS exchange that passed ciwatch's DNS listener."""
 
@@ -188,7 +206,7 @@ class DnsAnswer(Event):
     answers from the configured resolvers (and ``lookup``) teach the allowlist an address."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EgressFlow(Event):
     """One HTTP request through the proxy, or one connection where it isn't HTTP."""
 
@@ -224,7 +242,7 @@ class EgressFlow(Event):
     ciwatch's proxy by name (``env`` mode): the proxy's own resolution is the connection."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProxyReady(Event):
     """The egress proxy's listeners (what ``redirect``/``env`` send traffic to)."""
 
@@ -240,7 +258,7 @@ class ProxyReady(Event):
     them: the build's connections to them are judged by what they ask the proxy for."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegistryAllowed(Event):
     """A registry the job's package managers are configured for (``registries: auto``),
     found before the build started. Kept in the record so that ``ciwatch check`` judges a
@@ -252,7 +270,7 @@ class RegistryAllowed(Event):
     source: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AllowlistLearned(Event):
     """A download host named by an allowed index's response (an npm packument's tarball
     URL, a simple index's file link): allowed from then on."""
@@ -263,7 +281,7 @@ class AllowlistLearned(Event):
     url: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HooksAllowed(Event):
     """Packages the project itself allows to run install hooks (npm allowScripts, pnpm
     onlyBuiltDependencies/allowBuilds, LavaMoat allowScripts)."""
@@ -273,7 +291,7 @@ class HooksAllowed(Event):
     source: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Refusal(Event):
     """Something ciwatch refused live (block mode): it never reached its destination."""
 
@@ -288,7 +306,7 @@ class Refusal(Event):
     ``reason`` starts with the rule's id."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRead(Event):
     """A hook's process opened a file that holds credentials, or read another process's
     memory or environment (hooks are followed syscall by syscall, so reads are seen)."""
@@ -301,7 +319,7 @@ class FileRead(Event):
     """The path as the process passed it, when that differs from the canonical ``path``."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Anomaly(Event):
     kind: ClassVar[EventKind] = EventKind.ANOMALY
     pid: int
@@ -309,7 +327,7 @@ class Anomaly(Event):
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Leftover(Event):
     kind: ClassVar[EventKind] = EventKind.LEFTOVER
     pid: int
@@ -317,7 +335,7 @@ class Leftover(Event):
     action: LeftoverOutcome
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class End(Event):
     kind: ClassVar[EventKind] = EventKind.END
     exit_code: int
@@ -333,9 +351,19 @@ class End(Event):
     """How many times a tracee stopped for the tracer (its cost is per stop)."""
     tracer_cpu_s: float = 0.0
     """CPU time the tracing process used (the build's own time is not in it)."""
+    foreign_peers: dict[str, int] = field(default_factory=dict)
+    """Connections and queries to ciwatch's listeners (proxy, DNS) from processes that are
+    not the build's, refused and counted here by listener, never recorded as the build's."""
+    record_complete: bool = True
+    """False when lines could not be written (a full disk): the record misses some events."""
+    lines_lost: int = 0
+    """How many lines could not be written, since the record began."""
+    record_sha256: str | None = None
+    """SHA-256 of every byte of the record before this line, as ciwatch wrote it: ``check``
+    recomputes it, so a record changed after the fact (by the build) is told apart."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AfterBuild(Event):
     """Written right after ``end`` when processes were left running (``--leftovers leave``):
     they stay traced, and what they do from here on is the record's second segment."""
@@ -345,7 +373,7 @@ class AfterBuild(Event):
     """The processes left running when the build's root exited."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AfterBuildEnd(Event):
     """Closes the second segment once the last process left running has exited (or ciwatch
     was stopped); the verdict was then recomputed over the whole record."""
@@ -363,3 +391,8 @@ class AfterBuildEnd(Event):
     not be written)."""
     error: str | None = None
     tracer_stops: int = 0
+    record_complete: bool = True
+    """As ``End``'s, for the second segment."""
+    lines_lost: int = 0
+    record_sha256: str | None = None
+    """SHA-256 of every byte of the record before this line (the ``end`` line included)."""

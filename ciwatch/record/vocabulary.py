@@ -42,6 +42,8 @@ class FileOp(StrEnum):
     CHMOD = "chmod"
     UNLINK = "unlink"
     MEMFD = "memfd"
+    TRUNCATE = "truncate"
+    """truncate(2) by path (ftruncate needs an fd a write-open gave, which is recorded)."""
 
 
 class AnomalyKind(StrEnum):
@@ -66,6 +68,8 @@ class AnomalyKind(StrEnum):
     """clone(CLONE_UNTRACED): a child the tracer would not be attached to."""
     UNREADABLE_MESSAGE = "unreadable-message"
     """A sendmsg/sendmmsg whose message or destination could not be read, so not judged."""
+    TARGETS_CIWATCH = "targets-ciwatch"
+    """A signal or a ptrace call aimed at ciwatch's own processes: always refused (EPERM)."""
 
 
 class Transport(StrEnum):

@@ -4,10 +4,24 @@ Lines go out whole on an ``O_APPEND`` descriptor, so a build or a ciwatch killed
 moment leaves every line written so far readable; only an ``end`` line says that the run
 finished cleanly. The tracer's lines are written in batches, at the latest whenever the
 tracer waits for the build: a ciwatch killed mid-burst loses at most that burst.
+
+Two things the build must not be able to do to its record (issue 9):
+
+- **Change it unnoticed.** The writer keeps a running SHA-256 of every byte it wrote; each
+  segment's closing line (``end``, ``after-build-end``) carries the hash of everything before
+  it, which ``ciwatch check`` recomputes (:mod:`ciwatch.record.integrity`). A segment whose
+  file was removed or renamed meanwhile is put back at its path from ciwatch's descriptor.
+- **Kill the run by filling the disk.** A write that fails (``ENOSPC``, ``EDQUOT``, ``EIO``)
+  stops the writing, never the build: the partial line is cut off so that every line on disk
+  stays whole, later lines are counted as lost, and the closing line, which says so, is
+  written into a small reserve of space set aside in ``--out`` when the record was opened.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
 import json
 import os
 import threading
@@ -16,7 +30,7 @@ from collections import Counter
 from pathlib import Path
 
 from ciwatch.record.codec import to_json_dict
-from ciwatch.record.events import Event
+from ciwatch.record.events import AfterBuildEnd, End, Event
 from ciwatch.record.vocabulary import EventKind
 
 RECORD_FILE = "record.jsonl"
@@ -24,10 +38,44 @@ RECORD_FILE = "record.jsonl"
 _FRAMING = frozenset({EventKind.HEADER, EventKind.END, EventKind.AFTER_BUILD, EventKind.AFTER_BUILD_END})
 #: Bytes of record lines the tracer's thread may hold before it writes them.
 _FLUSH_AT = 64 * 1024
+#: Space set aside beside the record, given back for the closing line and verdict.json once a
+#: write has failed: enough for both, small enough not to matter on any real disk.
+RESERVE_BYTES = 16 * 1024
+RESERVE_FILE = ".ciwatch.reserve"
+
+
+class _Reserve:
+    """A file of preallocated blocks in ``--out``: removing it frees room on a full disk."""
+
+    def __init__(self, directory: Path, size: int) -> None:
+        self.path = directory / RESERVE_FILE
+        self.held = False
+        if size <= 0:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a killed run's: never written through
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, size)
+            self.held = True
+        except OSError:
+            pass  # already full, or a file system without fallocate: no reserve then
+        finally:
+            os.close(fd)
+        if not self.held:
+            self.release()
+
+    def release(self) -> None:
+        self.held = False
+        with contextlib.suppress(OSError):
+            self.path.unlink()
 
 
 class RecordWriter:
-    def __init__(self, path: Path, job_key: str) -> None:
+    def __init__(self, path: Path, job_key: str, reserve: int = RESERVE_BYTES) -> None:
         self.path = path
         self.job_key = job_key
         self.counts: Counter[str] = Counter()
@@ -37,16 +85,33 @@ class RecordWriter:
         self._fd = os.open(
             path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644
         )
+        self._identity = _identity(os.fstat(self._fd))
         self._owner = threading.get_ident()
         self.kept: list[tuple[int, float, Event]] = []
-        """Every event as written, so the run can be judged without reading the file back."""
+        """Every event, as written or as it would have been (a full disk doesn't make the live
+        verdict blind): the run is judged without reading the file back."""
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._hash = hashlib.sha256()
+        self.lines_lost = 0
+        """Lines that could not be written (their events are still in ``kept``)."""
+        self.write_error: str | None = None
+        """Why writing stopped (``No space left on device``), or None while it works."""
+        self.restored = False
+        """Set when the record's path no longer named ciwatch's file and ciwatch put it back."""
+        self.restore_error: str | None = None
+        """Why ciwatch's file could not be put back at the path (``--out`` removed), or None."""
+        self._reserve = _Reserve(path.parent, reserve)
 
     def append(self, event: Event) -> int:
-        """Write one event; returns its sequence number."""
-        fields = to_json_dict(event)
+        """Write one event; returns its sequence number. A segment's closing line (``end``,
+        ``after-build-end``) is completed here with the record's hash and losses."""
         with self._lock:
+            closing = isinstance(event, End | AfterBuildEnd)
+            if isinstance(event, End | AfterBuildEnd) and self._fd >= 0:  # (narrowed for the type checker)
+                self._write_buffer()
+                event = self._sealed(event)
+            fields = to_json_dict(event)
             self._seq += 1
             now = round(time.time(), 6)
             line = {"seq": self._seq, "t": now, "job": self.job_key, **fields}
@@ -59,7 +124,9 @@ class RecordWriter:
                 # writes them before it waits (``flush``); every other thread writes through.
                 self._buffer.append(data)
                 self._buffered += len(data)
-                if threading.get_ident() != self._owner or self._buffered >= _FLUSH_AT:
+                if closing:
+                    self._write_closing()
+                elif threading.get_ident() != self._owner or self._buffered >= _FLUSH_AT:
                     self._write_buffer()
             if event.kind not in _FRAMING:
                 self.counts[str(event.kind)] += 1
@@ -69,14 +136,99 @@ class RecordWriter:
         with self._lock:
             self._write_buffer()
 
-    def _write_buffer(self) -> None:
-        if self._buffer and self._fd >= 0:
-            data = b"".join(self._buffer)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+    @property
+    def complete(self) -> bool:
+        return self.write_error is None and self.lines_lost == 0
+
+    def _sealed(self, event: End | AfterBuildEnd) -> End | AfterBuildEnd:
+        return dataclasses.replace(
+            event, record_complete=self.complete, lines_lost=self.lines_lost, record_sha256=self._hash.hexdigest()
+        )
+
+    def _write_closing(self) -> None:
+        """The closing line says what was lost: written even after a failure, into the
+        reserve's room, so that the record ends as one that is known to be incomplete."""
+        if self.write_error is not None:
+            self._reserve.release()
+        lost_before, error_before = self.lines_lost, self.write_error
+        self._write_lines(self._buffer)
+        if self.lines_lost > lost_before and self._reserve.held:
+            # The closing line itself met the full disk: the reserve's room is for it, and
+            # if it fits there nothing was lost.
+            self.lines_lost, self.write_error = lost_before, error_before
+            self._reserve.release()
+            self._write_lines(self._buffer)
         self._buffer.clear()
         self._buffered = 0
+        self._put_back_if_moved()
+
+    def _write_buffer(self) -> None:
+        if self._buffer and self._fd >= 0:
+            if self.write_error is None:
+                self._write_lines(self._buffer)
+            else:
+                self.lines_lost += len(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+
+    def _write_lines(self, lines: list[bytes]) -> None:
+        """Write whole lines; on failure keep the file to its last whole line and count the rest."""
+        view = memoryview(b"".join(lines))
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+        except OSError as error:
+            self.write_error = error.strerror or str(error)
+            whole, partial = _whole_lines(lines, done)
+            for data in lines[:whole]:
+                self._hash.update(data)
+            self.lines_lost += len(lines) - whole
+            if partial:
+                self._cut(partial)
+            return
+        self._hash.update(view)
+
+    def _cut(self, partial: int) -> None:
+        """Remove the ``partial`` bytes of a line cut short by the failure (at the file's end:
+        O_APPEND), so that the record on disk is whole lines only."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, max(0, os.fstat(self._fd).st_size - partial))
+
+    def _put_back_if_moved(self) -> None:
+        """If the record's path no longer names the file ciwatch writes (the build removed or
+        renamed it, or put another file there), put ciwatch's file back at the path. The build's
+        doing is in the record already (``record-tamper``); this keeps the evidence findable."""
+        try:
+            if _identity(os.lstat(self.path)) == self._identity:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        try:
+            # /proc/self/fd reopens the inode even once it has no name left.
+            source = os.open(f"/proc/self/fd/{self._fd}", os.O_RDONLY | os.O_CLOEXEC)
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+            target = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                while os.sendfile(target, source, None, 1 << 20):
+                    pass
+            finally:
+                os.close(source)
+                os.close(target)
+            os.replace(partial, self.path)
+        except OSError as error:
+            self.restore_error = error.strerror or str(error)
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            return
+        self.restored = True
+        os.close(self._fd)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+        self._identity = _identity(os.fstat(self._fd))
 
     @property
     def closed(self) -> bool:
@@ -84,10 +236,12 @@ class RecordWriter:
 
     def reopen(self) -> None:
         """Append again after ``close``: the second segment (what processes left running do
-        after the ``end`` line) goes on with the same sequence numbers and counts afresh."""
+        after the ``end`` line) goes on with the same sequence numbers, the same running hash,
+        and counts afresh."""
         with self._lock:
             if self._fd < 0:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+                self._identity = _identity(os.fstat(self._fd))
                 self.counts.clear()
 
     def close(self) -> None:
@@ -96,3 +250,18 @@ class RecordWriter:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+            self._reserve.release()
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _whole_lines(lines: list[bytes], written: int) -> tuple[int, int]:
+    """How many of ``lines`` the first ``written`` bytes hold whole, and how many bytes of the
+    next one were written."""
+    for index, data in enumerate(lines):
+        if written < len(data):
+            return index, written
+        written -= len(data)
+    return len(lines), 0

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
+from ciwatch.policy.model import Mode
 from ciwatch.verdict import Verdict, VerdictKind
 
 _COLOURS = {VerdictKind.PASS: "green", VerdictKind.WARN: "yellow", VerdictKind.FAIL: "red"}
@@ -40,3 +44,33 @@ def render_verdict(verdict: Verdict, color: bool = False) -> str:
     if ordered:
         lines.append(f"  hint: {ordered[0].hint}")
     return "\n".join(lines)
+
+
+def summary_line(verdict: Verdict, out_dir: Path, color: bool = False) -> str:
+    """The run's last line: ``ciwatch: pass · 0 findings · 1 hook · record in ciwatch-out/``."""
+    counted = len(verdict.counted)
+    excepted = len(verdict.findings) - counted
+    parts = [
+        click.style(str(verdict.verdict), fg=_COLOURS[verdict.verdict], bold=True) if color else str(verdict.verdict),
+        _plural(counted, "finding"),
+    ]
+    if excepted:
+        parts.append(f"{excepted} excepted")
+    parts.append(_plural(verdict.hooks, "hook"))
+    if verdict.mode is not Mode.AUDIT:
+        parts.append(f"{verdict.mode} mode")
+    parts.append(f"record in {_shown_dir(out_dir)}")
+    return "ciwatch: " + " · ".join(parts)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _shown_dir(directory: Path) -> str:
+    """As the user would type it: relative to the working directory when under it."""
+    try:
+        shown = directory.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = directory
+    return f"{os.fsdecode(shown)}/" if str(shown) != "." else "./"

@@ -14,6 +14,7 @@ from ciwatch.rules.hook_shell import HookShell
 from ciwatch.rules.leftover_process import LeftoverProcess
 from ciwatch.rules.persistence_write import PersistenceWrite
 from ciwatch.rules.proxy_bypass import ProxyBypass
+from ciwatch.rules.record_tamper import RecordTamper
 from ciwatch.rules.tracer_evasion import TracerEvasion
 from ciwatch.rules.unapproved_hook import UnapprovedHook
 from ciwatch.rules.unfamiliar_egress import UnfamiliarEgress
@@ -31,6 +32,7 @@ ALL_RULES: tuple[Rule, ...] = (
     LeftoverProcess(),
     CredentialRead(),
     UnapprovedHook(),
+    RecordTamper(),
 )
 RULES_BY_ID = {rule.info.id: rule for rule in ALL_RULES}
 RULE_CATALOGUE: Mapping[str, Severity] = MappingProxyType(

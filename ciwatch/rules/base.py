@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -78,8 +78,9 @@ class RuleContext:
     contacts: list[Contact]
     allowlist: RuntimeAllowlist
     policy: Policy
-    written_by_hooks: dict[str, list[tuple[int, ProcessNode]]] = field(default_factory=dict)
-    """Path -> (seq, writer) for files written by processes inside hooks, in order."""
+    written_by_hooks: Mapping[str, list[tuple[int, ProcessNode]]] = field(default_factory=dict)
+    """Path -> (seq, writer) for files written by processes inside hooks, in order
+    (``ciwatch.analysis.writes.HookWrites``)."""
 
     def severity(self, info: RuleInfo) -> Severity:
         """The rule's severity under this policy (``off`` disables it)."""

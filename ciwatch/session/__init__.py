@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from ciwatch.errors import exit_code_of
+from ciwatch.exitcodes import INTERNAL_ERROR
 from ciwatch.session.egress import new_egress, open_egress
 from ciwatch.session.finish import RunResult, end_record, finish
 from ciwatch.session.prepare import RunOptions, RunPlan, prepare
@@ -33,23 +35,25 @@ def run(plan: RunPlan, env: Mapping[str, str], on_root_started: Callable[[int], 
     egress: EgressRun | None = None
     outcome = Outcome()
     error: str | None = None
+    failure_code: int | None = None
     try:
         spawned = spawn(plan, env, tracer)
         egress = new_egress(plan, recording, tracer)
         armed = open_egress(plan, recording, tracer, spawned, egress, env)
         trace(plan, recording, tracer, armed, outcome, on_root_started)
     except KeyboardInterrupt:
-        error = "interrupted"
+        error, failure_code = "interrupted", INTERNAL_ERROR
         tracer.kill_all()
         raise
     except Exception as failure:
-        error = f"{type(failure).__name__}: {failure}"
+        error, failure_code = f"{type(failure).__name__}: {failure}", exit_code_of(failure)
         tracer.kill_all()
         raise
     finally:
         if egress is not None:
             egress.stop()
-        exit_code = end_record(recording, tracer, outcome, error)
+        foreign = egress.foreign_peers() if egress else None
+        exit_code = end_record(recording, tracer, outcome, error, foreign, failure_code)
     return finish(plan, recording, tracer, outcome, exit_code)
 
 

@@ -43,7 +43,7 @@ def new_egress(plan: RunPlan, recording: Recording, tracer: Tracer) -> EgressRun
     return EgressRun(
         plan.net,
         recording.sink,
-        tracer.live_processes,
+        tracer.build_pids,
         list(plan.extra_cas),
         plan.verbose,
         allowlist=recording.allowlist,

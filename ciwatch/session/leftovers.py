@@ -30,7 +30,7 @@ from ciwatch.record.vocabulary import RefusedWhat, Transport
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
 from ciwatch.trace import Tracer
-from ciwatch.verdict import evaluate, write_verdict
+from ciwatch.verdict import Verdict, evaluate, write_verdict
 
 #: How ciwatch is told to stop while it follows leftovers (the front has gone: these come
 #: from a CI runner ending the job, or a user); the leftovers are then killed.
@@ -71,13 +71,14 @@ def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
     raise _Stopped(f"stopped by signal {signal.Signals(signum).name}")
 
 
-def follow_leftovers(plan: RunPlan, recording: Recording, tracer: Tracer, pids: list[int]) -> None:
+def follow_leftovers(plan: RunPlan, recording: Recording, tracer: Tracer, pids: list[int], first: Verdict) -> None:
     """Trace the processes left running until the last exits; then close the second segment
-    and replace ``verdict.json``. Runs in the tracer process after the front has returned."""
+    and replace ``verdict.json`` (``first``'s, which already gave the run's exit code).
+    Runs in the tracer process after the front has returned."""
     started = time.monotonic()
     recording.writer.reopen()
     recording.sink(AfterBuild(pids=list(pids)))
-    written_before = dict(tracer.written)
+    written_before = dict(tracer.files.written)
     error: str | None = None
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in _STOP_SIGNALS}
     try:
@@ -91,9 +92,9 @@ def follow_leftovers(plan: RunPlan, recording: Recording, tracer: Tracer, pids: 
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    for path, pid in sorted(tracer.written.items()):
+    for path, pid in sorted(tracer.files.written.items()):
         if written_before.get(path) != pid:
-            tracer.hash_written(path)
+            tracer.files.hash_written(path)
     tracer.flush()
     closing = AfterBuildEnd(
         duration_s=round(time.monotonic() - started, 3),
@@ -102,10 +103,14 @@ def follow_leftovers(plan: RunPlan, recording: Recording, tracer: Tracer, pids: 
         verdict=None,
         error=error,
         tracer_stops=tracer.stops,
+        record_complete=recording.writer.complete,  # so that block mode fails closed on a full disk
+        lines_lost=recording.writer.lines_lost,
     )
     # Judged with the closing line in place: the verdict of the record as it will be on disk.
     events: list[tuple[int, float, Event]] = [*recording.writer.kept, (0, 0.0, closing)]
-    verdict = evaluate(record_from_events(events), plan.policy)
+    verdict = replace(
+        evaluate(record_from_events(events), plan.policy), exit_code=first.exit_code, exit_reason=first.exit_reason
+    )
     written = None
     with contextlib.suppress(OSError):
         write_verdict(verdict, plan.out_dir)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ciwatch.egress.sandbox import check_sandbox_possible
 from ciwatch.errors import UsageError
+from ciwatch.exitcodes import POLICY_FAILED
 from ciwatch.modes import LeftoverAction, NetMode
 from ciwatch.policy.model import Policy
 from ciwatch.record import RECORD_FILE
@@ -29,6 +30,8 @@ class RunOptions:
     extra_cas: list[Path] = field(default_factory=list)
     """CA bundles to trust for upstream servers besides the system's (a corporate proxy's)."""
     verbose: bool = False
+    fail_exit_code: int = POLICY_FAILED
+    """The exit code of a successful build whose verdict fails it (block mode)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class RunPlan:
     policy: Policy
     extra_cas: tuple[Path, ...]
     verbose: bool
+    fail_exit_code: int = POLICY_FAILED
     lock_fd: int = -1
     """Holds ``--out``'s lock for as long as this process (and the tracer forked from it) lives."""
 
@@ -68,6 +72,7 @@ def prepare(options: RunOptions) -> RunPlan:
         policy=options.policy,
         extra_cas=tuple(options.extra_cas),
         verbose=options.verbose,
+        fail_exit_code=options.fail_exit_code,
         lock_fd=lock_fd,
     )
 

@@ -67,4 +67,5 @@ def _header(plan: RunPlan, env: Mapping[str, str], job: JobContext, started_at: 
         home=env.get("HOME", ""),
         resolvers=system_resolvers(),
         ci_env_files=ci_env_files(env),  # persistence-write judges writes to these (facts.paths)
+        out_dir=os.path.realpath(plan.out_dir),  # record-tamper judges what the build does there
     )

@@ -13,7 +13,7 @@ from ptrace import PtraceError
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.registries import RegistryDiscovery
-from ciwatch.trace import Tracer
+from ciwatch.trace import Tracer, procfs
 from ciwatch.trace.spawn import SpawnedRoot, read_exec_error, spawn_waiting, wait_ready
 
 
@@ -40,7 +40,14 @@ def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
     try:
         tracer.start(root.pid, os.getpid())
     except PtraceError as failure:
+        other = procfs.tracer_of(root.pid)
         os.kill(root.pid, signal.SIGKILL)
         os.waitpid(root.pid, 0)
+        if other:
+            raise EnvironmentNotSupported(
+                f"cannot trace the build: it is already traced by {procfs.comm(other)} (pid {other}), "
+                "and a process has only one tracer",
+                hint="Run ciwatch outside strace, gdb or other tracers (they may trace ciwatch, not the build).",
+            ) from None
         raise EnvironmentNotSupported(f"cannot trace the build: ptrace failed ({failure})") from None
     return Spawned(root, discovery)

@@ -4,6 +4,8 @@ with and the files it wrote hashed."""
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,8 +60,8 @@ def trace(
     if outcome.background and recording.enforcer.blocking:
         # The proxy goes with the build: what stays gets no outbound network at all.
         seal_network(tracer, AfterBuildGate(recording.allowlist, recording))
-    for path in sorted(tracer.written):
-        tracer.hash_written(path)
+    for path in sorted(tracer.files.written):
+        tracer.files.hash_written(path)
     tracer.flush()
 
 
@@ -90,5 +92,28 @@ def _handle_leftovers(
 
 def _describe_exec_error(program: str, code: int, message: str) -> str:
     if code == errno.ENOENT:
+        interpreter = _missing_interpreter(program)
+        if interpreter is not None:
+            return f"{program}: bad interpreter: {interpreter}: No such file or directory"
         return f"{program}: command not found"
     return f"{program}: cannot execute: {message.strip()}"
+
+
+def _missing_interpreter(program: str) -> str | None:
+    """The interpreter a script's ``#!`` line names, when the script exists and its
+    interpreter doesn't (exec then fails with ENOENT too, as for a missing program)."""
+    path = program if "/" in program else shutil.which(program)
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as script:
+            first = script.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].split()
+    if not words:
+        return None
+    interpreter = os.fsdecode(words[0])
+    return None if os.path.exists(interpreter) else interpreter

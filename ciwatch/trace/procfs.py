@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 
 from ciwatch.attribution.hooks import pip_build_hook
 from ciwatch.record.events import ProcessExec
@@ -98,6 +99,27 @@ def tgid_and_ppid(tid: int) -> tuple[int, int] | None:
     return int(tgid.group(1)), int(ppid.group(1))
 
 
+def tgid_of(tid: int) -> int | None:
+    ids = tgid_and_ppid(tid)
+    return ids[0] if ids else None
+
+
+def comm(pid: int) -> str:
+    return fsdecode(read_file(f"/proc/{pid}/comm").rstrip(b"\n"))
+
+
+def pidfd_target(pid: int, fd: int) -> int | None:
+    """The process that file descriptor ``fd`` of ``pid`` stands for when a signal is sent
+    through it: a pidfd (its fdinfo says ``Pid:``) or a /proc/PID directory."""
+    for line in read_file(f"/proc/{pid}/fdinfo/{fd}").splitlines():
+        if line.startswith(b"Pid:"):
+            value = line.split()[1:2]
+            return int(value[0]) if value and value[0].lstrip(b"-").isdigit() else None
+    target = readlink(f"/proc/{pid}/fd/{fd}")
+    head, _, number = target.rpartition("/")
+    return int(number) if head == "/proc" and number.isdigit() else None
+
+
 def is_alive(pid: int) -> bool:
     status = read_file(f"/proc/{pid}/stat")
     if not status:
@@ -105,6 +127,40 @@ def is_alive(pid: int) -> bool:
     # The state follows the command name in parentheses; Z is a zombie (already exited).
     state = status.rsplit(b")", 1)[-1].split()[0:1]
     return state != [b"Z"] and state != [b"X"]
+
+
+def tracer_of(pid: int) -> int:
+    """The pid of the process tracing ``pid`` (0: none, or unknown)."""
+    for line in read_file(f"/proc/{pid}/status").splitlines():
+        if line.startswith(b"TracerPid:"):
+            value = line.split()[1:2]
+            return int(value[0]) if value and value[0].isdigit() else 0
+    return 0
+
+
+def traced_by(pid: int, tracer: int) -> bool:
+    """Whether ``pid`` is a live process that ``tracer`` traces: a pid the build's process
+    had, now given to an unrelated process, is not (only the build's tasks are traced)."""
+    return is_alive(pid) and tracer_of(pid) == tracer
+
+
+def kill_if_traced_by(pid: int, tracer: int, sig: int) -> bool:
+    """Signal ``pid`` only if it is still the process ``tracer`` traces. The pidfd is taken
+    before the check, so the process checked is the process signalled, even if the pid is
+    reused in between."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:
+        return False
+    try:
+        if not traced_by(pid, tracer):
+            return False
+        signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)
 
 
 _PKG_INFO_FIELD = re.compile(rb"^(Name|Version):\s*(\S+)", re.MULTILINE)

@@ -15,6 +15,7 @@ import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ciwatch import terminal
 from ciwatch.trace.seccomp import build_filter, install_filter
 
 #: Prefixes of the error text a child sends when the filter or the namespace failed.
@@ -80,6 +81,8 @@ def spawn_waiting(
             os.close(go_write)
             os.close(error_read)
             os.close(ready_read)
+            # A process group of its own: the build's `kill 0` must not reach ciwatch.
+            os.setpgid(0, 0)
             _reset_signals()
             if new_network_namespace:
                 libc = ctypes.CDLL(None, use_errno=True)  # os.unshare is 3.12+
@@ -106,6 +109,8 @@ def spawn_waiting(
         except BaseException:  # noqa: BLE001 - nothing may escape a forked child
             os._exit(127)
         os._exit(127)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)  # also here: whichever of the two runs first, the group exists
     os.close(go_read)
     os.close(error_write)
     os.close(ready_write)
@@ -120,7 +125,9 @@ def wait_ready(root: SpawnedRoot) -> bool:
 
 
 def release(root: SpawnedRoot, env: Mapping[str, str]) -> None:
-    """Hand the child its environment; it then installs the filter and execs."""
+    """Hand the child its environment (and the terminal, if ciwatch has it); it then
+    installs the filter and execs."""
+    terminal.hand_to(root.pid)
     data = b"g" + encode_env(env)
     view = memoryview(data)
     while view:

@@ -24,6 +24,7 @@ from ciwatch.trace.decode import escapes as e
 from ciwatch.trace.decode import files as f
 from ciwatch.trace.decode import network as n
 from ciwatch.trace.decode import processes as p
+from ciwatch.trace.decode import signals as sig
 
 #: Set in the number of an x32-ABI syscall (a foreign ABI for this tracer).
 X32_SYSCALL_BIT = 0x40000000
@@ -90,7 +91,6 @@ class Action(StrEnum):
     flags, which only the hook filter stops at, is a read: recorded only for credentials)."""
     EXEC = "exec"
     """The path being exec'd: kept until the exec event says whether it succeeded."""
-    ANOMALY = "anomaly"
     IO_URING = "io_uring"
     """An anomaly that block mode may also refuse."""
     MEMORY_READ = "memory_read"
@@ -100,6 +100,11 @@ class Action(StrEnum):
     SENDMSG = "sendmsg"
     RECVFROM = "recvfrom"
     RECVMSG = "recvmsg"
+    SIGNAL = "signal"
+    """A signal sent to another process: refused when it would reach ciwatch's own
+    (:mod:`ciwatch.trace.selfguard`)."""
+    PTRACE = "ptrace"
+    """A ptrace call: an anomaly, refused when aimed at ciwatch's own processes."""
     ESCAPE = "escape"
     """An Escape (a way around the tracer or the proxy being set up), or None: recorded, and
     refused in block mode when it would blind ciwatch (:mod:`ciwatch.trace.escape`)."""
@@ -152,9 +157,10 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("fchmodat2", 452, _F, _ALWAYS, f.decode_fchmodat, Action.FILE),
     Syscall("unlink", 87, _F, _ALWAYS, f.decode_unlink, Action.FILE),
     Syscall("unlinkat", 263, _F, _ALWAYS, f.decode_unlinkat, Action.FILE),
+    Syscall("truncate", 76, _F, _ALWAYS, f.decode_truncate, Action.FILE),
     Syscall("memfd_create", 319, _F, _ALWAYS, f.decode_memfd_create, Action.FILE),
     Syscall("io_uring_setup", 425, _A, _ALWAYS, p.decode_io_uring_setup, Action.IO_URING),
-    Syscall("ptrace", 101, _A, _ALWAYS, p.decode_ptrace, Action.ANOMALY),
+    Syscall("ptrace", 101, _A, _ALWAYS, sig.decode_ptrace_call, Action.PTRACE),
     Syscall("seccomp", 317, _A, _ALWAYS, e.decode_seccomp, Action.ESCAPE),
     Syscall("setns", 308, _A, _ALWAYS, e.decode_setns, Action.ESCAPE),
     Syscall("open", 2, _F, When.WRITE_FLAGS, f.decode_open, Action.FILE, arg=1, hook=True),
@@ -166,6 +172,12 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("clone", 56, _A, When.ANY_BIT, e.decode_clone, Action.ESCAPE, arg=0, value=CLONE_UNTRACED | CLONE_NEWNET),
     Syscall("unshare", 272, _A, When.ANY_BIT, e.decode_unshare, Action.ESCAPE, arg=0, value=CLONE_NEWNET),
     Syscall("prctl", 157, _A, When.EQUALS, e.decode_prctl, Action.ESCAPE, arg=0, value=PR_SET_SECCOMP),
+    Syscall("kill", 62, _P, _ALWAYS, sig.decode_kill, Action.SIGNAL),
+    Syscall("tgkill", 234, _P, _ALWAYS, sig.decode_tgkill, Action.SIGNAL),
+    Syscall("tkill", 200, _P, _ALWAYS, sig.decode_tkill, Action.SIGNAL),
+    Syscall("rt_sigqueueinfo", 129, _P, _ALWAYS, sig.decode_rt_sigqueueinfo, Action.SIGNAL),
+    Syscall("rt_tgsigqueueinfo", 297, _P, _ALWAYS, sig.decode_rt_tgsigqueueinfo, Action.SIGNAL),
+    Syscall("pidfd_send_signal", 424, _P, _ALWAYS, sig.decode_pidfd_send_signal, Action.SIGNAL),
     Syscall("clone3", 435, _P, When.ENOSYS, e.decode_nothing, Action.ESCAPE),
     Syscall("process_vm_readv", 310, _P, When.HOOK_ONLY, p.decode_process_vm_readv, Action.MEMORY_READ, hook=True),
 )
@@ -197,6 +209,7 @@ _I386_NEWER = {
     425: "io_uring_setup",
     435: "clone3",
     437: "openat2",
+    424: "pidfd_send_signal",
     452: "fchmodat2",
 }
 

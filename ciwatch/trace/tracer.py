@@ -15,7 +15,6 @@ filter to a hook's process is :mod:`ciwatch.trace.hookfilter`'s.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -27,18 +26,18 @@ from typing import Any
 from ptrace import PtraceError
 
 from ciwatch.attribution.hooks import detect_hook
-from ciwatch.facts.paths import is_credential_path
-from ciwatch.record.events import Anomaly, Event, FileHash, FileRead, FileWrite, ProcessExit, ProcessStart
-from ciwatch.record.vocabulary import AnomalyKind, FileOp, ReadHow
+from ciwatch.record.events import Anomaly, Event, FileRead, ProcessExit, ProcessStart
+from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
 from ciwatch.trace.escape import EscapeWatch
-from ciwatch.trace.executables import inspect_executable
+from ciwatch.trace.filewatch import FileWatch
 from ciwatch.trace.hookfilter import inject_hook_filter
 from ciwatch.trace.netredirect import NetworkWatch
 from ciwatch.trace.options import TracerOptions
 from ciwatch.trace.redirect import Redirector
-from ciwatch.trace.table import TABLE, WRITE_OPEN_FLAGS, X32_SYSCALL_BIT, Action, Decoder, name_i386, name_x86_64
+from ciwatch.trace.selfguard import SelfGuard
+from ciwatch.trace.table import TABLE, X32_SYSCALL_BIT, Action, Decoder, name_i386, name_x86_64
 from ciwatch.trace.tasks import Injection, TracedProcess, TracedThread
 
 log = logging.getLogger(__name__)
@@ -68,20 +67,25 @@ class Tracer:
         self.options = options = options or TracerOptions()
         self._pending: list[Event] = []
         self._on_idle = options.on_idle
-        self._home = options.home
         self.threads: dict[int, TracedThread] = {}
         self.processes: dict[int, TracedProcess] = {}
-        self.written: dict[str, int] = {}
-        """Paths written during the run (after renames), with the pid that wrote them last."""
+        self.files = files = FileWatch(options.home, self._emit)
+        self._adopted_early: dict[int, int] = {}
+        """Tasks met at their own first stop, whose creator's fork/clone event is still to
+        come (that event must not introduce them a second time: they may be gone by then),
+        with the process that created them (a creator killed before its event never sends it)."""
         self.root_pid = 0
         self.root_exit: BuildExit | None = None
         self.stops = 0
         self.network = network = NetworkWatch(options, self._emit)
         self._escape = escape = EscapeWatch(options, self._emit, lambda: self.root_pid)
+        # This process (the tracer, the proxy's threads) and the front that forked it.
+        self.guard = guard = SelfGuard((os.getpid(), os.getppid()), self._emit)
         handlers: dict[Action, _Handler] = {
-            Action.FILE: self._on_file,
+            Action.FILE: files.on_file,
             Action.EXEC: self._on_exec,
-            Action.ANOMALY: self._on_anomaly,
+            Action.SIGNAL: guard.on_signal,
+            Action.PTRACE: guard.on_ptrace,
             Action.IO_URING: self._on_io_uring,
             Action.MEMORY_READ: self._on_memory_read,
             Action.CONNECT: escape.guard(network.on_connect),
@@ -95,7 +99,7 @@ class Tracer:
         """The table as the SECCOMP stop reads it: number -> (decoder, handler)."""
         # A hook's thread followed syscall by syscall sees the hook rows at their entry, where
         # every open is a read (the writes have already stopped at the filter).
-        hook_handlers: dict[Action, _Handler] = {Action.FILE: self._on_read, Action.MEMORY_READ: self._on_memory_read}
+        hook_handlers: dict[Action, _Handler] = {Action.FILE: files.on_read, Action.MEMORY_READ: self._on_memory_read}
         self._hook_entries: dict[int, _Entry] = {
             row.number: (row.decode, hook_handlers[row.action]) for row in TABLE if row.hook
         }
@@ -125,8 +129,20 @@ class Tracer:
         while self.threads:
             self._step()
 
+    def build_pids(self) -> list[int]:
+        """The build's processes as the table knows them (none exited): cheap, and safe to call
+        from the proxy's thread (the list is taken in one step, under the GIL)."""
+        return [p.pid for p in list(self.processes.values()) if not p.exited]
+
+    def is_build_process(self, pid: int) -> bool:
+        """Whether ``pid`` is one of the build's running processes (from any thread)."""
+        process = self.processes.get(pid)
+        return process is not None and not process.exited
+
     def live_processes(self) -> list[int]:
-        return [p.pid for p in self.processes.values() if not p.exited and procfs.is_alive(p.pid)]
+        """The build's processes still running: each confirmed to be the one we traced, not an
+        unrelated process that was given its pid after it went."""
+        return [pid for pid in self.build_pids() if procfs.traced_by(pid, os.getpid())]
 
     def argv_of(self, pid: int) -> list[str]:
         process = self.processes.get(pid)
@@ -134,8 +150,7 @@ class Tracer:
 
     def kill_all(self) -> None:
         for pid in self.live_processes():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            procfs.kill_if_traced_by(pid, os.getpid(), signal.SIGKILL)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -199,7 +214,9 @@ class Tracer:
         owner = self.processes.get(tgid if tgid != tid else ppid)
         self.threads[tid] = thread = TracedThread(tid, tgid, deep=bool(owner and owner.in_hook))
         self.network.inherit(self.threads.get(tgid if tgid != tid else ppid), thread)  # forker unknown: its leader
-        if tgid == tid and tid not in self.processes:
+        self._adopted_early[tid] = tgid if tgid != tid else ppid
+        known = self.processes.get(tid)
+        if tgid == tid and (known is None or known.exited):
             parent = self.processes.get(ppid)
             in_hook = parent.in_hook if parent else False
             self.processes[tid] = TracedProcess(tid, ppid, argv=list(parent.argv) if parent else [], in_hook=in_hook)
@@ -224,6 +241,8 @@ class Tracer:
             self._emit(ProcessExit(pid=tid, exit_code=code, signal=sig))
         for other in [t for t in self.threads.values() if t.tgid == tid]:
             del self.threads[other.tid]
+        for orphan in [child for child, creator in self._adopted_early.items() if creator == tid]:
+            del self._adopted_early[orphan]
         if tid == self.root_pid and self.root_exit is None:
             self.root_exit = BuildExit(code, sig)
 
@@ -247,8 +266,11 @@ class Tracer:
         self._resume(thread)
 
     def _on_new_task(self, parent: TracedThread, child_tid: int, event: int) -> None:
-        if child_tid in self.threads:
-            return  # already adopted from its own first stop
+        if child_tid in self._adopted_early:
+            # Already introduced at its own first stop, and perhaps already gone: its pid can't
+            # have been reused yet, since its parent, stopped here, hasn't reaped it.
+            del self._adopted_early[child_tid]
+            return
         tgid = child_tid
         if event == pt.EVENT_CLONE:
             ids = procfs.tgid_and_ppid(child_tid)
@@ -288,24 +310,10 @@ class Tracer:
         process.last_exec = event
         if event.exe.startswith("/memfd:"):
             self._emit(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=event.exe))
-        if event.path in self.written:
+        if event.path in self.files.written:
             # Written earlier in this run and now run: hash it as it is executed, since it
             # may be gone (or different) by the end of the run.
-            self.hash_written(event.path)
-
-    def hash_written(self, path: str) -> None:
-        found = inspect_executable(path)
-        if found is not None:
-            self._emit(
-                FileHash(
-                    path=found.path,
-                    sha256=found.sha256,
-                    size=found.size,
-                    mode=found.mode,
-                    file_type=found.file_type,
-                    written_by=self.written.get(path, 0),
-                )
-            )
+            self.files.hash_written(event.path)
 
     def _on_syscall_stop(self, thread: TracedThread) -> None:
         info = pt.syscall_info(thread.tid)
@@ -349,36 +357,8 @@ class Tracer:
 
     # -- handlers of the table's actions (the network's are NetworkWatch's) --------------
 
-    def _on_file(self, thread: TracedThread, event: FileWrite) -> None:
-        op, path = event.op, event.path
-        if op is FileOp.OPEN and not (event.flags or 0) & WRITE_OPEN_FLAGS:
-            # Only a hook's processes stop at read-only opens (the hook filter).
-            self._on_read(thread, event)
-            return
-        self._emit(event)
-        match op:
-            case FileOp.OPEN | FileOp.CREAT | FileOp.CHMOD:
-                self.written[path] = thread.tgid
-            case FileOp.RENAME | FileOp.LINK if event.target is not None:
-                if path in self.written:
-                    self.written[event.target] = thread.tgid
-                    if op is FileOp.RENAME:
-                        del self.written[path]
-            case FileOp.UNLINK:
-                self.written.pop(path, None)
-            case _:
-                pass
-
-    def _on_read(self, thread: TracedThread, event: FileWrite) -> None:
-        """An open seen as a read: recorded only when it is of a credential file."""
-        if is_credential_path(event.path, self._home, thread.tgid):
-            self._emit(FileRead(pid=thread.tgid, path=event.path, how=ReadHow.OPEN, as_written=event.as_written))
-
     def _on_exec(self, thread: TracedThread, path: str) -> None:
         thread.pending_exec = path  # recorded if the exec event follows
-
-    def _on_anomaly(self, thread: TracedThread, event: Anomaly) -> None:
-        self._emit(event)
 
     def _on_io_uring(self, thread: TracedThread, event: Anomaly) -> None:
         self._emit(event)

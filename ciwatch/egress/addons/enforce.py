@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mitmproxy import ctx, exceptions, http, tcp
 
+from ciwatch.egress.addons.body import streams_request
 from ciwatch.egress.addons.claims import claimed_names, connected_to
 from ciwatch.egress.addons.peers import ClientPids, server_of
 from ciwatch.gate.enforcer import LiveEnforcer
@@ -62,6 +63,12 @@ class Enforce:
                 flow.metadata[REFUSED] = not self.enforcer.contact_allowed(
                     claimed_names(flow), address, self.pids.of_flow(flow), what=RefusedWhat.CONNECT
                 )
+        elif streams_request(flow.request):
+            # Its body goes upstream as it arrives, before the request hook: judged on its
+            # headers now. A refused one is cut off: a 403 would wait for, and hold, its body.
+            self.request(flow)
+            if flow.metadata.get(REFUSED):
+                flow.kill()
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
         address = connected_to(flow.client_conn, flow.server_conn)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mitmproxy import connection, http, tcp
+from mitmproxy.proxy.mode_specs import TransparentMode
 
-from ciwatch.egress.origdst import OriginalDestinations
+from ciwatch.egress.buildpeers import BuildPeers
+from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations
 
 #: Who opened the connection from this peer address: the tracer's registration in
 #: redirect mode, a /proc scan in env and sandbox modes.
@@ -25,6 +27,31 @@ where it connected; this does. Touched on the proxy's loop only; cleared at disc
 
 def forward_proxy_of(client: connection.Client) -> tuple[str, int] | None:
     return FORWARD_PROXY_CLIENTS.get(client.id)
+
+
+class BuildOnly:
+    """The first addon: a client that is not one of the build's processes is disconnected
+    before anything reads what it sent, counted, and never recorded (``buildpeers``)."""
+
+    def __init__(self, peers: BuildPeers, destinations: OriginalDestinations) -> None:
+        self.peers = peers
+        self.destinations = destinations
+
+    def client_connected(self, client: connection.Client) -> None:
+        if isinstance(client.proxy_mode, TransparentMode):
+            return  # identified as it was accepted (the proxy's ``original_addr``)
+        if not client.peername:
+            client.error = "ciwatch: no peer address"
+            return
+        peer = (str(client.peername[0]), int(client.peername[1]))
+        listener = (str(client.sockname[0]), int(client.sockname[1])) if client.sockname else None
+        found = self.peers.admit(peer, "tcp", "proxy", listener)
+        if found is None:
+            # mitmproxy closes a client whose error is set in this hook, before reading it.
+            client.error = "ciwatch: not a process of the build"
+        elif found.pid is not None:
+            # Each of the connection's flows finds its pid here, with no second /proc scan.
+            self.destinations.remember_peer(peer, OriginalDestination(found.pid, "", 0))
 
 
 class ClientPids:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from mitmproxy import http, tcp, tls
 from mitmproxy.proxy.context import Context
 
-from ciwatch.egress.addons.body import ResponseBody
+from ciwatch.egress.addons.body import RequestBody, ResponseBody, streams_request
 from ciwatch.egress.addons.claims import connected_to
 from ciwatch.egress.addons.dnswatch import DNS_STREAM
 from ciwatch.egress.addons.enforce import REFUSED
@@ -20,10 +20,29 @@ from ciwatch.record.vocabulary import TlsHandling
 
 _RECORDED = "ciwatch_recorded"
 """flow.metadata key: the flow has its event (an error after the response adds none)."""
+_TCP_BYTES = "ciwatch_tcp_bytes"
+"""flow.metadata key: the TCP flow's ``_TcpBytes``."""
+
+
+class _TcpBytes:
+    __slots__ = ("last", "received", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
+        self.last: tcp.TCPMessage | None = None
+        """The message counted last (still in the flow's list)."""
 
 
 def _error(flow: http.HTTPFlow | tcp.TCPFlow) -> str:
     return str(flow.error.msg) if flow.error else "error"
+
+
+def _bytes_out(flow: http.HTTPFlow) -> int:
+    streamed = RequestBody.of(flow)
+    if streamed is not None and flow.request.raw_content is None:
+        return streamed.size
+    return len(flow.request.raw_content or b"")
 
 
 def _tls(flow: http.HTTPFlow | tcp.TCPFlow) -> TlsHandling:
@@ -36,6 +55,13 @@ class Record:
         self.pids = pids
 
     # -- HTTP ----------------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        # Counted as it streams: large uploads are not held in memory. The last addon to see
+        # the headers: the enforcer has judged a request that streams (and answered or cut
+        # off a refused one, which must not stream).
+        if flow.response is None and flow.error is None and streams_request(flow.request):
+            RequestBody.tap(flow)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         # Hashed as it streams: large downloads are not held in memory.
@@ -79,7 +105,7 @@ class Record:
                 method=request.method,
                 url=redact_url(request.pretty_url),
                 status=response.status_code if response is not None else None,
-                bytes_out=len(request.raw_content or b""),
+                bytes_out=_bytes_out(flow),
                 bytes_in=body_size,
                 sha256=sha256,
                 sha512=sha512,
@@ -131,6 +157,24 @@ class Record:
 
     # -- other TCP -----------------------------------------------------------------------
 
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        # mitmproxy keeps every message of a TCP flow: each is counted here (after DnsWatch,
+        # which may hold bytes back), and those before it dropped, so a long stream costs no
+        # memory. The last stays: it is the one mitmproxy is about to send.
+        message = flow.messages[-1]
+        counts: _TcpBytes = flow.metadata.setdefault(_TCP_BYTES, _TcpBytes())
+        if message.from_client:
+            counts.sent += len(message.content)
+        else:
+            counts.received += len(message.content)
+        counts.last = message
+        del flow.messages[:-1]
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        # Kept by mitmproxy for the flow's life, read by no addon of ciwatch's.
+        if flow.websocket is not None:
+            flow.websocket.messages.clear()
+
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self._emit_tcp(flow, None)
 
@@ -138,8 +182,11 @@ class Record:
         self._emit_tcp(flow, _error(flow))
 
     def _emit_tcp(self, flow: tcp.TCPFlow, error: str | None) -> None:
-        sent = sum(len(m.content) for m in flow.messages if m.from_client)
-        received = sum(len(m.content) for m in flow.messages if not m.from_client)
+        # What ``tcp_message`` counted, and any message it did not see (still in the list).
+        counts: _TcpBytes = flow.metadata.get(_TCP_BYTES) or _TcpBytes()
+        unseen = [m for m in flow.messages if m is not counts.last]
+        sent = counts.sent + sum(len(m.content) for m in unseen if m.from_client)
+        received = counts.received + sum(len(m.content) for m in unseen if not m.from_client)
         server_address, server_port = server_of(flow)
         tls_handling = _tls(flow)
         scheme = "tls" if tls_handling is TlsHandling.INTERCEPTED else "tcp"

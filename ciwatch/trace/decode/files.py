@@ -115,6 +115,12 @@ def decode_unlinkat(pid: int, args: Args, mem: MemoryReader) -> FileWrite:
     return FileWrite(pid=pid, op=FileOp.UNLINK, path=path, flags=args[2] & 0xFFFFFFFF, as_written=written)
 
 
+def decode_truncate(pid: int, args: Args, mem: MemoryReader) -> FileWrite:
+    # truncate(2) follows a final symlink (ftruncate needs a write-open's fd: recorded there).
+    path, written = canonical_at(mem, AT_FDCWD, args[0], True)
+    return FileWrite(pid=pid, op=FileOp.TRUNCATE, path=path, as_written=written)
+
+
 def decode_memfd_create(pid: int, args: Args, mem: MemoryReader) -> FileWrite:
     # An anonymous file: a memfd that is later exec'd runs code that never touched the disk.
     path = "memfd:" + string(mem, args[0])

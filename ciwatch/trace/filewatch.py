@@ -1,0 +1,62 @@
+"""What the tracer does with the file syscalls the table decodes: writes recorded and the
+paths written remembered (after renames) so that executables among them can be hashed;
+opens for reading (which only a hook's processes stop at) recorded when of a credential."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ciwatch.facts.paths import is_credential_path
+from ciwatch.record.events import Event, FileHash, FileRead, FileWrite
+from ciwatch.record.vocabulary import FileOp, ReadHow
+from ciwatch.trace.executables import inspect_executable
+from ciwatch.trace.table import WRITE_OPEN_FLAGS
+from ciwatch.trace.tasks import TracedThread
+
+
+class FileWatch:
+    def __init__(self, home: str, emit: Callable[[Event], None]) -> None:
+        self._home = home
+        self._emit = emit
+        self.written: dict[str, int] = {}
+        """Paths written during the run (after renames), with the pid that wrote them last."""
+
+    def on_file(self, thread: TracedThread, event: FileWrite) -> None:
+        op, path = event.op, event.path
+        if op is FileOp.OPEN and not (event.flags or 0) & WRITE_OPEN_FLAGS:
+            # Only a hook's processes stop at read-only opens (the hook filter).
+            self.on_read(thread, event)
+            return
+        self._emit(event)
+        match op:
+            case FileOp.OPEN | FileOp.CREAT | FileOp.CHMOD:
+                self.written[path] = thread.tgid
+            case FileOp.RENAME | FileOp.LINK if event.target is not None:
+                if path in self.written:
+                    self.written[event.target] = thread.tgid
+                    if op is FileOp.RENAME:
+                        del self.written[path]
+            case FileOp.UNLINK:
+                self.written.pop(path, None)
+            case _:
+                pass
+
+    def on_read(self, thread: TracedThread, event: FileWrite) -> None:
+        """An open seen as a read: recorded only when it is of a credential file."""
+        if is_credential_path(event.path, self._home, thread.tgid):
+            self._emit(FileRead(pid=thread.tgid, path=event.path, how=ReadHow.OPEN, as_written=event.as_written))
+
+    def hash_written(self, path: str) -> None:
+        """Record the digest of a written file, if it is an executable or a script."""
+        found = inspect_executable(path)
+        if found is not None:
+            self._emit(
+                FileHash(
+                    path=found.path,
+                    sha256=found.sha256,
+                    size=found.size,
+                    mode=found.mode,
+                    file_type=found.file_type,
+                    written_by=self.written.get(path, 0),
+                )
+            )
