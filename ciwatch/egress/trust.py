@@ -3,6 +3,8 @@
 mitmproxy creates the CA in a private directory in memory-backed storage when it can
 (/dev/shm); the directory is removed as soon as the proxy has loaded it, so the CA's key
 lives only in the proxy's memory and never outlives the run, even when the run is killed.
+The run's directories are made by ``rundirs``, which lets a later run sweep those a killed
+run left.
 What the build sees is public: a bundle of the system's CAs plus the run's CA certificate,
 and the client-specific files that point at it.
 """
@@ -10,16 +12,20 @@ and the client-specific files that point at it.
 from __future__ import annotations
 
 import contextlib
-import glob
+import functools
 import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+# Re-exported: the run directories were defined here first.
+from ciwatch.egress.rundirs import RUN_DIR_PREFIX, make_run_dir, remove_run_dir, sweep_stale_run_dirs
+
+__all__ = ["RUN_DIR_PREFIX", "make_run_dir", "remove_run_dir", "sweep_stale_run_dirs"]
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +36,6 @@ SYSTEM_BUNDLES = (
     "/etc/ssl/cert.pem",
     "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
 )
-#: Prefix of every run directory, so a later run can sweep those of killed runs.
-RUN_DIR_PREFIX = "ciwatch-run-"
 _JAVA_STORE_PASSWORD = "changeit"
 
 
@@ -40,24 +44,6 @@ def system_bundle() -> Path | None:
         if os.path.isfile(candidate):
             return Path(candidate)
     return None
-
-
-def _runtime_base() -> str:
-    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
-
-
-def sweep_stale_run_dirs() -> None:
-    """Remove run directories whose ciwatch process is gone (it was killed)."""
-    for base in {_runtime_base(), tempfile.gettempdir()}:
-        for path in glob.glob(os.path.join(base, RUN_DIR_PREFIX + "*")):
-            pid_text = os.path.basename(path)[len(RUN_DIR_PREFIX) :].split("-", 1)[0]
-            if pid_text.isdigit() and not os.path.exists(f"/proc/{pid_text}"):
-                shutil.rmtree(path, ignore_errors=True)
-
-
-def make_run_dir(kind: str) -> Path:
-    """A private (0700) directory named after this process, for this run only."""
-    return Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{os.getpid()}-{kind}-", dir=_runtime_base()))
 
 
 @dataclass(frozen=True)
@@ -131,7 +117,7 @@ class TrustFiles:
     java_trust_store: Path | None
 
     def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_run_dir(self.directory)
 
 
 def _read_if_exists(path: str | None) -> str:
@@ -212,6 +198,23 @@ def write_trust_files(ca_cert_pem: bytes, extra_bundles: Iterable[Path], env: di
     return TrustFiles(directory, ca_cert, bundle, wgetrc, apt_config, None)
 
 
+@functools.cache
+def _setpriv_with_pdeathsig() -> str | None:
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    done = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=10)
+    return setpriv if "--pdeathsig" in done.stdout else None  # util-linux 2.33 and later
+
+
+def _dying_with_this_thread(*argv: str) -> list[str]:
+    """``argv`` run so that it is killed when the thread that started it dies: keytool takes
+    a second or two, and a ciwatch killed meanwhile must not leave it behind. (Not with
+    preexec_fn: the tracer process has threads.)"""
+    setpriv = _setpriv_with_pdeathsig()
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+
+
 def java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
     """A copy of the JDK's trust store plus the run's CA, made with keytool, when a JDK is
     present (JAVA_TOOL_OPTIONS' trustStore replaces cacerts, so the system CAs must be in it)."""
@@ -227,7 +230,7 @@ def java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
     shutil.copyfile(source, store)
     started = time.monotonic()
     done = subprocess.run(
-        [
+        _dying_with_this_thread(
             keytool,
             "-importcert",
             "-noprompt",
@@ -239,7 +242,7 @@ def java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
             str(store),
             "-storepass",
             _JAVA_STORE_PASSWORD,
-        ],
+        ),
         capture_output=True,
         text=True,
         timeout=60,
