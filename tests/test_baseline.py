@@ -64,8 +64,15 @@ def test_baseline_of_a_run_is_a_valid_policy_that_passes_that_run(internet: Test
     policy = load_policy(proposed, known_rules=RULE_CATALOGUE)
     assert policy.hooks_allowed is not None and [str(spec) for spec in policy.hooks_allowed] == ["telemetry-hook@3.1.4"]
 
+    # The run it was made from passes under it, in block mode: what the rules still counted
+    # (a hook that ran curl) is excepted for that package at that version, with an expiry.
     after = _ciwatch("check", str(out), "--policy", str(proposed), "--mode", "block", "--json")
     verdict = json.loads(after.stdout)
-    assert "unfamiliar-egress" not in verdict["counts"] and "unapproved-hook" not in verdict["counts"], verdict
+    assert after.returncode == 0 and verdict["verdict"] == "pass", verdict
+    excepted = {(f["rule"], f["package"]) for f in verdict["findings"] if f["excepted"]}
+    assert ("hook-network-tool", "telemetry-hook@3.1.4") in excepted, verdict["findings"]
+    assert {e.rule for e in policy.exceptions} >= {"hook-network-tool"}
+    assert all(e.expires is not None and e.package is not None for e in policy.exceptions)
+    assert all(str(e.package).startswith("npm:telemetry-hook@") for e in policy.exceptions)
     checked = _ciwatch("policy", "check", str(proposed))
     assert checked.returncode == 0 and "ok" in checked.stdout

@@ -9,6 +9,7 @@ refuse a request before anything is sent upstream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -136,8 +137,10 @@ class EgressProxy:
 
     def stop(self) -> None:
         master = self._master
-        if master is not None:
-            master.shutdown()
+        if master is not None and self._thread is not None and self._thread.is_alive():
+            # A proxy that failed to start has closed its loop already: nothing to shut down.
+            with contextlib.suppress(RuntimeError):
+                master.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._remove_confdir()

@@ -184,17 +184,22 @@ class EgressRun:
         return self.proxy.foreign_peers() if self.proxy is not None else {}
 
     def stop(self) -> None:
-        if self.proxy is not None:
-            self.proxy.stop()
-        if self.sandbox is not None:
-            self.sandbox.destroy()
-            self.sandbox = None
-        if self.upstream_dir is not None:
-            remove_run_dir(self.upstream_dir)
-            self.upstream_dir = None
-        if self.trust is not None:
-            self.trust.remove()
-            self.trust = None
+        """Take everything down; each part even when another fails (nothing left behind)."""
+        try:
+            if self.proxy is not None:
+                self.proxy.stop()
+        finally:
+            try:
+                if self.sandbox is not None:
+                    self.sandbox.destroy()
+                    self.sandbox = None
+            finally:
+                if self.upstream_dir is not None:
+                    remove_run_dir(self.upstream_dir)
+                    self.upstream_dir = None
+                if self.trust is not None:
+                    self.trust.remove()
+                    self.trust = None
 
 
 def _resolve_proxies(job: JobProxy) -> dict[str, tuple[str, int]]:

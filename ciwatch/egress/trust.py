@@ -12,7 +12,6 @@ and the client-specific files that point at it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -22,8 +21,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-# Re-exported: the run directories were defined here first.
 from ciwatch.egress.rundirs import RUN_DIR_PREFIX, make_run_dir, remove_run_dir, sweep_stale_run_dirs
+
+# Re-exported: the run directories were defined here first.
+from ciwatch.lifetime import dying_with_this_thread
 
 __all__ = ["RUN_DIR_PREFIX", "make_run_dir", "remove_run_dir", "sweep_stale_run_dirs"]
 
@@ -198,23 +199,6 @@ def write_trust_files(ca_cert_pem: bytes, extra_bundles: Iterable[Path], env: di
     return TrustFiles(directory, ca_cert, bundle, wgetrc, apt_config, None)
 
 
-@functools.cache
-def _setpriv_with_pdeathsig() -> str | None:
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    done = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=10)
-    return setpriv if "--pdeathsig" in done.stdout else None  # util-linux 2.33 and later
-
-
-def _dying_with_this_thread(*argv: str) -> list[str]:
-    """``argv`` run so that it is killed when the thread that started it dies: keytool takes
-    a second or two, and a ciwatch killed meanwhile must not leave it behind. (Not with
-    preexec_fn: the tracer process has threads.)"""
-    setpriv = _setpriv_with_pdeathsig()
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
-
-
 def java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
     """A copy of the JDK's trust store plus the run's CA, made with keytool, when a JDK is
     present (JAVA_TOOL_OPTIONS' trustStore replaces cacerts, so the system CAs must be in it)."""
@@ -230,18 +214,20 @@ def java_trust_store(directory: Path, ca_cert: Path) -> Path | None:
     shutil.copyfile(source, store)
     started = time.monotonic()
     done = subprocess.run(
-        _dying_with_this_thread(
-            keytool,
-            "-importcert",
-            "-noprompt",
-            "-alias",
-            "ciwatch-run-ca",
-            "-file",
-            str(ca_cert),
-            "-keystore",
-            str(store),
-            "-storepass",
-            _JAVA_STORE_PASSWORD,
+        dying_with_this_thread(
+            [
+                keytool,
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "ciwatch-run-ca",
+                "-file",
+                str(ca_cert),
+                "-keystore",
+                str(store),
+                "-storepass",
+                _JAVA_STORE_PASSWORD,
+            ]
         ),
         capture_output=True,
         text=True,

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from ciwatch.lifetime import dying_with_this_thread
+
 log = logging.getLogger("ciwatch.registries")
 
 T = TypeVar("T")
@@ -215,12 +217,17 @@ class Context:
         full_env = dict(self.env)
         if env:
             full_env.update(env)
+        program = shutil.which(argv[0], path=full_env.get("PATH")) if "/" not in argv[0] else argv[0]
+        if program is None:
+            log.debug("%s: not found", argv[0])
+            return None
         started = time.monotonic()
         try:
             # Its own process group, so that a timeout ends the tool's children too (one that
-            # outlived it would hold the pipes open, and the wait for them would never end).
+            # outlived it would hold the pipes open, and the wait for them would never end);
+            # and dying with ciwatch, should ciwatch be killed while it runs.
             process = subprocess.Popen(
-                list(argv),
+                dying_with_this_thread([program, *argv[1:]]),
                 cwd=cwd or self.project_dir,
                 env=full_env,
                 stdin=subprocess.DEVNULL,

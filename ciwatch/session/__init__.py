@@ -11,6 +11,7 @@ The session never prints and never exits (``cli.py`` does).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -20,9 +21,13 @@ from ciwatch.session.egress import new_egress, open_egress
 from ciwatch.session.finish import RunResult, end_record, finish
 from ciwatch.session.prepare import RunOptions, RunPlan, prepare
 from ciwatch.session.recording import Recording
-from ciwatch.session.spawn import spawn
+from ciwatch.session.spawn import Spawned, spawn
 from ciwatch.session.trace import Outcome, trace
 from ciwatch.session.tracer import new_tracer
+from ciwatch.trace import BuildExit
+
+#: waitpid's __WALL: the root is a traced child.
+_WALL = 0x40000000
 
 if TYPE_CHECKING:
     from ciwatch.egress.run import EgressRun
@@ -36,6 +41,7 @@ def run(plan: RunPlan, env: Mapping[str, str], on_root_started: Callable[[int], 
     outcome = Outcome()
     error: str | None = None
     failure_code: int | None = None
+    spawned: Spawned | None = None
     try:
         spawned = spawn(plan, env, tracer)
         egress = new_egress(plan, recording, tracer)
@@ -46,15 +52,38 @@ def run(plan: RunPlan, env: Mapping[str, str], on_root_started: Callable[[int], 
         tracer.kill_all()
         raise
     except Exception as failure:
-        error, failure_code = f"{type(failure).__name__}: {failure}", exit_code_of(failure)
-        tracer.kill_all()
-        raise
+        ended = _ended_before_it_ran(spawned)
+        if ended is None:
+            error, failure_code = f"{type(failure).__name__}: {failure}", exit_code_of(failure)
+            tracer.kill_all()
+            raise
+        # The set-up failed because the build's root was killed before it ran (its network
+        # namespace or its pipe went with it): the build ended, and that is what is reported.
+        outcome.build = ended
     finally:
         if egress is not None:
-            egress.stop()
+            try:
+                egress.stop()
+            except Exception as failure:  # noqa: BLE001 - the record's end comes first
+                error = error or f"stopping the proxy: {type(failure).__name__}: {failure}"
         foreign = egress.foreign_peers() if egress else None
         exit_code = end_record(recording, tracer, outcome, error, foreign, failure_code)
     return finish(plan, recording, tracer, outcome, exit_code)
+
+
+def _ended_before_it_ran(spawned: Spawned | None) -> BuildExit | None:
+    """How the build's root ended, if it already has (reaped here); None while it lives."""
+    if spawned is None:
+        return None
+    try:
+        pid, status = os.waitpid(spawned.root.pid, os.WNOHANG | _WALL)
+    except ChildProcessError:
+        return None
+    if pid == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        return BuildExit(None, os.WTERMSIG(status))
+    return BuildExit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, None)
 
 
 __all__ = ["RunOptions", "RunPlan", "RunResult", "prepare", "run"]

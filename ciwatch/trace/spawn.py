@@ -130,10 +130,14 @@ def release(root: SpawnedRoot, env: Mapping[str, str]) -> None:
     terminal.hand_to(root.pid)
     data = b"g" + encode_env(env)
     view = memoryview(data)
-    while view:
-        written = os.write(root.go_fd, view)
-        view = view[written:]
-    os.close(root.go_fd)
+    try:
+        while view:
+            written = os.write(root.go_fd, view)
+            view = view[written:]
+    except BrokenPipeError:
+        pass  # the root was killed before it could exec: its death is the build's end
+    finally:
+        os.close(root.go_fd)
 
 
 def read_exec_error(root: SpawnedRoot) -> tuple[int, str] | None:
