@@ -66,7 +66,7 @@ def open_egress(
     discovery = spawned.discovery
     if discovery is not None and recording.enforcer.blocking:
         # Live decisions need the whole allowlist before the build makes its first request.
-        settle_registries(discovery, recording.allowlist, recording.sink)
+        settle_registries(discovery, recording.registries, recording.allowlist, recording.sink)
         discovery = None
     if plan.policy.hooks_import:
         for packages, where in project_hook_allowlists(Path.cwd()):

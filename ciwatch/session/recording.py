@@ -16,8 +16,9 @@ from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.job import JobContext, Scrubber, detect_job
 from ciwatch.record import SCHEMA_VERSION, RecordWriter
-from ciwatch.record.events import AfterBuildEnd, End, Event, Header
+from ciwatch.record.events import AfterBuildEnd, End, Event, Header, ProcessExec
 from ciwatch.session.prepare import RunPlan
+from ciwatch.session.registries import JobRegistries
 
 
 class Recording:
@@ -29,6 +30,7 @@ class Recording:
         self.scrubber = Scrubber.from_environment(env)
         self.allowlist = RuntimeAllowlist(plan.policy)
         self.enforcer = LiveEnforcer(plan.policy, self.allowlist, self.sink)
+        self.registries = JobRegistries(self.sink)
         header = _header(plan, env, job, started_at)
         self.writer = RecordWriter(plan.record_path, job.key)
         self.sink(header)
@@ -44,6 +46,8 @@ class Recording:
             event = self.scrubber.event(event)
             self.allowlist.observe(event)
             self.writer.append(event)
+            if isinstance(event, ProcessExec):
+                self.registries.saw_exec(event)  # a package manager's first run: its registries
 
     def end(self, end: End | AfterBuildEnd) -> None:
         """Write a segment's closing line (the build's ``end``, or the leftovers') and close."""

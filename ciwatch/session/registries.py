@@ -1,5 +1,6 @@
 """``registries: auto``: the job's registries, asked of its package managers while the
-proxy starts, added to the allowlist (and the record) once known."""
+proxy starts, added to the allowlist (and the record) once known and once the build runs
+one of those package managers."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ciwatch.facts.ecosystems import Ecosystem
+from ciwatch.facts.programs import package_manager_of
 from ciwatch.gate.allowlist import RuntimeAllowlist
-from ciwatch.record.events import AllowlistLearned, Event, RegistryAllowed
+from ciwatch.record.events import AllowlistLearned, Event, ProcessExec, RegistryAllowed
+
+if TYPE_CHECKING:
+    from ciwatch.registries import RegistrySource
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,53 @@ class RegistryDiscovery:
         return list(self._found)
 
 
-def settle_registries(discovery: RegistryDiscovery, allowlist: RuntimeAllowlist, sink: Callable[[Event], None]) -> None:
-    for found in discovery.result():
-        sink(RegistryAllowed(host=found.host, ecosystem=found.ecosystem, source=found.source))
+class JobRegistries:
+    """The registries of the package managers this build runs, and only theirs.
+
+    Discovery asks every package manager on the machine (and reads every lockfile); a job that
+    runs npm alone must not be allowed the Rust, Maven or Debian hosts because those tools are
+    installed. A family of ecosystems (by the packages they install: npm with yarn, pnpm and
+    bun; pip with uv and poetry; dpkg with apt) is allowed its registries when the build
+    first execs one of its package managers, which is before that process can make a request.
+    """
+
+    def __init__(self, sink: Callable[[Event], None]) -> None:
+        self._sink = sink
+        self._sources: dict[Ecosystem, list[RegistrySource]] | None = None
+        self._used: dict[Ecosystem, str] = {}
+        """Family -> the first process of the build that ran one of its package managers."""
+        self._allowed: set[Ecosystem] = set()
+
+    def add_sources(self, found: list[RegistrySource]) -> None:
+        """Discovery's answer: allowed at once for the families the build has run already."""
+        sources: dict[Ecosystem, list[RegistrySource]] = {}
+        for source in found:
+            ecosystem = Ecosystem.named(source.ecosystem)
+            if ecosystem is not None:
+                sources.setdefault(ecosystem.packages, []).append(source)
+        self._sources = sources
+        for family in list(self._used):
+            self._allow(family)
+
+    def saw_exec(self, event: ProcessExec) -> None:
+        manager = package_manager_of(event.argv)
+        if manager is None or manager.packages in self._used:
+            return
+        self._used[manager.packages] = f"{manager} (pid {event.pid})"
+        self._allow(manager.packages)
+
+    def _allow(self, family: Ecosystem) -> None:
+        if self._sources is None or family in self._allowed:
+            return
+        self._allowed.add(family)
+        for found in self._sources.get(family, []):
+            source = f"{found.source}; the build ran {self._used[family]}"
+            self._sink(RegistryAllowed(host=found.host, ecosystem=found.ecosystem, source=source))
+
+
+def settle_registries(
+    discovery: RegistryDiscovery, registries: JobRegistries, allowlist: RuntimeAllowlist, sink: Callable[[Event], None]
+) -> None:
+    registries.add_sources(discovery.result())
     for learned_from, host, url in allowlist.settle_registries():
         sink(AllowlistLearned(host=host, learned_from=learned_from, url=url))

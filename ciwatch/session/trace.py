@@ -49,7 +49,7 @@ def trace(
     outcome.build = tracer.run_until_root_exits()
     if armed.discovery is not None:
         # Audit and warn: discovery ran alongside the build, at no cost to its time.
-        settle_registries(armed.discovery, recording.allowlist, recording.sink)
+        settle_registries(armed.discovery, recording.registries, recording.allowlist, recording.sink)
     exec_error = read_exec_error(armed.root)
     if exec_error is not None:
         outcome.launch_error = _describe_exec_error(plan.command[0], *exec_error)

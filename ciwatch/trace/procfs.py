@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import tomllib
 
 from ciwatch.attribution.hooks import pip_build_hook
 from ciwatch.record.events import ProcessExec
@@ -167,12 +168,29 @@ _PKG_INFO_FIELD = re.compile(rb"^(Name|Version):\s*(\S+)", re.MULTILINE)
 
 
 def python_build_package(directory: str) -> dict[str, str]:
-    """Name and version of the sdist being built in ``directory`` (pip's PEP 517 hooks run
-    there) from its PKG-INFO; {} if there is none."""
+    """Name and version of the project being built in ``directory`` (pip's PEP 517 hooks run
+    there): an sdist's PKG-INFO, else a checkout's pyproject.toml (an editable or local
+    install, named after its package rather than its folder); {} if neither says."""
     found: dict[str, str] = {}
     for match in _PKG_INFO_FIELD.finditer(read_file(os.path.join(directory, "PKG-INFO"))[:8192]):
         key = match.group(1).decode().lower()
         found.setdefault(key, fsdecode(match.group(2)))
+    return found or _pyproject_package(directory)
+
+
+def _pyproject_package(directory: str) -> dict[str, str]:
+    raw = read_file(os.path.join(directory, "pyproject.toml"))
+    if not raw or len(raw) > 1 << 20:
+        return {}
+    try:
+        project = tomllib.loads(raw.decode("utf-8")).get("project", {})
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    if not isinstance(project, dict) or not isinstance(project.get("name"), str):
+        return {}
+    found = {"name": project["name"]}
+    if isinstance(project.get("version"), str):  # else dynamic: known only once built
+        found["version"] = project["version"]
     return found
 
 
