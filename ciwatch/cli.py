@@ -21,8 +21,10 @@ from ciwatch.policy import Mode, load_policy
 from ciwatch.policy.loader import resolve_policy
 from ciwatch.record import read_record
 from ciwatch.record.integrity import verify_record
-from ciwatch.report import github, terminal
+from ciwatch.report import github
 from ciwatch.report.baseline import propose_policy
+from ciwatch.report.command import show_report
+from ciwatch.report.model import ReportOptions
 from ciwatch.report.verdict_text import render_verdict, summary_line
 from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
 
@@ -248,18 +250,29 @@ def _encodable(text: str) -> str:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path), default=Path("ciwatch-out"))
+@_policy_options
+@click.option("--hook", "hook_package", metavar="PKG", help="Only this package's hooks (name or name@version).")
+@click.option("--all", "full", is_flag=True, help="Every item of every list (by default each is cut to a screen).")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON (docs/report-format.md).")
 @click.option("--color/--no-color", default=None, help="Colour (default: only on a terminal).")
 @click.pass_context
-def report(ctx: click.Context, path: Path, color: bool | None) -> None:
-    """Summarise a record: hooks and what they ran, executables written, hosts contacted."""
+def report(
+    ctx: click.Context,
+    path: Path,
+    policy_file: Path | None,
+    mode: str | None,
+    hook_package: str | None,
+    full: bool,
+    as_json: bool,
+    color: bool | None,
+) -> None:
+    """Summarise a record: the verdict and its findings, hooks and what they ran, executables
+    written, hosts contacted. The verdict is judged as `ciwatch check` judges it."""
 
     def action() -> int:
-        record = read_record(path)
-        use_color = sys.stdout.isatty() if color is None else color
-        click.echo(_encodable(terminal.render(record, color=use_color)), color=use_color)
-        for line in verify_record(path).lines():
-            click.secho(f"ciwatch: {line}", fg="yellow", err=True)
-        return 0
+        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
+        options = ReportOptions(hook=hook_package)
+        return show_report(path, policy, options, as_json=as_json, full=full, color=color)
 
     _guarded(ctx.obj["verbose"], action)
 
@@ -383,3 +396,6 @@ def doctor(ctx: click.Context) -> None:
         return 0
 
     _guarded(ctx.obj["verbose"], action)
+
+
+from ciwatch import cli_summary  # noqa: E402,F401 - registers `ciwatch summary` (its own module: this one is full)

@@ -1,5 +1,7 @@
-"""``ciwatch report``: its sections on the record of a small real run, colour only when asked,
-and the lineage text it is built from (``short_command``, ``ProcessTree.lineage``)."""
+"""``ciwatch report``: its verdict line and sections on the record of a small real run, colour
+only when asked, and the lineage text it is built from (``short_command``, ``ProcessTree.lineage``).
+What it says of hooks, findings and executables written by a real npm install is
+tests/firsthour/test_report_verdict.py's."""
 
 from __future__ import annotations
 
@@ -13,9 +15,13 @@ import pytest
 
 from ciwatch.analysis.tree import ProcessTree, short_command
 from ciwatch.attribution.hooks import HookAttribution
+from ciwatch.policy.model import Policy
 from ciwatch.record import SCHEMA_VERSION, RecordWriter, read_record
 from ciwatch.record.events import End, Event, Header, NetConnect, ProcessExec, ProcessExit, ProcessStart
+from ciwatch.record.reader import Record
+from ciwatch.report.model import build_report
 from ciwatch.report.terminal import render
+from ciwatch.verdict import evaluate
 from tests.conftest import require
 from tests.support.packages import LoopbackServers, loopback_servers
 from tests.support.runner import CiwatchRun, ciwatch_command, run_ciwatch
@@ -50,18 +56,30 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, servers: LoopbackServers
 
 
 def _report(out_dir: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    # Run beside the record: the verdict is judged with the policy of the working directory.
     return subprocess.run(
-        [*ciwatch_command(), "report", *options, str(out_dir)], capture_output=True, text=True, check=False
+        [*ciwatch_command(), "report", *options, str(out_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=out_dir.parent,
     )
+
+
+def _render(record: Record) -> str:
+    return render(build_report(record, evaluate(record, Policy())))
 
 
 def test_report_of_a_real_run_has_every_section(small_run: CiwatchRun, servers: LoopbackServers) -> None:
     result = _report(small_run.out_dir, "--no-color")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("ciwatch record: sh -c printf ")  # the multi-line script on one line
-    assert lines[1].startswith("  job: local ")
-    assert re.fullmatch(r"  finished: exit 0 -> exit code 0 in \d+\.\ds", lines[2]), lines[2]
+    # The verdict first; verdict.json agrees with it (same policy), so nothing is said of it.
+    assert lines[0] == "ciwatch verdict: pass (audit mode, policy <built-in default>, fail on high+): 0 findings"
+    assert lines[1].startswith("ciwatch record: sh -c printf ")  # the multi-line script on one line
+    assert lines[2].startswith("  job: local ")
+    assert lines[3].startswith("  started: ") and lines[3].endswith(f" in {small_run.out_dir.parent} (--net off)")
+    assert re.fullmatch(r"  finished: exit 0 -> exit code 0 in \d+\.\ds", lines[4]), lines[4]
     assert [line for line in lines if line in _SECTIONS] == _SECTIONS
     body = "\n".join(lines)
     assert "Hooks\n  no lifecycle hooks ran\n" in body
@@ -181,7 +199,7 @@ def test_lineage_names_the_hook_skips_bare_forks_and_ignores_identity_set_below_
     assert reused.hook is None and tree.lineage(reused) == "npm ci > git"
     assert tree.lineage_at(10_000) == "?"
 
-    report = render(tree.record)
+    report = _render(tree.record)
     assert "npm: postinstall of evil@6.6.6 -> curl" in report
     assert "  postinstall of evil@6.6.6:\n    127.0.0.1:8080 (local x1) by curl" in report
 
@@ -209,3 +227,20 @@ def test_lineage_of_a_pip_build_hook(tmp_path: Path) -> None:
     assert tree.hooks == [HookAttribution("pip", "pkg", "1.0", "setup.py", pid=201, seq=hook_seq)]
     shell = next(node for node in tree.nodes if node.pid == 202)
     assert tree.lineage(shell) == "pip install > setup.py of pkg@1.0 > sh -c"
+
+
+def test_control_characters_the_build_chose_cannot_rewrite_the_report(tmp_path: Path) -> None:
+    """An escape sequence in argv or a package name would move the cursor over the verdict line."""
+    record = _RecordBuilder(tmp_path / "record.jsonl")
+    record.start(300, 1)
+    record.exec(300, ["node", "/usr/bin/npm", "ci"])
+    record.start(301, 300)
+    record.exec(301, ["sh", "-c", "x"], _npm_env("evil\x1b[2J", "1.0.0", "postinstall"))
+    record.start(302, 301)
+    record.exec(302, ["\x1b[1A\x1b[2Kcurl\nok", "http://127.0.0.1/"])
+    tree = record.finish()
+
+    report = _render(tree.record)
+    assert "\x1b" not in report and "\x07" not in report
+    assert report.splitlines()[0].startswith("ciwatch verdict: ")
+    assert "npm: postinstall of evil\\x1b[2J@1.0.0 -> \\x1b[1A\\x1b[2Kcurl ok" in report

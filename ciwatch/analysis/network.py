@@ -49,14 +49,13 @@ def contacts(tree: ProcessTree) -> list[Contact]:
     resolvers = set(tree.record.header.resolvers)
     # Names the tracer saw a build process ask for, from the whole record: the DNS server's
     # answer can be written before the tracer's query (the tracer writes once the tracee runs on).
-    queried = {item.event.name.lower().rstrip(".") for item in tree.record.events if isinstance(item.event, DnsQuery)}
-    for item in tree.record.events:
-        event = item.event
-        node = tree.node_at(item.seq)
+    queried = {event.name.lower().rstrip(".") for _, event in tree.record.events.of(DnsQuery)}
+    for seq, event in tree.record.events.of(EgressFlow, NetConnect, NetSend, DnsQuery, DnsAnswer):
+        node = tree.node_at(seq)
         if isinstance(event, EgressFlow):
             if event.scheme == "dns" and event.server_address in resolvers:
                 continue  # DNS over TCP to the configured resolver: its names are the contacts
-            contact = Contact(ContactKind.REQUEST, event.host, event.server_port, item.seq, event, node)
+            contact = Contact(ContactKind.REQUEST, event.host, event.server_port, seq, event, node)
             found.append(replace(contact, address=event.connected_to))
         elif isinstance(event, NetConnect):
             if event.protocol == "udp":
@@ -64,10 +63,10 @@ def contacts(tree: ProcessTree) -> list[Contact]:
 
             proxied = event.via == "proxy" or (tcp_through_proxy and event.protocol == "tcp")
             if not proxied and not is_loopback(event.address):
-                found.append(Contact(ContactKind.CONNECT, event.address, event.port, item.seq, event, node))
+                found.append(Contact(ContactKind.CONNECT, event.address, event.port, seq, event, node))
         elif isinstance(event, NetSend):
             if not is_loopback(event.address) and event.port != 53:
-                found.append(Contact(ContactKind.DATAGRAM, event.address, event.port, item.seq, event, node))
+                found.append(Contact(ContactKind.DATAGRAM, event.address, event.port, seq, event, node))
         elif isinstance(event, DnsAnswer) and event.transport == "lookup":
             continue  # ciwatch's own resolution of a claimed name, not a lookup of the build
         elif isinstance(event, DnsQuery | DnsAnswer):
@@ -79,7 +78,7 @@ def contacts(tree: ProcessTree) -> list[Contact]:
             key = (event.pid, event.name)
             if key not in dns_seen:  # the tracer's query and the proxy's answer are one lookup
                 dns_seen.add(key)
-                found.append(Contact(ContactKind.DNS, event.name, None, item.seq, event, node))
+                found.append(Contact(ContactKind.DNS, event.name, None, seq, event, node))
     return found
 
 

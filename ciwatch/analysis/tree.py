@@ -111,19 +111,20 @@ class ProcessTree:
         self.hooks: list[HookAttribution] = []
         self._current: dict[int, ProcessNode] = {}
         self._by_seq = _NodesBySeq()
-        for item in record.events:
-            event = item.event
-            if isinstance(event, ProcessStart):
-                self._start(item.seq, event)
-            elif isinstance(event, ProcessExec):
-                self._exec(item.seq, event)
-            elif isinstance(event, ProcessExit):
-                node = self._current.get(event.pid)
-                if node is not None:
-                    node.exit = event
-            pid = getattr(event, "pid", None)
+        # A file write's pid is all the tree needs of it: the log gives that without the event.
+        for seq, pid, event in record.events.pids():
+            if event is not None:
+                if isinstance(event, ProcessStart):
+                    self._start(seq, event)
+                elif isinstance(event, ProcessExec):
+                    self._exec(seq, event)
+                elif isinstance(event, ProcessExit):
+                    node = self._current.get(event.pid)
+                    if node is not None:
+                        node.exit = event
+                pid = getattr(event, "pid", None)
             if pid is not None and pid in self._current:
-                self._by_seq.put(item.seq, self._current[pid])
+                self._by_seq.put(seq, self._current[pid])
 
     def _start(self, seq: int, event: ProcessStart) -> None:
         parent = self._current.get(event.ppid)

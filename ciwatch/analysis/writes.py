@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
-from ciwatch.record.events import FileWrite
 from ciwatch.record.reader import Record
 from ciwatch.record.vocabulary import FileOp
+
+#: Every operation that leaves a file written (all but removing one).
+_WRITING = frozenset(FileOp) - {FileOp.UNLINK}
 
 
 class HookWrites(Mapping[str, list[tuple[int, ProcessNode]]]):
     """Path -> (seq, writer) of each write by a process inside a hook, in record order.
 
     A hook that unpacks a large build writes hundreds of thousands of files: each is held as
-    its write's sequence number alone (an int the record holds already), and the writer is
-    found in the process tree when a rule asks, rather than a list of pairs for each path."""
+    its write's sequence number alone (keyed by the path string the record holds already), and
+    the writer is found in the process tree when a rule asks, rather than a list of pairs for
+    each path."""
 
     def __init__(self, tree: ProcessTree) -> None:
         self._tree = tree
@@ -54,13 +57,10 @@ class HookWrites(Mapping[str, list[tuple[int, ProcessNode]]]):
 def hook_writes(record: Record, tree: ProcessTree) -> HookWrites:
     """Files that processes inside hooks created or changed (rename and link targets too)."""
     written = HookWrites(tree)
-    for item in record.events:
-        event = item.event
-        if not isinstance(event, FileWrite) or event.op is FileOp.UNLINK:
-            continue
-        node = tree.node_at(item.seq)
+    # Paths without the events: a build writes a million files, most of them outside hooks.
+    for seq, op, path, target in record.events.written_paths(_WRITING):
+        node = tree.node_at(seq)
         if node is None or node.hook is None:
             continue
-        path = event.target if event.op in (FileOp.RENAME, FileOp.LINK) and event.target else event.path
-        written.add(path, item.seq)
+        written.add(target if op in (FileOp.RENAME, FileOp.LINK) and target else path, seq)
     return written

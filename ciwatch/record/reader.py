@@ -5,61 +5,16 @@ from __future__ import annotations
 import json
 import json.scanner
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from ciwatch.errors import UsageError
 from ciwatch.record.codec import FieldProblem, described, event_type, from_json_dict, line_framing, shown
-from ciwatch.record.events import AfterBuild, AfterBuildEnd, End, Event, Header, Leftover
-from ciwatch.record.vocabulary import LeftoverOutcome
+from ciwatch.record.events import Event, Header
+from ciwatch.record.log import EventLog, Record, RecordedEvent
 from ciwatch.record.writer import RECORD_FILE
 
-
-@dataclass(frozen=True)
-class RecordedEvent:
-    seq: int
-    t: float
-    event: Event
-
-
-@dataclass
-class Record:
-    header: Header
-    events: list[RecordedEvent] = field(default_factory=list)
-    end: End | None = None
-    """None when the run did not finish writing its record (ciwatch was killed)."""
-    truncated_line: bool = False
-    """The last line was cut mid-write."""
-    after_build: AfterBuild | None = None
-    """Set when the record has a second segment: processes left running were followed after
-    ``end``; their events are in ``events`` like the others."""
-    after_build_end: AfterBuildEnd | None = None
-    """The second segment's closing line (None while they run, or if ciwatch was killed)."""
-    after_build_seq: int = 0
-    """The sequence number of the ``after-build`` line: later events are of the second segment."""
-
-    @property
-    def following_leftovers(self) -> bool:
-        """Processes were left running and their second segment is not closed (they still run,
-        or ciwatch was killed meanwhile): a verdict of this record may not be the last word."""
-        if self.after_build_end is not None:
-            return False
-        return self.after_build is not None or any(
-            isinstance(item.event, Leftover) and item.event.action is LeftoverOutcome.LEFT_RUNNING
-            for item in self.events
-        )
-
-    def take(self, seq: int, t: float, event: Event) -> None:
-        """Place one event read back: framing lines on the record, the rest in ``events``."""
-        if isinstance(event, End):
-            self.end = event
-        elif isinstance(event, AfterBuild):
-            self.after_build, self.after_build_seq = event, seq
-        elif isinstance(event, AfterBuildEnd):
-            self.after_build_end = event
-        else:
-            self.events.append(RecordedEvent(seq=seq, t=t, event=event))
+__all__ = ["EventLog", "Record", "RecordedEvent", "read_record", "record_from_events", "resolve_record_path"]
 
 
 def record_from_events(events: list[tuple[int, float, Event]]) -> Record:

@@ -30,7 +30,8 @@ from collections import Counter
 from pathlib import Path
 
 from ciwatch.record.codec import to_json_dict
-from ciwatch.record.events import AfterBuildEnd, End, Event
+from ciwatch.record.events import AfterBuildEnd, End, Event, Header
+from ciwatch.record.log import Record
 from ciwatch.record.vocabulary import EventKind
 
 RECORD_FILE = "record.jsonl"
@@ -87,9 +88,10 @@ class RecordWriter:
         )
         self._identity = _identity(os.fstat(self._fd))
         self._owner = threading.get_ident()
-        self.kept: list[tuple[int, float, Event]] = []
+        self.kept: Record | None = None
         """Every event, as written or as it would have been (a full disk doesn't make the live
-        verdict blind): the run is judged without reading the file back."""
+        verdict blind), from the header on: the run is judged without reading the file back.
+        Held compactly (:mod:`ciwatch.record.log`): a million events must fit in memory."""
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._hash = hashlib.sha256()
@@ -116,7 +118,7 @@ class RecordWriter:
             now = round(time.time(), 6)
             line = {"seq": self._seq, "t": now, "job": self.job_key, **fields}
             if self._fd >= 0:
-                self.kept.append((self._seq, now, event))
+                self._keep(now, event)
             # ensure_ascii keeps lone surrogates (undecodable bytes) as \udcXX escapes.
             data = (json.dumps(line, separators=(",", ":")) + "\n").encode("ascii")
             if self._fd >= 0:
@@ -131,6 +133,19 @@ class RecordWriter:
             if event.kind not in _FRAMING:
                 self.counts[str(event.kind)] += 1
             return self._seq
+
+    def _keep(self, now: float, event: Event) -> None:
+        if self.kept is not None:
+            self.kept.take(self._seq, now, event)
+        elif isinstance(event, Header):
+            self.kept = Record(header=event)
+
+    def record(self) -> Record:
+        """The record as written so far, for the live verdict: what other threads append while
+        it is judged is not in it."""
+        with self._lock:
+            assert self.kept is not None, "the header is the record's first line"
+            return self.kept.as_now()
 
     def flush(self) -> None:
         with self._lock:

@@ -50,6 +50,17 @@ def _quote(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid YAML scalar, whatever it holds
 
 
+def _writable(text: str) -> bool:
+    """Whether a name can go into the policy as it is: a name holding bytes that aren't
+    UTF-8 or control characters (a build can make both) can't be written, or matched, as YAML."""
+    return text.isprintable()  # lone surrogates (bytes that weren't UTF-8) are not printable
+
+
+def _comment(text: str) -> str:
+    """``text`` on one comment line: what isn't printable shown as an escape."""
+    return "".join(char if char.isprintable() else f"\\x{ord(char) & 0xFF:02x}" for char in " ".join(text.split()))
+
+
 def propose_policy(records: list[tuple[Path, Record]], today: datetime.date | None = None) -> str:
     today = today or datetime.date.today()
     hosts: dict[str, str] = {}
@@ -63,7 +74,7 @@ def propose_policy(records: list[tuple[Path, Record]], today: datetime.date | No
             if isinstance(item.event, RegistryAllowed):
                 registries.setdefault(item.event.host, f"{item.event.ecosystem}, {item.event.source}")
         for contact in contacts(tree):
-            if allowlist.allows(contact.host) or contact.host in hosts:
+            if allowlist.allows(contact.host) or contact.host in hosts or not _writable(contact.host):
                 continue
             who = tree.lineage(contact.node) if contact.node is not None else "?"
             hosts[contact.host] = f"{contact.kind} by {who} ({path}, event {contact.seq})"
@@ -73,7 +84,8 @@ def propose_policy(records: list[tuple[Path, Record]], today: datetime.date | No
             if node is not None and node.execs and os.path.normpath(node.execs[0][1].cwd) == project:
                 continue  # the project's own scripts need no allowance
             spec = f"{hook.package}@{hook.version}" if hook.version else hook.package
-            hooks.setdefault(spec, f"{hook.hook} ran in {path} (event {hook.seq})")
+            if _writable(spec):
+                hooks.setdefault(spec, f"{hook.hook} ran in {path} (event {hook.seq})")
 
     head = _render(records, registries, hosts, hooks, [], [], today)
     exceptions, unexcepted = _exceptions_for(records, head)
@@ -96,9 +108,9 @@ def _exceptions_for(records: list[tuple[Path, Record]], policy_text: str) -> tup
     for path, record in records:
         for finding in evaluate(record, policy).counted:
             origin = f"{finding.message} ({path}, event {finding.evidence[0] if finding.evidence else '?'})"
-            exception = _narrowest(finding, " ".join(origin.split()))
-            if exception is None:
-                unexcepted.append(f"{finding.rule}: {' '.join(finding.message.split())} ({path}): {finding.lineage}")
+            exception = _narrowest(finding, origin)
+            if exception is None or not _writable(exception.package or exception.host or ""):
+                unexcepted.append(f"{finding.rule}: {finding.message} ({path}): {finding.lineage}")
             else:
                 proposed.setdefault(exception.key, exception)
     return list(proposed.values()), sorted(set(unexcepted))
@@ -159,7 +171,7 @@ def _render(
 ) -> str:
     lines = [
         f"# Proposed by `ciwatch baseline` on {today.isoformat()} from {len(records)} run(s):",
-        *[f"#   {path}" for path, _ in records],
+        *[f"#   {_comment(str(path))}" for path, _ in records],
         "# Review every entry (each says where it came from), keep what you expect, then:",
         "#   ciwatch policy check .ciwatch/policy.yml",
         "version: 1",
@@ -169,16 +181,16 @@ def _render(
         "  registries: auto",
     ]
     for host, origin in sorted(registries.items()):
-        lines.append(f"  # learned at run time: {host} ({origin})")
+        lines.append(f"  # learned at run time: {_comment(f'{host} ({origin})')}")
     if hosts:
         lines.append("  hosts:")
         for host, origin in sorted(hosts.items()):
-            lines.append(f"    - {_quote(host)}  # {origin}")
+            lines.append(f"    - {_quote(host)}  # {_comment(origin)}")
     lines.append("hooks:")
     if hooks:
         lines.append("  allowed:")
         for spec, origin in sorted(hooks.items()):
-            lines.append(f"    - {_quote(spec)}  # {origin}")
+            lines.append(f"    - {_quote(spec)}  # {_comment(origin)}")
     else:
         lines.append("  allowed: []  # no package ran an install hook")
     lines.append("  import: auto")
@@ -188,7 +200,7 @@ def _render(
         lines.append("# Write the reason (it is shown next to every finding it covers), or remove the entry.")
         lines.append("exceptions:")
         for exception in sorted(exceptions, key=lambda e: (e.rule, e.package or "", e.host or "")):
-            lines.append(f"  # {exception.origin}")
+            lines.append(f"  # {_comment(exception.origin)}")
             lines.append(f"  - rule: {exception.rule}")
             if exception.package is not None:
                 lines.append(f"    package: {_quote(exception.package)}")
@@ -199,5 +211,5 @@ def _render(
     if unexcepted:
         lines.append("# Not excepted: these findings name no package and no host, so no exception can be narrow.")
         lines.append("# Find out why the build does this before you accept it:")
-        lines.extend(f"#   {line}" for line in unexcepted)
+        lines.extend(f"#   {_comment(line)}" for line in unexcepted)
     return "\n".join(lines) + "\n"

@@ -1,190 +1,209 @@
-"""The one-screen terminal summary of a record (``ciwatch report``)."""
+"""The terminal rendering of a report (``ciwatch report``): the verdict and its findings first,
+then the run, hooks, executables written, hosts by hook, anomalies. Each list is capped to fit
+a screen unless ``full`` (``--all``)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import dataclasses
+import re
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import click
 
-from ciwatch.analysis.network import hosts_by_hook
-from ciwatch.analysis.tree import ProcessNode, ProcessTree
-from ciwatch.net.address import is_loopback
-from ciwatch.record.events import Anomaly, FileHash, Leftover, NetConnect, ProxyReady
-from ciwatch.record.reader import Record
+from ciwatch.report.executables import Executables
+from ciwatch.report.model import FindingGroup, HostGroup, Report, RunInfo, VerdictInfo, group_findings
 
 #: Lines per section before "... and N more": the summary must fit on one screen.
 _MAX_LINES = 12
+#: Groups of findings shown before "... and N more" (each takes four or five lines).
+_MAX_FINDINGS = 8
 _MAX_TITLE = 160
+_MAX_SPAWNED = 8
+_COLOURS = {"pass": "green", "warn": "yellow", "fail": "red"}
+#: Control characters in what the build chose (argv, paths, package names): an escape sequence
+#: could move the cursor and rewrite the verdict line. Whitespace becomes a space, the rest \xNN.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_T = TypeVar("_T")
 
 
 @dataclass
 class _Section:
     title: str
     lines: list[str] = field(default_factory=list)
+    footer: list[str] = field(default_factory=list)
+    """After the cap, never cut by it: what the reader must know the list leaves out."""
 
 
 def _style(text: str, color: bool, **style: object) -> str:
     return click.style(text, **style) if color else text  # type: ignore[arg-type]
 
 
-def _capped(lines: list[str]) -> list[str]:
-    if len(lines) <= _MAX_LINES:
+def _capped(lines: list[str], full: bool, limit: int = _MAX_LINES) -> list[str]:
+    if full or len(lines) <= limit:
         return lines
-    return [*lines[: _MAX_LINES - 1], f"... and {len(lines) - _MAX_LINES + 1} more"]
+    return [*lines[: limit - 1], f"... and {len(lines) - limit + 1} more (--all shows them)"]
 
 
-def _spawned_by_hook(tree: ProcessTree) -> dict[int, list[str]]:
-    """For each hook (by boundary pid), the distinct commands its tree ran, in order."""
-    spawned: dict[int, list[str]] = defaultdict(list)
-    for node in tree.nodes:
-        if node.hook is None or node.starts_hook or not node.execs:
-            continue
-        name = node.name
-        seen = spawned[node.hook.pid]
-        if name not in seen:
-            seen.append(name)
-    return spawned
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def render(record: Record, color: bool = False) -> str:
-    tree = ProcessTree(record)
-    header = record.header
-    out: list[str] = []
-    # One line, whatever the command: a multi-line `sh -c` script would push the summary off the screen.
-    title = " ".join(" ".join(header.command).split())
-    if len(title) > _MAX_TITLE:
-        title = title[: _MAX_TITLE - 3] + "..."
-    out.append(_style(f"ciwatch record: {title}", color, bold=True))
-    job = header.job_context
-    ids = [
-        f"{k}={v}"
-        for k, v in job.items()
-        if k in ("GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_JOB", "CI_PROJECT_PATH", "CI_JOB_ID", "user", "host")
-    ]
-    out.append(f"  job: {job.get('provider', '?')} {' '.join(ids)}".rstrip())
-    if record.end is None:
-        out.append(_style("  the record has no end: ciwatch was killed before the run finished", color, fg="yellow"))
-    else:
-        end = record.end
-        how = f"signal {end.build_signal}" if end.build_signal else f"exit {end.build_exit_code}"
-        state = "" if end.clean else _style(f" (not clean: {end.error})", color, fg="yellow")
-        out.append(f"  finished: {how} -> exit code {end.exit_code} in {end.duration_s:.1f}s{state}")
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    return " " if char in "\t\n\r\v\f" else f"\\x{ord(char):02x}"
 
-    sections = [
-        _hooks_section(tree),
-        _executables_section(record, tree),
-        _network_section(record, tree),
-        _anomalies_section(record, tree),
-    ]
-    for section in sections:
+
+def _printable(value: _T) -> _T:
+    """A copy of the report's data with every control character made visible."""
+    if isinstance(value, str):
+        return _CONTROL.sub(_visible, value)  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [_printable(item) for item in value]  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}  # type: ignore[return-value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _printable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+def render(report: Report, color: bool = False, full: bool = False) -> str:
+    report = _printable(report)
+    out = _verdict_lines(report.verdict, report.hook_filter, color, full)
+    out += _run_lines(report.run, color)
+    if report.hook_filter is not None:
+        out.append(f"  showing only the hooks of {report.hook_filter}")
+    for section in (
+        _hooks_section(report),
+        _executables_section(report.executables),
+        _network_section(report.network),
+        _anomalies_section(report),
+    ):
         out.append("")
         out.append(_style(section.title, color, bold=True))
-        out.extend("  " + line for line in (_capped(section.lines) or ["none"]))
+        lines = _capped(section.lines, full) + section.footer
+        out.extend("  " + line for line in (lines or ["none"]))
     return "\n".join(out)
 
 
-def _hooks_section(tree: ProcessTree) -> _Section:
+def _verdict_lines(verdict: VerdictInfo, hook_filter: str | None, color: bool, full: bool) -> list[str]:
+    head = _style(f"ciwatch verdict: {verdict.verdict}", color, fg=_COLOURS.get(verdict.verdict), bold=True)
+    counted = _plural(len(verdict.counted), "finding")
+    if hook_filter is not None:
+        counted += f" of {hook_filter} ({verdict.counted_total} in the run)"
+    if verdict.excepted:
+        counted += f", {len(verdict.excepted)} excepted"
+    lines = [f"{head} ({verdict.mode} mode, policy {verdict.policy}, fail on {verdict.fail_on}+): {counted}"]
+    stored = verdict.stored
+    if stored is not None and verdict.stored_differs:
+        lines.append(
+            _style(f"  verdict.json says {stored.verdict}", color, fg="yellow")
+            + f" ({stored.mode} mode, policy {stored.policy}): the run may have used another policy"
+        )
+    if verdict.record_incomplete:
+        lines.append(_style(f"  the record is incomplete: {verdict.record_incomplete}", color, fg="yellow"))
+    if verdict.refusals:
+        lines.append(f"  {verdict.refusals} connection(s) or lookup(s) refused live")
+    for expired in verdict.expired_exceptions:
+        lines.append(_style(f"  expired exception: {expired}", color, fg="yellow") + ": it no longer applies")
+    groups = group_findings(verdict.counted)
+    shown = groups if full else groups[:_MAX_FINDINGS]
+    hinted: set[str] = set()
+    for group in shown:
+        lines += _group_lines(group, full, show_hint=group.first.rule not in hinted)
+        hinted.add(group.first.rule)
+    if len(shown) < len(groups):
+        rest = sum(len(group.findings) for group in groups[len(shown) :])
+        lines.append(f"  ... and {_plural(rest, 'more finding')} (--all shows them)")
+    for finding in verdict.excepted if full else verdict.excepted[:_MAX_FINDINGS]:
+        lines.append(f"  excepted [{finding.severity}] {finding.rule} · {finding.package or '-'}: {finding.excepted}")
+    return lines
+
+
+def _group_lines(group: FindingGroup, full: bool, show_hint: bool) -> list[str]:
+    """``[high] rule · pkg@1.0.0 · postinstall``, the message(s), the lineage and (once per
+    rule) the hint."""
+    finding = group.first
+    title = " · ".join(part for part in (finding.rule, finding.package, finding.hook) if part)
+    count = f" ({len(group.findings)} findings)" if len(group.findings) > 1 else ""
+    lines = [f"  [{finding.severity}] {title}{count}"]
+    messages = [item.message for item in group.findings]
+    lines += [f"      {message}" for message in (messages if full else messages[:1])]
+    if not full and len(messages) > 1:
+        lines.append(f"      ... and {len(messages) - 1} more by the same process (--all shows them)")
+    lines.append(f"      lineage: {finding.lineage}")
+    if show_hint:
+        lines.append(f"      hint: {finding.hint}")
+    return lines
+
+
+def _run_lines(run: RunInfo, color: bool) -> list[str]:
+    # One line, whatever the command: a multi-line `sh -c` script would push the summary off the screen.
+    title = " ".join(" ".join(run.command).split())
+    if len(title) > _MAX_TITLE:
+        title = title[: _MAX_TITLE - 3] + "..."
+    ids = " ".join(f"{key}={value}" for key, value in run.job.items() if key != "provider")
+    lines = [
+        _style(f"ciwatch record: {title}", color, bold=True),
+        f"  job: {run.job['provider']} {ids}".rstrip(),
+        f"  started: {run.started_at} in {run.cwd} (--net {run.net_mode})",
+    ]
+    if not run.finished:
+        lines.append(_style("  the record has no end: ciwatch was killed before the run finished", color, fg="yellow"))
+        return lines
+    how = f"signal {run.build_signal}" if run.build_signal else f"exit {run.build_exit_code}"
+    state = "" if run.clean else _style(f" (not clean: {run.error})", color, fg="yellow")
+    lines.append(f"  finished: {how} -> exit code {run.exit_code} in {run.duration_s or 0:.1f}s{state}")
+    return lines
+
+
+def _hooks_section(report: Report) -> _Section:
     section = _Section("Hooks")
-    spawned = _spawned_by_hook(tree)
-    managers = [node for node in tree.nodes if node.execs and _is_package_manager(node)]
-    if managers:
-        names = sorted({node.name for node in managers})
-        section.lines.append("package managers: " + ", ".join(names))
-    for hook in tree.hooks:
-        ran = spawned.get(hook.pid, [])
+    if report.package_managers and report.hook_filter is None:
+        section.lines.append("package managers: " + ", ".join(report.package_managers))
+    for hook in report.hooks:
         line = f"{hook.ecosystem}: {hook.label}"
+        ran = hook.spawned
         if ran:
-            line += " -> " + ", ".join(ran[:8]) + (f" (+{len(ran) - 8})" if len(ran) > 8 else "")
+            more = f" (+{len(ran) - _MAX_SPAWNED})" if len(ran) > _MAX_SPAWNED else ""
+            line += " -> " + ", ".join(ran[:_MAX_SPAWNED]) + more
         section.lines.append(line)
-    if not tree.hooks:
+    if not report.hooks:
         section.lines.append("no lifecycle hooks ran")
     return section
 
 
-def _is_package_manager(node: ProcessNode) -> bool:
-    from ciwatch.facts.programs import package_manager_of
-
-    return package_manager_of(node.argv) is not None
-
-
-def _executables_section(record: Record, tree: ProcessTree) -> _Section:
+def _executables_section(executables: Executables) -> _Section:
     section = _Section("Executables and scripts written")
-    writers = _writers(record)
-    listed: set[tuple[str, str]] = set()
-    for item in record.events:
-        event = item.event
-        # A file run during the build is hashed then and again at the end: one line per content.
-        if isinstance(event, FileHash) and (event.path, event.sha256) not in listed:
-            listed.add((event.path, event.sha256))
-            by = writers.get(event.path)
-            who = tree.lineage_at(by) if by else f"pid {event.written_by}"
-            section.lines.append(f"{event.path} ({event.file_type}, sha256 {event.sha256[:12]}) by {who}")
+    for item in executables.files:
+        section.lines.append(f"{item.path} ({item.file_type}, sha256 {item.sha256[:12]}) by {item.written_by}")
+    unlisted = []
+    if executables.mode_only:
+        unlisted.append(f"{_plural(executables.mode_only, 'file')} with only an execute bit")
+    if executables.inert_scripts:
+        unlisted.append(_plural(executables.inert_scripts, "git sample hook"))
+    if unlisted:
+        section.footer.append(f"not listed: {' and '.join(unlisted)} (the record has them)")
     return section
 
 
-def _writers(record: Record) -> dict[str, int]:
-    from ciwatch.record.events import FileWrite
-
-    last: dict[str, int] = {}
-    for item in record.events:
-        event = item.event
-        if isinstance(event, FileWrite):
-            last[event.target or event.path] = item.seq
-    return last
-
-
-def _network_section(record: Record, tree: ProcessTree) -> _Section:
-    """Hosts per hook: what each hook (and the build outside hooks) reached."""
+def _network_section(groups: list[HostGroup]) -> _Section:
     section = _Section("Network (hosts by hook)")
-    grouped = hosts_by_hook(tree)
-    local = _local_services(record, tree)
-    for label in sorted(grouped.keys() | local.keys(), key=lambda label: (label is None, label or "")):
-        section.lines.append(f"{label or 'outside hooks'}:")
-        for host in grouped.get(label, []):
-            kinds = "+".join(sorted(host.kinds))
-            by = ", ".join(sorted(host.processes)[:3])
+    for group in groups:
+        section.lines.append(f"{group.hook or 'outside hooks'}:")
+        for host in group.hosts:
+            kinds = "+".join(host.kinds)
+            by = ", ".join(host.processes[:3])
             section.lines.append(f"  {host.host} ({kinds} x{host.count}) by {by or '?'}")
-        for endpoint, names in local.get(label, {}).items():
-            section.lines.append(f"  {endpoint} (local x{len(names)}) by {', '.join(sorted(set(names))[:3])}")
     return section
 
 
-def _local_services(record: Record, tree: ProcessTree) -> dict[str | None, dict[str, list[str]]]:
-    """Hook label -> loopback ``address:port`` -> the processes that connected to it.
-
-    Loopback is not egress (``contacts`` leaves it out), but a local registry mirror, cache or
-    forward proxy is how many builds fetch everything: with ``--net off`` the hosts list would be
-    empty. DNS to a local resolver is left out (its names are listed), and so is ciwatch's own
-    proxy in ``env`` mode (its requests are listed by host)."""
-    proxy = {
-        listener for item in record.events if isinstance(item.event, ProxyReady) for listener in item.event.listeners
-    }
-    found: dict[str | None, dict[str, list[str]]] = {}
-    for item in record.events:
-        event = item.event
-        if not isinstance(event, NetConnect) or event.port == 53 or f"{event.address}:{event.port}" in proxy:
-            continue
-        try:
-            if not is_loopback(event.address):
-                continue
-        except ValueError:
-            continue
-        node = tree.node_at(item.seq)
-        label = node.hook.label if node is not None and node.hook is not None else None
-        endpoint = f"[{event.address}]:{event.port}" if ":" in event.address else f"{event.address}:{event.port}"
-        found.setdefault(label, {}).setdefault(endpoint, []).append(node.name if node is not None else "?")
-    return found
-
-
-def _anomalies_section(record: Record, tree: ProcessTree) -> _Section:
+def _anomalies_section(report: Report) -> _Section:
     section = _Section("Anomalies and leftovers")
-    for item in record.events:
-        event = item.event
-        if isinstance(event, Anomaly):
-            section.lines.append(f"{event.anomaly}: {event.detail} in {tree.lineage_at(item.seq)}")
-        elif isinstance(event, Leftover):
-            section.lines.append(
-                f"still running after the build ({event.action}): pid {event.pid} {' '.join(event.argv)[:80]}"
-            )
+    for item in report.anomalies:
+        if item.kind == "leftover":
+            section.lines.append(item.detail)
+        else:
+            section.lines.append(f"{item.kind}: {item.detail} in {item.lineage}")
     return section

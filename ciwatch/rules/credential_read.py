@@ -105,9 +105,8 @@ class CredentialRead:
     def check(self, context: RuleContext) -> Iterator[Finding]:
         home = context.record.header.home
         seen: set[tuple[str, int]] = set()
-        for item in context.record.events:
-            event = item.event
-            node = context.tree.node_at(item.seq)
+        for seq, event in context.record.events.of(FileRead, Anomaly):
+            node = context.tree.node_at(seq)
             if node is None or node.hook is None:
                 continue
             message = None
@@ -127,7 +126,7 @@ class CredentialRead:
             if message is None or (target, node.hook.pid) in seen:
                 continue
             seen.add((target, node.hook.pid))
-            yield context.finding(INFO, message, node, [item.seq])
+            yield context.finding(INFO, message, node, [seq])
         for node in context.tree.nodes:
             if node.hook is None:
                 continue

@@ -15,7 +15,7 @@ from ciwatch.analysis.tree import ProcessNode
 from ciwatch.facts.paths import is_fd_alias, proc_alias
 from ciwatch.facts.programs import SHELLS, inline_code
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import Anomaly, FileWrite, ProcessExec
+from ciwatch.record.events import Anomaly, ProcessExec
 from ciwatch.record.vocabulary import AnomalyKind, FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 
@@ -183,9 +183,8 @@ def _through(path: str, links: dict[str, str]) -> str:
 
 def _links_made(context: RuleContext) -> dict[str, str]:
     links: dict[str, str] = {}
-    for item in context.record.events:
-        event = item.event
-        if isinstance(event, FileWrite) and event.op is FileOp.SYMLINK and event.target:
+    for _, event in context.record.events.file_writes({FileOp.SYMLINK}):
+        if event.target:
             base = os.path.dirname(event.path)
             links[event.path] = os.path.normpath(os.path.join(base, event.target))
     return links
@@ -199,11 +198,10 @@ class ExecWrittenFile:
         for node in context.tree.nodes:
             for seq, event in node.execs:
                 yield from self._exec(context, node, seq, event, links)
-        for item in context.record.events:
-            anomaly = item.event
-            if isinstance(anomaly, Anomaly) and anomaly.anomaly is AnomalyKind.MEMFD_EXEC:
-                runner = context.tree.node_at(item.seq)
-                yield context.finding(INFO, f"code was run from memory ({anomaly.detail})", runner, [item.seq])
+        for seq, anomaly in context.record.events.of(Anomaly):
+            if anomaly.anomaly is AnomalyKind.MEMFD_EXEC:
+                runner = context.tree.node_at(seq)
+                yield context.finding(INFO, f"code was run from memory ({anomaly.detail})", runner, [seq])
 
     def _exec(
         self, context: RuleContext, node: ProcessNode, seq: int, event: ProcessExec, links: dict[str, str]

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import FileHash, FileWrite
+from ciwatch.record.events import FileHash
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 
@@ -57,17 +57,17 @@ class ExecutableWrite:
 
     def check(self, context: RuleContext) -> Iterator[Finding]:
         header = context.record.header
-        executables = {item.event.path: item.seq for item in context.record.events if isinstance(item.event, FileHash)}
+        executables = {event.path: seq for seq, event in context.record.events.of(FileHash)}
         chmod_x: set[str] = set()
-        for item in context.record.events:
-            event = item.event
-            if isinstance(event, FileWrite) and event.op is FileOp.CHMOD and (event.flags or 0) & 0o111:
+        for _, event in context.record.events.file_writes({FileOp.CHMOD}):
+            if (event.flags or 0) & 0o111:
                 chmod_x.add(event.path)
         path_dirs = [os.path.normpath(d) for d in header.path_dirs]
         reported: set[str] = set()
-        for path, writes in context.written_by_hooks.items():
+        for path in context.written_by_hooks:
             if path in reported or (path not in executables and path not in chmod_x):
                 continue
+            writes = context.written_by_hooks[path]  # (made only for the paths that qualify)
             _, node = writes[-1]
             assert node.hook is not None
             where = None

@@ -24,17 +24,15 @@ class LeftoverProcess:
     info = INFO
 
     def check(self, context: RuleContext) -> Iterator[Finding]:
-        for item in context.record.events:
-            event = item.event
-            if isinstance(event, Leftover):
-                node = context.tree.node_at(item.seq)
-                command = " ".join(event.argv)[:120] or f"pid {event.pid}"
-                severity = context.severity(INFO)
-                if node is not None and node.hook is not None and severity > Severity.OFF:
-                    # A hook has no reason to leave a process behind: a daemon that waits for
-                    # the build to end before it acts (and a miner) look exactly like this. So
-                    # it fails block mode at the build's exit, before it does anything.
-                    severity = max(severity, Severity.HIGH)
-                    command = f"{node.hook.label} left {command}"
-                message = f"{command} was still running when the build ended ({event.action})"
-                yield context.finding(INFO, message, node, [item.seq], severity=Severity(severity))
+        for seq, event in context.record.events.of(Leftover):
+            node = context.tree.node_at(seq)
+            command = " ".join(event.argv)[:120] or f"pid {event.pid}"
+            severity = context.severity(INFO)
+            if node is not None and node.hook is not None and severity > Severity.OFF:
+                # A hook has no reason to leave a process behind: a daemon that waits for
+                # the build to end before it acts (and a miner) look exactly like this. So
+                # it fails block mode at the build's exit, before it does anything.
+                severity = max(severity, Severity.HIGH)
+                command = f"{node.hook.label} left {command}"
+            message = f"{command} was still running when the build ended ({event.action})"
+            yield context.finding(INFO, message, node, [seq], severity=Severity(severity))

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from ciwatch.analysis.tree import ProcessNode
 from ciwatch.facts.paths import proc_alias
 from ciwatch.policy.model import Severity
-from ciwatch.record.events import FileWrite
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 from ciwatch.rules.executable_write import is_install_output
@@ -221,13 +220,10 @@ class PersistenceWrite:
     def _hard_links(self, context: RuleContext, home: str, ci_files: tuple[str, ...]) -> Iterator[Finding]:
         """A hard link is an alias no path resolution undoes: a hook that links ~/.bashrc to
         /tmp/x changes ~/.bashrc by writing /tmp/x. Making the link is the finding."""
-        for item in context.record.events:
-            event = item.event
-            if not isinstance(event, FileWrite) or event.op is not FileOp.LINK:
-                continue
-            node = context.tree.node_at(item.seq)
+        for seq, event in context.record.events.file_writes({FileOp.LINK}):
+            node = context.tree.node_at(seq)
             kind = persistence_kind(os.path.normpath(event.path), home, ci_files)
             if node is None or node.hook is None or kind is None:
                 continue
             message = f"{node.hook.label} made a hard link to {kind}: {event.path} as {event.target}"
-            yield context.finding(INFO, message, node, [item.seq])
+            yield context.finding(INFO, message, node, [seq])

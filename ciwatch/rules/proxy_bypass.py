@@ -47,9 +47,8 @@ class ProxyBypass:
             seen.add(marker)
             return True
 
-        for item in context.record.events:
-            event = item.event
-            node = context.tree.node_at(item.seq)
+        for seq, event in context.record.events.of(NetConnect, NetSend, DnsQuery, EgressFlow, Anomaly):
+            node = context.tree.node_at(seq)
             message = None
             key = ""
             host = None  # the address the finding is about: what a host exception matches
@@ -87,4 +86,4 @@ class ProxyBypass:
                     # io_uring's I/O is invisible to the tracer whatever it does: at least high,
                     # so block mode fails it (even where the kernel refused the setup).
                     severity = max(context.severity(INFO), Severity.HIGH)
-                yield context.finding(INFO, f"{prefix} {message}", node, [item.seq], host=host, severity=severity)
+                yield context.finding(INFO, f"{prefix} {message}", node, [seq], host=host, severity=severity)

@@ -25,6 +25,8 @@ INFO = RuleInfo(
     "--out outside every directory the build writes (a build that cleans its whole workspace removes it too).",
 )
 
+#: Every operation on a named file (a memfd has no path in --out).
+_NAMED = frozenset(FileOp) - {FileOp.MEMFD}
 _O_TRUNC = 0o1000
 _O_APPEND = 0o2000
 
@@ -60,15 +62,13 @@ class RecordTamper:
         if not out_dir:
             return  # a record from before the header named it
         out_dir = os.path.normpath(out_dir)
-        for item in context.record.events:
-            event = item.event
-            if not isinstance(event, FileWrite) or event.op is FileOp.MEMFD:
-                continue
+        # Only the writes that touch --out are made into events (a build writes a million files).
+        for seq, event in context.record.events.file_writes(_NAMED, touching=lambda path: _under(path, out_dir)):
             target = event.target if event.op in (FileOp.RENAME, FileOp.LINK) else None
             if not (_under(event.path, out_dir) or _under(target, out_dir)):
                 continue
-            node = context.tree.node_at(item.seq)
+            node = context.tree.node_at(seq)
             who = node.hook.label if node is not None and node.hook is not None else f"pid {event.pid}"
             what = f"{event.path} as {target}" if target else event.path
             message = f"{who} {_verb(event)} {what}, in ciwatch's --out: the record may not be what ciwatch wrote"
-            yield context.finding(INFO, message, node, [item.seq])
+            yield context.finding(INFO, message, node, [seq])

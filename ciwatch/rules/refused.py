@@ -61,11 +61,10 @@ def _askers(context: RuleContext) -> dict[str, ProcessNode]:
     first: the DNS listener's refusal can be written before the tracer's query event (the
     tracer writes its events once the tracee is resumed, the listener as it answers)."""
     askers: dict[str, ProcessNode] = {}
-    for item in context.record.events:
-        if isinstance(item.event, DnsQuery):
-            node = context.tree.node_at(item.seq)
-            if node is not None:
-                askers.setdefault(item.event.name.lower().rstrip("."), node)
+    for seq, query in context.record.events.of(DnsQuery):
+        node = context.tree.node_at(seq)
+        if node is not None:
+            askers.setdefault(query.name.lower().rstrip("."), node)
     return askers
 
 
@@ -75,21 +74,18 @@ def with_refusals(context: RuleContext, findings: Iterable[Finding]) -> list[Fin
     groups: dict[_Key, list[int]] = {}
     firsts: dict[_Key, tuple[Refusal, RuleInfo, ProcessNode | None]] = {}
     askers = _askers(context)
-    for item in context.record.events:
-        event = item.event
-        if not isinstance(event, Refusal):
-            continue
+    for seq, event in context.record.events.of(Refusal):
         info = rule_of(event)
         if context.severity(info) is Severity.OFF:
             continue
-        node = context.tree.node_at(item.seq)
+        node = context.tree.node_at(seq)
         if node is None and event.what is RefusedWhat.DNS:
             # ciwatch's DNS listener can't always tell who asked (sandbox mode: a packet from
             # the namespace); the tracer's query of the same name says which process did.
             node = askers.get(event.target.lower().rstrip("."))
         hook = node.hook if node is not None else None
         key = (info.id, _host(event) or event.target, hook.package_ref if hook else None, hook.hook if hook else None)
-        groups.setdefault(key, []).append(item.seq)
+        groups.setdefault(key, []).append(seq)
         firsts.setdefault(key, (event, info, node))
     for key, seqs in groups.items():
         refusal, info, node = firsts[key]

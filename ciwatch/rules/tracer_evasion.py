@@ -42,11 +42,10 @@ class TracerEvasion:
 
     def check(self, context: RuleContext) -> Iterator[Finding]:
         seen: set[tuple[AnomalyKind, str, int | None]] = set()
-        for item in context.record.events:
-            event = item.event
-            if not isinstance(event, Anomaly) or event.anomaly not in _KINDS:
+        for seq, event in context.record.events.of(Anomaly):
+            if event.anomaly not in _KINDS:
                 continue
-            node = context.tree.node_at(item.seq)
+            node = context.tree.node_at(seq)
             marker = (event.anomaly, event.detail, node.pid if node is not None else None)
             if marker in seen:
                 continue
@@ -57,4 +56,4 @@ class TracerEvasion:
                 severity = floor
             prefix = node.hook.label if node is not None and node.hook is not None else "the build"
             message = f"{prefix} {what}: {event.detail}"
-            yield context.finding(INFO, message, node, [item.seq], severity=severity)
+            yield context.finding(INFO, message, node, [seq], severity=severity)

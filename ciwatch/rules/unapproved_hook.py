@@ -30,9 +30,8 @@ class UnapprovedHook:
             return
         allowed = list(policy.hooks_allowed)
         if policy.hooks_import:
-            for item in context.record.events:
-                if isinstance(item.event, HooksAllowed):
-                    allowed += [PackageSpec.parse(text) for text in item.event.packages]
+            for _, approval in context.record.events.of(HooksAllowed):
+                allowed += [PackageSpec.parse(text) for text in approval.packages]
         project = os.path.normpath(context.record.header.cwd)
         reported: set[tuple[str, str]] = set()
         for hook in context.tree.hooks:

@@ -11,7 +11,6 @@ from functools import partial
 from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
 from ciwatch.policy.model import Mode
 from ciwatch.record.events import End
-from ciwatch.record.reader import record_from_events
 from ciwatch.session.leftovers import follow_leftovers
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
@@ -75,7 +74,7 @@ def end_record(
 
 def finish(plan: RunPlan, recording: Recording, tracer: Tracer, outcome: Outcome, exit_code: int) -> RunResult:
     # The events as written (scrubbed): the same record `ciwatch check` reads back from disk.
-    verdict = evaluate(record_from_events(recording.writer.kept), plan.policy)
+    verdict = evaluate(recording.writer.record(), plan.policy)
     if exit_code != 0:
         reason = "the build's own exit code" if outcome.build is not None else "ciwatch could not run the build"
     elif plan.policy.mode is Mode.BLOCK and verdict.verdict is VerdictKind.FAIL:

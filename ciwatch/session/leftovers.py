@@ -24,8 +24,7 @@ from types import FrameType
 
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.net.address import is_loopback
-from ciwatch.record.events import AfterBuild, AfterBuildEnd, Event, Refusal
-from ciwatch.record.reader import record_from_events
+from ciwatch.record.events import AfterBuild, AfterBuildEnd, Refusal
 from ciwatch.record.vocabulary import RefusedWhat, Transport
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
@@ -107,10 +106,8 @@ def follow_leftovers(plan: RunPlan, recording: Recording, tracer: Tracer, pids: 
         lines_lost=recording.writer.lines_lost,
     )
     # Judged with the closing line in place: the verdict of the record as it will be on disk.
-    events: list[tuple[int, float, Event]] = [*recording.writer.kept, (0, 0.0, closing)]
-    verdict = replace(
-        evaluate(record_from_events(events), plan.policy), exit_code=first.exit_code, exit_reason=first.exit_reason
-    )
+    record = replace(recording.writer.record(), after_build_end=closing)
+    verdict = replace(evaluate(record, plan.policy), exit_code=first.exit_code, exit_reason=first.exit_reason)
     written = None
     with contextlib.suppress(OSError):
         write_verdict(verdict, plan.out_dir)

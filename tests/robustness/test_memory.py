@@ -4,6 +4,7 @@ for the verdict cost a bounded, small amount each."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -19,11 +20,27 @@ from mitmproxy.proxy.layers import tcp as tcp_layer
 from ciwatch.analysis.tree import ProcessTree
 from ciwatch.egress.addons.body import HELD_REQUEST_LIMIT, streams_request
 from ciwatch.modes import NetMode
-from ciwatch.record import read_record
-from ciwatch.record.events import EgressFlow, FileWrite, Header, ProcessStart, Refusal
+from ciwatch.policy.loader import default_policy
+from ciwatch.record import RecordWriter, read_record
+from ciwatch.record.events import (
+    DnsQuery,
+    EgressFlow,
+    End,
+    Event,
+    FileWrite,
+    Header,
+    ProcessExec,
+    ProcessExit,
+    ProcessStart,
+    Refusal,
+)
+from ciwatch.record.log import EventLog
 from ciwatch.record.reader import Record, RecordedEvent
 from ciwatch.record.vocabulary import FileOp
+from ciwatch.rules import RULE_CATALOGUE
+from ciwatch.verdict import evaluate
 from tests.support.internet import EXFIL, TestInternet
+from tests.test_rules import NPM_CLI, TODAY, WRITE, npm_env
 from tests.unit.egress.test_addons import CLIENT, EVIL, REGISTRY, Proxy, _flow, _response, _tcp_flow
 
 REPO = Path(__file__).resolve().parents[2]
@@ -244,23 +261,127 @@ def test_a_long_tcp_stream_is_counted_without_keeping_its_messages() -> None:
 # -- events held for the verdict -----------------------------------------------------------
 
 EVENTS = 200_000
-PEAK_BYTES_PER_EVENT = 600
-"""Memory the verdict's inputs and evaluation take per event of a typical install (bench/memory.py:
-files written by npm and by hooks, processes, downloads), the writer's tuples included. It was
-about 720 before events had slots, shared repeated values, and the analysis kept compact tables."""
+PEAK_BYTES_PER_EVENT = 360
+"""Memory the verdict's inputs and evaluation take per event of a hook-heavy install
+(bench/memory.py: files written by npm and by hooks, processes, downloads, and the paths the
+tracer remembers), in the worst case where no file name repeats (``--unique-names``): about
+300. It was over 520 while the writer kept (seq, time, event) tuples copied into a record's
+list, before the record's compact event log (:mod:`ciwatch.record.log`)."""
 
 
 def test_the_events_of_a_long_build_and_their_verdict_take_bounded_memory() -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "memory.py"), "--events", str(EVENTS), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
+    command = [sys.executable, str(REPO / "bench" / "memory.py"), "--events", str(EVENTS), "--unique-names", "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
     result = json.loads(done.stdout)
     assert result["findings"] >= 1  # the hooks' writes were judged, not skipped
     assert result["peak_bytes_per_event"] < PEAK_BYTES_PER_EVENT, result
+
+
+def _events_of_every_shape() -> list[Event]:
+    """A file write of each form the log holds in columns or whole, among other events."""
+    return [
+        ProcessStart(100, 1),
+        FileWrite(100, FileOp.OPEN, "/work/app/node_modules/a/index.js", flags=0o1101),
+        FileWrite(100, FileOp.OPEN, "/work/app/node_modules/b/index.js", flags=0o1101),
+        DnsQuery(100, "registry.example.test", "A", "10.0.0.2", 53),
+        FileWrite(100, FileOp.CHMOD, "/work/app/node_modules/.bin/a", flags=0o755),
+        FileWrite(100, FileOp.UNLINK, "/tmp/x"),  # no flags
+        FileWrite(100, FileOp.RENAME, "/tmp/partial", target="/out/record.jsonl"),
+        FileWrite(100, FileOp.OPEN, "/tmp/y", flags=0o1101, as_written="../tmp/y"),
+        FileWrite(100, FileOp.SYMLINK, "/usr/local/bin/a", target="../lib/a"),
+        FileWrite(1 << 40, FileOp.OPEN, "/tmp/big-pid"),  # beyond the columns' range: kept whole
+        FileWrite(100, FileOp.OPEN, "/tmp/big-flags", flags=1 << 40),
+        FileWrite(100, FileOp.OPEN, "/tmp/negative-flags", flags=-5),
+        FileWrite(100, FileOp.OPEN, "relative/path"),
+        FileWrite(100, FileOp.OPEN, "no-slash"),
+        FileWrite(100, FileOp.OPEN, "/"),
+        FileWrite(100, FileOp.OPEN, "/out/"),
+        FileWrite(100, FileOp.OPEN, "/tmp/\udcff\u00e9.js"),  # not UTF-8 on disk, and not ASCII
+        FileWrite(100, FileOp.MEMFD, "memfd:x"),
+        ProcessExit(100, 0, None),
+    ]
+
+
+def test_the_event_log_gives_back_every_event_as_it_was_given() -> None:
+    given = [RecordedEvent(10 + 3 * n, 1000.5 + n, event) for n, event in enumerate(_events_of_every_shape())]
+    log = EventLog()
+    for item in given:
+        log.append(item)
+    assert list(log) == given and len(log) == len(given)
+    assert all(type(a.event) is type(b.event) for a, b in zip(log, given, strict=True))
+    writes = [(item.seq, item.event) for item in given if isinstance(item.event, FileWrite)]
+    assert list(log.file_writes()) == writes
+    others = [(item.seq, item.event) for item in given if isinstance(item.event, DnsQuery | ProcessExit)]
+    assert list(log.of(DnsQuery, ProcessExit)) == others
+    assert list(log.objects()) == [item.event for item in given if not isinstance(item.event, FileWrite)]
+    # Filtered by operation, and by path or target, before a write is made into an event.
+    chmods_and_renames = [(seq, w) for seq, w in writes if w.op in (FileOp.CHMOD, FileOp.RENAME)]
+    assert list(log.file_writes({FileOp.CHMOD, FileOp.RENAME})) == chmods_and_renames
+    touching_out = [(seq, w) for seq, w in writes if w.path.startswith("/out") or (w.target or "").startswith("/out")]
+    assert [w.path for _, w in touching_out] == ["/tmp/partial", "/out/"]
+    assert list(log.file_writes(touching=lambda path: path.startswith("/out"))) == touching_out
+    # Paths without the events.
+    assert list(log.written_paths()) == [(seq, w.op, w.path, w.target) for seq, w in writes]
+    assert [(seq, pid) for seq, pid, event in log.pids() if event is None] == [(seq, w.pid) for seq, w in writes]
+    assert [event for _, _, event in log.pids() if event is not None] == list(log.objects())
+
+
+def test_a_view_of_the_log_is_the_log_as_it_was() -> None:
+    log = EventLog()
+    for n, event in enumerate(_events_of_every_shape()):
+        log.add(n + 1, 0.0, event)
+    view = log.view()
+    before = list(view)
+    log.add(100, 0.0, FileWrite(100, FileOp.OPEN, "/tmp/later"))
+    log.add(101, 0.0, DnsQuery(100, "later.example.test", "A", "10.0.0.2", 53))
+    assert list(view) == before and len(view) == len(before) and len(log) == len(before) + 2
+    assert list(view.file_writes(touching=lambda path: path == "/tmp/later")) == []
+    assert [seq for seq, _ in log.file_writes(touching=lambda path: path == "/tmp/later")] == [100]
+    with pytest.raises(TypeError):
+        view.add(102, 0.0, ProcessExit(100, 0, None))
+
+
+def test_the_live_verdict_is_the_verdict_of_the_record_read_back(tmp_path: Path) -> None:
+    """The writer's compact log judged live gives what ``ciwatch check`` gives from the file,
+    findings of every rule that reads file writes in the order of the writes."""
+    home, project, out = "/home/ci", "/work/app", str(tmp_path / "out")
+    writer = RecordWriter(tmp_path / "record.jsonl", "local:test@host/0")
+    started, paths = "2026-03-01T00:00:00+00:00", ["/usr/local/bin", "/usr/bin"]
+    header = Header(1, "test", "host", ["npm", "ci"], project, started, {}, {}, NetMode.REDIRECT, path_dirs=paths)
+    writer.append(dataclasses.replace(header, home=home, out_dir=out))
+    writer.append(ProcessStart(100, 1))
+    writer.append(ProcessExec(100, "/usr/bin/node", "/usr/bin/node", ["node", NPM_CLI, "ci"], project))
+    writer.append(ProcessStart(101, 100))
+    hook_env = npm_env("evil", "1.0.0", "postinstall")
+    writer.append(
+        ProcessExec(101, "/bin/sh", "/bin/sh", ["sh", "-c", "node x.js"], f"{project}/node_modules/evil", hook_env)
+    )
+    writes = [
+        (f"{home}/.bashrc", FileOp.OPEN, None),
+        ("/etc/profile.d/evil.sh", FileOp.OPEN, None),
+        (f"{home}/.profile", FileOp.OPEN, None),  # the home directory again, after /etc
+        ("/usr/local/bin/evil", FileOp.OPEN, None),
+        ("/usr/local/bin/evil", FileOp.CHMOD, None),
+        ("/tmp/staged", FileOp.RENAME, f"{out}/verdict.json"),
+        (f"{home}/.npmrc", FileOp.OPEN, None),
+        ("/tmp/x", FileOp.SYMLINK, "/usr/local/bin/evil"),
+    ]
+    for path, op, target in writes:
+        writer.append(FileWrite(101, op, path, target=target, flags=0o755 if op is FileOp.CHMOD else WRITE))
+    for n in range(2000):  # npm's own files, outside the hook
+        writer.append(FileWrite(100, FileOp.OPEN, f"{project}/node_modules/dep{n % 7}/file{n}.js", flags=WRITE))
+    writer.append(ProcessStart(102, 101))
+    writer.append(ProcessExec(102, "/tmp/x", "/usr/local/bin/evil", ["/tmp/x"], project))
+    writer.append(End(exit_code=0, build_exit_code=0, build_signal=None, duration_s=1.0, event_counts={}, clean=True))
+    policy = default_policy(known_rules=RULE_CATALOGUE)
+    live = evaluate(writer.record(), policy, today=TODAY)
+    writer.close()
+    replayed = evaluate(read_record(tmp_path / "record.jsonl"), policy, today=TODAY)
+    assert live.to_json() == replayed.to_json()
+    persistence = [f.message.rsplit(": ", 1)[-1] for f in live.findings if f.rule == "persistence-write"]
+    assert persistence == [f"{home}/.bashrc", "/etc/profile.d/evil.sh", f"{home}/.profile", f"{home}/.npmrc"]
+    rules = {f.rule for f in live.findings}
+    assert {"record-tamper", "executable-write", "exec-written-file"} <= rules, rules
 
 
 def test_the_process_of_each_event_is_found_whatever_the_numbering() -> None:
