@@ -23,7 +23,8 @@ imports set.
     python3 bench/startup.py --rounds 30 --markdown
     python3 bench/startup.py --nice -10       # on a machine shared with other work (root)
 
-It measures the ciwatch of the tree it is in (``PYTHONPATH``), not an installed one.
+It measures the ciwatch of the tree it is in (``PYTHONPATH``), not an installed one, or of the
+directories given with ``--tree`` (interleaved with each other).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class Configuration:
     command: Callable[[Path], list[str]]
     """The command to time, given a fresh --out directory."""
     records: bool = False
+    tree: Path | None = None
+    """The directory whose ``ciwatch`` package it runs (PYTHONPATH)."""
 
 
 def _ciwatch(*options: str) -> Callable[[Path], list[str]]:
@@ -60,12 +63,19 @@ def _ciwatch(*options: str) -> Callable[[Path], list[str]]:
     return command
 
 
-CONFIGURATIONS = (
-    Configuration("true", lambda out: ["true"]),
-    Configuration("python + ciwatch imports", lambda out: [sys.executable, "-c", "import ciwatch.cli"]),
-    Configuration("ciwatch --net off", _ciwatch("--net", "off"), records=True),
-    Configuration("ciwatch (default: redirect)", _ciwatch(), records=True),
-)
+def configurations(trees: list[Path]) -> list[Configuration]:
+    """``true``, then for each tree: its imports, ``--net off`` and the default mode."""
+    found = [Configuration("true", lambda out: ["true"])]
+    for tree in trees:
+        label = f" [{tree.name}]" if len(trees) > 1 else ""
+        found += [
+            Configuration(
+                f"python + ciwatch imports{label}", lambda out: [sys.executable, "-c", "import ciwatch.cli"], tree=tree
+            ),
+            Configuration(f"ciwatch --net off{label}", _ciwatch("--net", "off"), records=True, tree=tree),
+            Configuration(f"ciwatch (default: redirect){label}", _ciwatch(), records=True, tree=tree),
+        ]
+    return found
 
 
 @dataclass
@@ -87,9 +97,15 @@ def _phases(record: Path, launched: float, returned: float) -> dict[str, float]:
 
 def _run_once(configuration: Configuration, scratch: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
     out = Path(tempfile.mkdtemp(prefix="out-", dir=scratch))
+    if configuration.tree is not None:
+        env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(configuration.tree), env.get("PYTHONPATH")]))}
     launched = time.time()
     started = time.perf_counter()
-    done = subprocess.run(configuration.command(out), env=env, stdin=subprocess.DEVNULL, capture_output=True)
+    # Run in the scratch directory: ``python -m`` puts the working directory first on sys.path,
+    # and a checkout's own ``ciwatch`` there would be measured instead of the tree's.
+    done = subprocess.run(
+        configuration.command(out), cwd=scratch, env=env, stdin=subprocess.DEVNULL, capture_output=True
+    )
     wall = time.perf_counter() - started
     returned = time.time()
     if done.returncode != 0:
@@ -98,19 +114,20 @@ def _run_once(configuration: Configuration, scratch: Path, env: dict[str, str]) 
     return wall, phases
 
 
-def measure(rounds: int, warmup: int) -> dict[str, Samples]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+def measure(rounds: int, warmup: int, trees: list[Path]) -> dict[str, Samples]:
+    env = dict(os.environ)
     # As installed: byte-compiled (the warm-up runs write the .pyc files), not compiled from
     # source at every start, which is what PYTHONDONTWRITEBYTECODE in a shell would measure.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    samples = {c.name: Samples() for c in CONFIGURATIONS}
+    measured = configurations(trees)
+    samples = {c.name: Samples() for c in measured}
     with tempfile.TemporaryDirectory(prefix="startup-bench-") as scratch:
-        for configuration in CONFIGURATIONS:
+        for configuration in measured:
             for _ in range(warmup):
                 _run_once(configuration, Path(scratch), env)
         for number in range(rounds):
-            count = len(CONFIGURATIONS)
-            order = [CONFIGURATIONS[(number + i) % count] for i in range(count)]
+            count = len(measured)
+            order = [measured[(number + i) % count] for i in range(count)]
             walls: dict[str, float] = {}
             for configuration in order:
                 wall, phases = _run_once(configuration, Path(scratch), env)
@@ -161,6 +178,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="measured rounds (default 15)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of each configuration first (default 1)")
     parser.add_argument("--markdown", action="store_true", help="a table as bench/README.md shows it")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        type=Path,
+        help="measure the ciwatch package in this directory (default: this repository); repeat it to compare "
+        "trees in one interleaved run (e.g. a commit exported with `git archive REV ciwatch | tar -x -C DIR`)",
+    )
     parser.add_argument("--nice", type=int, default=0, help="run at this niceness increment (e.g. -10; root)")
     args = parser.parse_args(argv)
     if args.nice:
@@ -168,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_at_niceness(args.nice)
     load = os.getloadavg()
-    samples = measure(args.rounds, args.warmup)
+    samples = measure(args.rounds, args.warmup, [tree.resolve() for tree in args.tree or [REPO]])
     after = os.getloadavg()
     print(f"{args.rounds} rounds on {os.cpu_count()} CPUs; load average {load[0]:.2f} before, {after[0]:.2f} after")
     print(report(samples, args.markdown))
