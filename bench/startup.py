@@ -16,8 +16,8 @@ noisy machine. For the ciwatch runs it also splits the time from the record's ow
 - ``end``: exit to the record's end line;
 - ``after``: end line to the exit code in the bench's hands (the verdict, verdict.json, exit).
 
-``python -c "import ciwatch.cli"`` is measured too: the floor that Python and ciwatch's own
-imports set.
+``python -c pass`` and ``python -c "import ciwatch.cli"`` are measured too: the floors that
+Python's own start and ciwatch's imports set.
 
     python3 bench/startup.py                  # 15 rounds
     python3 bench/startup.py --rounds 30 --markdown
@@ -65,7 +65,10 @@ def _ciwatch(*options: str) -> Callable[[Path], list[str]]:
 
 def configurations(trees: list[Path]) -> list[Configuration]:
     """``true``, then for each tree: its imports, ``--net off`` and the default mode."""
-    found = [Configuration("true", lambda out: ["true"])]
+    found = [
+        Configuration("true", lambda out: ["true"]),
+        Configuration("python -c pass", lambda out: [sys.executable, "-c", "pass"]),
+    ]
     for tree in trees:
         label = f" [{tree.name}]" if len(trees) > 1 else ""
         found += [

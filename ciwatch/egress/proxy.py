@@ -8,7 +8,6 @@ refuse a request before anything is sent upstream.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -17,10 +16,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ciwatch.egress.buildpeers import BuildPeers, tcp_client_inode
-from ciwatch.egress.dns import DnsForwarder
 from ciwatch.egress.listeners import Listeners, serve_prebound_in_mitmproxy
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir, remove_run_dir
@@ -29,6 +27,9 @@ from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.record.events import Event
+
+if TYPE_CHECKING:
+    from ciwatch.egress.dns import DnsForwarder
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class EgressProxy:
         """Stopped while still starting: the thread ends the proxy itself if it gets that far."""
         self._state = threading.Lock()
         """Makes the end of the start (running, failed or abandoned) happen once."""
+        self._deadline: threading.Timer | None = None
 
     def pid_lookup(self, peer: tuple[str, int]) -> int | None:
         return find_pid_for_socket(peer, self.build_pids)
@@ -122,10 +124,8 @@ class EgressProxy:
 
     # -- life cycle ----------------------------------------------------------------------
 
-    def begin_start(self) -> None:
-        """Bind the listeners and start mitmproxy on its thread. The listeners' addresses are
-        known on return, and the build may be released at once: what it sends them waits
-        until the proxy runs (``ciwatch.egress.listeners``); ``wait_started`` says how that went."""
+    def listen(self) -> None:
+        """Make the run's CA and bind the listeners: their addresses are known on return."""
         self._confdir = make_run_dir("ca")
         self._authority = generate_run_ca()
         self.ca_cert_pem = self._authority.cert_pem
@@ -137,18 +137,22 @@ class EgressProxy:
         if config.regular_host:
             self.regular_listener = self._listeners.address_of(config.regular_host)
         self._dns_listeners = self._listeners.dns_addresses
+
+    def begin_start(self) -> None:
+        """Start mitmproxy on its thread, on the listeners bound by ``listen``. The build may be
+        released at once: what it sends them waits until the proxy runs
+        (``ciwatch.egress.listeners``); ``check_started`` says how that went."""
         self._thread = threading.Thread(target=self._thread_main, name="ciwatch-proxy", daemon=True)
         self._thread.start()
-
-    def wait_started(self, timeout: float = _START_TIMEOUT_S) -> None:
-        """Wait until the proxy serves its listeners; raises when it could not start (its
-        listeners are closed then, so the build's connections were refused)."""
-        if not self._ready.wait(timeout):
-            self._fail(TimeoutError("it did not start in time"))
-        self.check_started()
+        # A proxy that hangs while starting would leave the build's connections waiting: failed.
+        timeout = TimeoutError(f"it did not start within {_START_TIMEOUT_S:.0f} s")
+        self._deadline = threading.Timer(_START_TIMEOUT_S, self._fail, args=(timeout,))
+        self._deadline.daemon = True
+        self._deadline.start()
 
     def check_started(self) -> None:
-        """Raise if the proxy failed to start (not if it was stopped before it had started)."""
+        """Raise if the proxy failed to start (its listeners were closed then, so what the build
+        sent them was refused); not if it was stopped before it had started."""
         if self._failure is not None and not self._abandoned:
             raise EnvironmentNotSupported(f"the egress proxy could not start: {self._failure}") from self._failure
 
@@ -157,6 +161,8 @@ class EgressProxy:
         with self._state:
             if self._ready.is_set():
                 return False
+            if self._deadline is not None:
+                self._deadline.cancel()
             self._failure = error
             self._abandoned = abandon
             self._listeners.close()
@@ -188,8 +194,12 @@ class EgressProxy:
 
     def _thread_main(self) -> None:
         try:
+            # asyncio and the DNS forwarder are imported on this thread too: the build waits
+            # for neither.
+            import asyncio
+
             asyncio.run(self._main())
-        except BaseException as error:  # noqa: BLE001 - reported by wait_started
+        except BaseException as error:  # noqa: BLE001 - reported by check_started
             self._fail(error)
 
     async def _main(self) -> None:
@@ -265,6 +275,8 @@ class EgressProxy:
             return linux_original_addr(sock)  # type: ignore[no-any-return]
 
         platform.original_addr = original_addr
+        from ciwatch.egress.dns import DnsForwarder
+
         self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.peers)
         if self.enforcer is not None and self.enforcer.blocking:
             self.dns.gate = self.enforcer.dns_allowed
@@ -288,6 +300,8 @@ class EgressProxy:
             return
         with self._state:
             ended = self._ready.is_set()  # abandoned meanwhile: nobody else will end it
+            if self._deadline is not None:
+                self._deadline.cancel()
             # The proxy holds the CA key in memory now: the key file goes.
             self._remove_confdir()
             self._ready.set()

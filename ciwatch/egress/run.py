@@ -140,8 +140,7 @@ class EgressRun:
         upstream_bundle = self.upstream_dir / "upstream-ca.pem"
         upstream_bundle.write_bytes(upstream_trust_pem(self.extra_cas))
         proxy.config = dataclasses.replace(proxy.config, upstream_trust=upstream_bundle)
-        # The listeners are bound now; mitmproxy starts on its thread while the build runs.
-        proxy.begin_start()
+        proxy.listen()
         trust = self.trust = write_trust_files(proxy.ca_cert_pem, self.extra_cas, env)
         _add_java_trust_store(trust)
         additions = client_trust_env(self.trust, env)
@@ -170,6 +169,9 @@ class EgressRun:
                 upstream_addresses=sorted(config.job_proxy_addresses),
             )
         )
+        # Last: what is left before the build is released doesn't share the CPU with mitmproxy's
+        # start, which goes on while the build runs.
+        proxy.begin_start()
         return additions
 
     def check_started(self) -> None:
