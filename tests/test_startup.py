@@ -168,3 +168,25 @@ def test_a_proxy_that_fails_to_start_refuses_what_waits_and_fails_the_run(
     end = record.end
     assert end is not None and not end.clean and "injected failure" in (end.error or "")
     assert end.exit_code == ENVIRONMENT_ERROR
+
+
+JAVA_FETCH = """
+public class Fetch {
+    public static void main(String[] args) throws Exception {
+        var connection = (javax.net.ssl.HttpsURLConnection) new java.net.URL(args[0]).openConnection();
+        System.out.println(connection.getResponseCode());
+    }
+}
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("java") is None or shutil.which("keytool") is None, reason="no JDK")
+def test_a_jvm_trusts_the_run_ca_through_the_store_ciwatch_wrote(internet: TestInternet, tmp_path: Path) -> None:
+    source = tmp_path / "Fetch.java"
+    source.write_text(JAVA_FETCH)
+    done = _run_held(internet, tmp_path, "served", ["java", str(source), f"https://{EVIL}/java"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("200")
+    flows = [item.event for item in read_record(tmp_path / "out").events if isinstance(item.event, EgressFlow)]
+    assert [flow.status for flow in flows] == [200]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -63,7 +64,8 @@ class ListenerRedirector:
     def register(self, inode: int, pid: int, destination: SocketAddress) -> None:
         address = destination.address
         if ipv4_mapped(address):
-            address = address.rsplit(":", 1)[-1]  # ::ffff:1.2.3.4 -> 1.2.3.4, as the proxy dials it
+            # ::ffff:1.2.3.4 -> 1.2.3.4, as the proxy dials it; also written ::ffff:102:304 (a JVM's)
+            address = str(ipaddress.IPv6Address(address).ipv4_mapped)
         self.destinations.register(inode, OriginalDestination(pid, address, destination.port))
 
 
