@@ -218,7 +218,7 @@ def run(
             click.echo(summary_line(verdict, out_dir, color=sys.stderr.isatty()), err=True)
         return result.exit_code, result.follow
 
-    sys.exit(supervise.run_split(in_tracer))
+    supervise.exit_front(supervise.run_split(in_tracer))
 
 
 _NESTED_TRACER = (

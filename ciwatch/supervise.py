@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import NoReturn
 
 from ciwatch import terminal
 from ciwatch.exitcodes import INTERNAL_ERROR
@@ -56,6 +57,17 @@ def run_split(work: TracerWork) -> int:
         _tracer_main(work, write_fd, front_pid)
     os.close(write_fd)
     return _front_main(read_fd, pid)
+
+
+def exit_front(code: int) -> NoReturn:
+    """End the front with the build's exit code, without the interpreter's clean-up: freeing
+    every module and object ciwatch loaded takes longer than the run of a short build, and the
+    front holds nothing that needs it (the record is the tracer's)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 def _tracer_main(work: TracerWork, write_fd: int, front_pid: int) -> None:

@@ -63,16 +63,11 @@ class DnsForwarder:
         self.listeners: list[tuple[str, int]] = []
         self._transports: list[asyncio.DatagramTransport] = []
 
-    async def start(self, hosts: list[str]) -> None:
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        """Answer on these bound datagram sockets (queries sent before are still queued)."""
         loop = asyncio.get_running_loop()
-        for host in hosts:
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _ListenerProtocol(self), local_addr=(host, 0)
-                )
-            except OSError as error:
-                log.debug("no DNS listener on %s: %s", host, error)
-                continue
+        for sock in sockets:
+            transport, _ = await loop.create_datagram_endpoint(lambda: _ListenerProtocol(self), sock=sock)
             self._transports.append(transport)
             name = transport.get_extra_info("sockname")
             self.listeners.append((str(name[0]), int(name[1])))

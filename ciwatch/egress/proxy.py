@@ -8,7 +8,6 @@ refuse a request before anything is sent upstream.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -17,10 +16,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ciwatch.egress.buildpeers import BuildPeers, tcp_client_inode
-from ciwatch.egress.dns import DnsForwarder
+from ciwatch.egress.listeners import Listeners, serve_prebound_in_mitmproxy
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir, remove_run_dir
 from ciwatch.egress.upstream import JobProxy
@@ -28,6 +27,9 @@ from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.record.events import Event
+
+if TYPE_CHECKING:
+    from ciwatch.egress.dns import DnsForwarder
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,13 @@ class EgressProxy:
         self._failure: BaseException | None = None
         self._confdir: Path | None = None
         self._authority: RunAuthority | None = None
+        self._listeners = Listeners()
+        self._dns_listeners: list[tuple[str, int]] = []
+        self._abandoned = False
+        """Stopped while still starting: the thread ends the proxy itself if it gets that far."""
+        self._state = threading.Lock()
+        """Makes the end of the start (running, failed or abandoned) happen once."""
+        self._deadline: threading.Timer | None = None
 
     def pid_lookup(self, peer: tuple[str, int]) -> int | None:
         return find_pid_for_socket(peer, self.build_pids)
@@ -111,31 +120,62 @@ class EgressProxy:
 
     @property
     def dns_listeners(self) -> list[tuple[str, int]]:
-        return self.dns.listeners if self.dns else []
+        return self._dns_listeners
 
     # -- life cycle ----------------------------------------------------------------------
 
-    def begin_start(self) -> None:
-        """Start mitmproxy on its thread (importing it alone takes a while): the caller can
-        do other set-up meanwhile, then call ``finish_start``."""
+    def listen(self) -> None:
+        """Make the run's CA and bind the listeners: their addresses are known on return."""
         self._confdir = make_run_dir("ca")
         self._authority = generate_run_ca()
         self.ca_cert_pem = self._authority.cert_pem
+        config = self.config
+        self._listeners = Listeners.bind(
+            [*config.transparent_hosts, *([config.regular_host] if config.regular_host else [])], config.dns_hosts
+        )
+        self.transparent_listeners = [self._listeners.address_of(host) for host in config.transparent_hosts]
+        if config.regular_host:
+            self.regular_listener = self._listeners.address_of(config.regular_host)
+        self._dns_listeners = self._listeners.dns_addresses
+
+    def begin_start(self) -> None:
+        """Start mitmproxy on its thread, on the listeners bound by ``listen``. The build may be
+        released at once: what it sends them waits until the proxy runs
+        (``ciwatch.egress.listeners``); ``check_started`` says how that went."""
         self._thread = threading.Thread(target=self._thread_main, name="ciwatch-proxy", daemon=True)
         self._thread.start()
+        # A proxy that hangs while starting would leave the build's connections waiting: failed.
+        timeout = TimeoutError(f"it did not start within {_START_TIMEOUT_S:.0f} s")
+        self._deadline = threading.Timer(_START_TIMEOUT_S, self._fail, args=(timeout,))
+        self._deadline.daemon = True
+        self._deadline.start()
 
-    def finish_start(self) -> None:
-        if not self._ready.wait(_START_TIMEOUT_S):
-            self.stop()
-            raise EnvironmentNotSupported("the egress proxy did not start in time")
-        # The proxy holds the CA key in memory now; the key file goes before the build starts.
-        self._remove_confdir()
-        if self._failure is not None:
-            failure = self._failure
-            self.stop()
-            raise EnvironmentNotSupported(f"the egress proxy could not start: {failure}") from failure
+    def check_started(self) -> None:
+        """Raise if the proxy failed to start (its listeners were closed then, so what the build
+        sent them was refused); not if it was stopped before it had started."""
+        if self._failure is not None and not self._abandoned:
+            raise EnvironmentNotSupported(f"the egress proxy could not start: {self._failure}") from self._failure
+
+    def _fail(self, error: BaseException, abandon: bool = False) -> bool:
+        """End the start (once): close the listeners; False if it had ended already."""
+        with self._state:
+            if self._ready.is_set():
+                return False
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._failure = error
+            self._abandoned = abandon
+            self._listeners.close()
+            self._remove_confdir()
+            self._ready.set()
+            return True
 
     def stop(self) -> None:
+        """Shut the proxy down. One still starting (the build ended first, so nothing of the
+        build's waits for it) is not waited for: its listeners are closed at once, and its
+        thread ends the proxy if it gets that far (``on_running``)."""
+        if self._fail(RuntimeError("the build ended before the proxy had started"), abandon=True):
+            return
         master = self._master
         if master is not None and self._thread is not None and self._thread.is_alive():
             # A proxy that failed to start has closed its loop already: nothing to shut down.
@@ -154,10 +194,13 @@ class EgressProxy:
 
     def _thread_main(self) -> None:
         try:
+            # asyncio and the DNS forwarder are imported on this thread too: the build waits
+            # for neither.
+            import asyncio
+
             asyncio.run(self._main())
-        except BaseException as error:  # noqa: BLE001 - reported to the starting thread
-            self._failure = self._failure or error
-            self._ready.set()
+        except BaseException as error:  # noqa: BLE001 - reported by check_started
+            self._fail(error)
 
     async def _main(self) -> None:
         from mitmproxy import master, options, platform
@@ -170,9 +213,10 @@ class EgressProxy:
 
         self.mitmproxy_version = mitmproxy_version.VERSION
         _use_in_memory_authority(self._authority, self._confdir)
-        modes = [f"transparent@{host}:0" for host in self.config.transparent_hosts]
-        if self.config.regular_host:
-            modes.append(_regular_mode(self.config.regular_host, self.config.job_proxy))
+        serve_prebound_in_mitmproxy(self._listeners)
+        modes = [f"transparent@{host}:{port}" for host, port in self.transparent_listeners]
+        if self.regular_listener is not None:
+            modes.append(_regular_mode(self.regular_listener, self.config.job_proxy))
         opts = options.Options(mode=modes, confdir=str(self._confdir))
         instance = master.Master(opts)
         route = None
@@ -231,10 +275,12 @@ class EgressProxy:
             return linux_original_addr(sock)  # type: ignore[no-any-return]
 
         platform.original_addr = original_addr
+        from ciwatch.egress.dns import DnsForwarder
+
         self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.peers)
         if self.enforcer is not None and self.enforcer.blocking:
             self.dns.gate = self.enforcer.dns_allowed
-        await self.dns.start(self.config.dns_hosts)
+        await self.dns.serve(self._listeners.dns)
         self._master = instance
         try:
             await instance.run()
@@ -248,15 +294,19 @@ class EgressProxy:
             for server in proxyserver.servers:
                 if not server.is_running:
                     raise OSError(str(server.last_exception or f"{server.mode.full_spec} is not running"))
-                addresses = [(str(a[0]), int(a[1])) for a in server.listen_addrs]
-                if server.mode.type_name == "transparent":
-                    self.transparent_listeners.extend(addresses)
-                else:
-                    self.regular_listener = addresses[0]
-        except BaseException as error:  # noqa: BLE001 - reported to the starting thread
-            self._failure = error
-        finally:
+        except BaseException as error:  # noqa: BLE001 - reported by check_started
+            self._fail(error)
+            self._master.shutdown()
+            return
+        with self._state:
+            ended = self._ready.is_set()  # abandoned meanwhile: nobody else will end it
+            if self._deadline is not None:
+                self._deadline.cancel()
+            # The proxy holds the CA key in memory now: the key file goes.
+            self._remove_confdir()
             self._ready.set()
+        if ended:
+            self._master.shutdown()
 
 
 def _client_inode(peer: tuple[str, int], listener: tuple[str, int]) -> int | None:
@@ -298,11 +348,12 @@ def _use_in_memory_authority(authority: RunAuthority | None, confdir: Path | Non
     certs.CertStore.from_store = classmethod(from_store)
 
 
-def _regular_mode(host: str, job: JobProxy | None) -> str:
+def _regular_mode(listener: tuple[str, int], job: JobProxy | None) -> str:
     """The listener ``--net env`` points the build's proxy variables at: a regular proxy, or,
     when the job has a proxy of its own (a corporate network that lets only it out), one that
     forwards everything through that proxy (mitmproxy's upstream mode), so the build keeps
     working as it did without ciwatch. Requests are still judged by their own hosts."""
+    host, port = listener
     if job is None:
-        return f"regular@{host}:0"
-    return f"upstream:{job.upstream.scheme}://{job.upstream.hostport}@{host}:0"
+        return f"regular@{host}:{port}"
+    return f"upstream:{job.upstream.scheme}://{job.upstream.hostport}@{host}:{port}"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import socket
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,7 +64,8 @@ class ListenerRedirector:
     def register(self, inode: int, pid: int, destination: SocketAddress) -> None:
         address = destination.address
         if ipv4_mapped(address):
-            address = address.rsplit(":", 1)[-1]  # ::ffff:1.2.3.4 -> 1.2.3.4, as the proxy dials it
+            # ::ffff:1.2.3.4 -> 1.2.3.4, as the proxy dials it; also written ::ffff:102:304 (a JVM's)
+            address = str(ipaddress.IPv6Address(address).ipv4_mapped)
         self.destinations.register(inode, OriginalDestination(pid, address, destination.port))
 
 
@@ -141,15 +142,9 @@ class EgressRun:
         upstream_bundle = self.upstream_dir / "upstream-ca.pem"
         upstream_bundle.write_bytes(upstream_trust_pem(self.extra_cas))
         proxy.config = dataclasses.replace(proxy.config, upstream_trust=upstream_bundle)
-        proxy.begin_start()
-        # While mitmproxy starts on its thread: the files for the build's clients.
+        proxy.listen()
         trust = self.trust = write_trust_files(proxy.ca_cert_pem, self.extra_cas, env)
-        java = threading.Thread(target=_add_java_trust_store, args=(trust,), name="ciwatch-keytool")
-        java.start()
-        try:
-            proxy.finish_start()
-        finally:
-            java.join()
+        _add_java_trust_store(trust)
         additions = client_trust_env(self.trust, env)
         traits = self.mode.traits
         if traits.tracer_redirects:
@@ -171,12 +166,20 @@ class EgressRun:
             ProxyReady(
                 mode=str(self.mode),
                 listeners=listeners,
-                mitmproxy_version=proxy.mitmproxy_version,
+                mitmproxy_version=mitmproxy_version(),
                 upstream=job_proxy.upstream.hostport if job_proxy is not None else None,
                 upstream_addresses=sorted(config.job_proxy_addresses),
             )
         )
+        # Last: what is left before the build is released doesn't share the CPU with mitmproxy's
+        # start, which goes on while the build runs.
+        proxy.begin_start()
         return additions
+
+    def check_started(self) -> None:
+        """Raise if the proxy could not start (the build's connections were refused then)."""
+        if self.proxy is not None:
+            self.proxy.check_started()
 
     def foreign_peers(self) -> dict[str, int]:
         """Connections and queries refused because no process of the build made them, by
@@ -215,6 +218,12 @@ def _resolve_proxies(job: JobProxy) -> dict[str, tuple[str, int]]:
         for info in infos:
             found.setdefault(normalise_host(str(info[4][0])), (proxy.host, proxy.port))
     return found
+
+
+def mitmproxy_version() -> str:
+    from mitmproxy import version  # a small module: mitmproxy itself is imported on the proxy's thread
+
+    return str(version.VERSION)
 
 
 def _add_java_trust_store(trust: TrustFiles) -> None:

@@ -101,7 +101,9 @@ def load_policy(path: Path, *, known_rules: RuleCatalogue) -> Policy:
 def default_policy(*, known_rules: RuleCatalogue) -> Policy:
     """The built-in default policy (``ciwatch/policy/default.yaml``, identical to ``policies/default.yaml``)."""
     text = resources.files("ciwatch.policy").joinpath("default.yaml").read_text(encoding="utf-8")
-    return parse_policy(text, _BUILT_IN, known_rules=known_rules)
+    # Not checked against the schema at every start (jsonschema's import and check take a
+    # tenth of a second): the tests check this file fits it (tests/test_startup.py).
+    return parse_policy(text, _BUILT_IN, known_rules=known_rules, fits_schema=True)
 
 
 def resolve_policy(
@@ -129,10 +131,11 @@ def resolve_policy(
         raise UsageError(f'--mode "{printable(str(mode))}": expected one of {", ".join(_MODES)}') from None
 
 
-def parse_policy(text: str, source: str, *, known_rules: RuleCatalogue) -> Policy:
+def parse_policy(text: str, source: str, *, known_rules: RuleCatalogue, fits_schema: bool = False) -> Policy:
     """The policy written in ``text``; ``source`` names it in errors (a path, or ``<built-in default>``).
-    Its shape is checked against ``schema.json`` (the rule ids filled in from ``known_rules``),
-    then what a schema can't say (hosts, package specs, version ranges, dates) in code."""
+    Its shape is checked against ``schema.json`` (the rule ids filled in from ``known_rules``;
+    not when ``fits_schema`` says it is known to), then what a schema can't say (hosts,
+    package specs, version ranges, dates) in code."""
     if len(text) > MAX_BYTES:
         raise PolicyError([PolicyProblem(source, 1, "", _too_big())])
     try:
@@ -158,7 +161,8 @@ def parse_policy(text: str, source: str, *, known_rules: RuleCatalogue) -> Polic
     data = to_data(root, found)
     checked = list(value_problems(data, root))
     checked_keys = {key for _, key, _ in checked}
-    shape = [problem for problem in schema_problems(data, root, tuple(known_rules)) if problem[1] not in checked_keys]
+    shape = [] if fits_schema else list(schema_problems(data, root, tuple(known_rules)))
+    shape = [problem for problem in shape if problem[1] not in checked_keys]
     found += checked + shape
     if found:
         found.sort(key=lambda problem: (problem[0].start_mark.line, problem[0].start_mark.column))

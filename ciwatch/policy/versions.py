@@ -21,14 +21,17 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Literal
-
-import nodesemver  # type: ignore[import-untyped]
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, Literal
 
 from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.policy.problems import quote
+
+if TYPE_CHECKING:
+    import nodesemver  # type: ignore[import-untyped]
+    from packaging.specifiers import SpecifierSet
+
+# nodesemver and packaging are imported where a range is read: most policies name none, and
+# every ``ciwatch run`` would pay for their import before the build starts.
 
 __all__ = ["Syntax", "VersionRange", "gem_requirement", "maven_range", "parse_range", "syntax_for", "version_in_range"]
 
@@ -51,6 +54,8 @@ class VersionRange:
 
     def contains(self, version: str) -> bool:
         if self.npm is not None:
+            import nodesemver
+
             try:
                 return bool(self.npm.test(nodesemver.make_semver(version.strip(), loose=False)))
             except ValueError:
@@ -59,6 +64,8 @@ class VersionRange:
 
 
 def _pep440_contains(specifiers: SpecifierSet, version: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
     try:
         parsed = Version(version)
     except InvalidVersion:
@@ -109,6 +116,8 @@ def parse_range(range_text: str, prefer: Syntax = "npm") -> VersionRange:
 
 
 def _npm_range(text: str) -> VersionRange:
+    import nodesemver
+
     try:
         return VersionRange(text, "npm", npm=nodesemver.make_range(text, loose=False))
     except ValueError as error:
@@ -124,6 +133,8 @@ def _pep440_range(text: str) -> VersionRange:
     for part in parts:
         if _COMPATIBLE_ONE_NUMBER.match(part.strip()):
             raise ValueError(f"{quote(part.strip())} needs at least two release numbers (e.g. ~=1.4)")
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     try:
         return VersionRange(text, "pep440", pep440=(SpecifierSet(text),))
     except InvalidSpecifier:
@@ -242,6 +253,8 @@ def _maven_set(match: re.Match[str], text: str) -> str:
 
 def _ordered(smaller: str, larger: str) -> bool:
     """Whether ``smaller`` < ``larger``, where both are versions PEP 440 reads."""
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(smaller) < Version(larger)
     except InvalidVersion:

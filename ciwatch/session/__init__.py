@@ -47,6 +47,8 @@ def run(plan: RunPlan, env: Mapping[str, str], on_root_started: Callable[[int], 
         egress = new_egress(plan, recording, tracer)
         armed = open_egress(plan, recording, tracer, spawned, egress, env)
         trace(plan, recording, tracer, armed, outcome, on_root_started)
+        if egress is not None:
+            egress.check_started()  # the build ran without a proxy: its connections were refused
     except KeyboardInterrupt:
         error, failure_code = "interrupted", INTERNAL_ERROR
         tracer.kill_all()

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ciwatch.record.events import HooksAllowed
-from ciwatch.registries.project_hooks import project_hook_allowlists
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
 from ciwatch.session.registries import RegistryDiscovery, settle_registries
@@ -69,6 +68,9 @@ def open_egress(
         settle_registries(discovery, recording.registries, recording.allowlist, recording.sink)
         discovery = None
     if plan.policy.hooks_import:
+        # Imported here: the registries package (and its YAML and TOML readers) only for this.
+        from ciwatch.registries.project_hooks import project_hook_allowlists
+
         for packages, where in project_hook_allowlists(Path.cwd()):
             recording.sink(HooksAllowed(packages=packages, source=where))
     return Armed(spawned.root, build_env, discovery)

@@ -76,6 +76,11 @@ class JobRegistries:
         for family in list(self._used):
             self._allow(family)
 
+    @property
+    def used_any(self) -> bool:
+        """The build has run a package manager (whose registries discovery must tell)."""
+        return bool(self._used)
+
     def saw_exec(self, event: ProcessExec) -> None:
         manager = package_manager_of(event.argv)
         if manager is None or manager.packages in self._used:
@@ -93,8 +98,13 @@ class JobRegistries:
 
 
 def settle_registries(
-    discovery: RegistryDiscovery, registries: JobRegistries, allowlist: RuntimeAllowlist, sink: Callable[[Event], None]
+    discovery: RegistryDiscovery | None,
+    registries: JobRegistries,
+    allowlist: RuntimeAllowlist,
+    sink: Callable[[Event], None],
 ) -> None:
-    registries.add_sources(discovery.result())
+    """Discovery's answer into the allowlist (None: not waited for, as nothing needs it)."""
+    if discovery is not None:
+        registries.add_sources(discovery.result())
     for learned_from, host, url in allowlist.settle_registries():
         sink(AllowlistLearned(host=host, learned_from=learned_from, url=url))

@@ -48,8 +48,12 @@ def trace(
     on_root_started(armed.root.pid)
     outcome.build = tracer.run_until_root_exits()
     if armed.discovery is not None:
-        # Audit and warn: discovery ran alongside the build, at no cost to its time.
-        settle_registries(armed.discovery, recording.registries, recording.allowlist, recording.sink)
+        # Audit and warn: discovery ran alongside the build, at no cost to its time. A build
+        # that ran no package manager (and left nothing running that still could) is allowed
+        # no registry: its answer isn't waited for.
+        needed = recording.registries.used_any or any(pid != armed.root.pid for pid in tracer.live_processes())
+        discovery = armed.discovery if needed else None
+        settle_registries(discovery, recording.registries, recording.allowlist, recording.sink)
     exec_error = read_exec_error(armed.root)
     if exec_error is not None:
         outcome.launch_error = _describe_exec_error(plan.command[0], *exec_error)
