@@ -657,6 +657,18 @@ def test_executable_write_ignores_install_output_plain_files_tmp_and_the_package
     assert found(build.judge(), "executable-write") == []
 
 
+def test_executable_write_ignores_files_that_only_kept_an_execute_bit(build: Build) -> None:
+    # A tarball's 0755 LICENSE or .d.ts is neither ELF nor `#!`: nothing the kernel runs.
+    node = build.hook().spawn(["node", "install.js"])
+    for path, kind in ((f"{PROJECT}/LICENSE", "executable"), (f"{PROJECT}/bin/real", "script")):
+        node.write(path)
+        node.write(path, FileOp.CHMOD, flags=0o755)
+        build.add(FileHash(path=path, sha256="ef" * 32, size=1, mode=0o755, file_type=kind, written_by=node.pid))
+    assert [f.message.split(" wrote the executable ")[1] for f in found(build.judge(), "executable-write")] == [
+        f"{PROJECT}/bin/real into the project"
+    ]
+
+
 # -- exec-written-file -----------------------------------------------------------------------
 
 
@@ -728,6 +740,15 @@ def test_persistence_write(build: Build, path: str) -> None:
     write = build.hook().spawn(["node", "telemetry.js"]).write(path)
     finding = only(build.judge(), "persistence-write")
     assert finding.severity is Severity.HIGH and finding.evidence == (write,) and path in finding.message
+
+
+def test_persistence_write_ignores_gits_sample_hooks(build: Build) -> None:
+    # `git init` in a hook writes every *.sample hook; git never runs them. A real hook counts.
+    node = build.hook().spawn(["git", "init"])
+    node.write(f"{PROJECT}/vendor/x/.git/hooks/pre-commit.sample")
+    node.write(f"{PROJECT}/vendor/x/.git/hooks/pre-push.sample")
+    real = node.write(f"{PROJECT}/.git/hooks/pre-push")
+    assert only(build.judge(), "persistence-write").evidence == (real,)
 
 
 def test_persistence_write_through_a_rename_and_a_symlink(build: Build) -> None:

@@ -57,7 +57,11 @@ class ExecutableWrite:
 
     def check(self, context: RuleContext) -> Iterator[Finding]:
         header = context.record.header
-        executables = {event.path: seq for seq, event in context.record.events.of(FileHash)}
+        hashed = {event.path: (seq, event.file_type) for seq, event in context.record.events.of(FileHash)}
+        # Only what the kernel can run: an ELF or a `#!` script. A LICENSE or a .d.ts that kept a
+        # tarball's 0755 is neither (the record keeps its hash all the same).
+        executables = {path: seq for path, (seq, kind) in hashed.items() if kind != "executable"}
+        inert = {path for path, (_, kind) in hashed.items() if kind == "executable"}
         chmod_x: set[str] = set()
         for _, event in context.record.events.file_writes({FileOp.CHMOD}):
             if (event.flags or 0) & 0o111:
@@ -65,7 +69,7 @@ class ExecutableWrite:
         path_dirs = [os.path.normpath(d) for d in header.path_dirs]
         reported: set[str] = set()
         for path in context.written_by_hooks:
-            if path in reported or (path not in executables and path not in chmod_x):
+            if path in reported or path in inert or (path not in executables and path not in chmod_x):
                 continue
             writes = context.written_by_hooks[path]  # (made only for the paths that qualify)
             _, node = writes[-1]

@@ -125,9 +125,15 @@ _STAGING = ("pip-build-env-", "pip-req-build-", "pip-install-", "pip-wheel-", "p
 _PACKAGE_ROOTS = ("node_modules", "site-packages", "dist-packages")
 
 
+#: What git puts in every new repository's hooks directory: examples it never runs.
+_GIT_SAMPLE_HOOK = "*/.git/hooks/*.sample"
+
+
 def persistence_kind(path: str, home: str, ci_files: tuple[str, ...] = ()) -> str | None:
     if path in ci_files:
         return "a CI file that carries into later steps (env, PATH or outputs)"
+    if fnmatch.fnmatchcase(path, _GIT_SAMPLE_HOOK):
+        return None
     for pattern, kind in PERSISTENCE_PATTERNS:
         if pattern.startswith("~"):
             if not home:
