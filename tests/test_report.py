@@ -17,8 +17,19 @@ from ciwatch.analysis.tree import ProcessTree, short_command
 from ciwatch.attribution.hooks import HookAttribution
 from ciwatch.policy.model import Policy
 from ciwatch.record import SCHEMA_VERSION, RecordWriter, read_record
-from ciwatch.record.events import End, Event, Header, NetConnect, ProcessExec, ProcessExit, ProcessStart
+from ciwatch.record.events import (
+    End,
+    Event,
+    FileHash,
+    FileWrite,
+    Header,
+    NetConnect,
+    ProcessExec,
+    ProcessExit,
+    ProcessStart,
+)
 from ciwatch.record.reader import Record
+from ciwatch.record.vocabulary import FileOp
 from ciwatch.report.model import build_report
 from ciwatch.report.terminal import render
 from ciwatch.verdict import evaluate
@@ -244,3 +255,22 @@ def test_control_characters_the_build_chose_cannot_rewrite_the_report(tmp_path: 
     assert "\x1b" not in report and "\x07" not in report
     assert report.splitlines()[0].startswith("ciwatch verdict: ")
     assert "npm: postinstall of evil\\x1b[2J@1.0.0 -> \\x1b[1A\\x1b[2Kcurl ok" in report
+
+
+def test_package_managers_are_named_once_and_a_symlink_is_not_the_writer_of_a_binary(tmp_path: Path) -> None:
+    # apt-get runs dpkg several times (`dpkg --status-fd 15`); update-alternatives only links.
+    record = _RecordBuilder(tmp_path / "record.jsonl")
+    record.start(100, 1)
+    record.exec(100, ["apt-get", "install", "-y", "nano"])
+    for pid in (101, 102):
+        record.start(pid, 100)
+        record.exec(pid, ["dpkg", "--status-fd", "15", "--unpack", "nano.deb"])
+    record.add(FileWrite(pid=102, op=FileOp.OPEN, path="/usr/bin/nano", flags=0o1101))
+    record.start(103, 100)
+    record.exec(103, ["update-alternatives", "--install", "/usr/bin/editor", "editor", "/usr/bin/nano", "40"])
+    record.add(FileWrite(pid=103, op=FileOp.SYMLINK, path="/usr/bin/nano", target="/etc/alternatives/editor"))
+    record.add(FileHash(path="/usr/bin/nano", sha256="ab" * 32, size=10, mode=0o755, file_type="elf", written_by=102))
+    report = _render(record.finish().record)
+    assert "package managers: apt-get, dpkg\n" in report
+    nano = next(line for line in report.splitlines() if line.strip().startswith("/usr/bin/nano"))
+    assert "dpkg" in nano and "update-alternatives" not in nano, nano

@@ -244,6 +244,23 @@ _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
 
 def package_manager_of(argv: list[str]) -> Ecosystem | None:
     """The ecosystem of a package-manager process, from its argv; None for anything else."""
+    found = _package_manager(argv)
+    return found[1] if found else None
+
+
+def package_manager_name(argv: list[str]) -> str | None:
+    """The package manager a process runs, as a person names it (``npm`` for
+    ``node .../npm-cli.js``, ``pip`` for ``python -m pip``); None for anything else."""
+    found = _package_manager(argv)
+    if found is None:
+        return None
+    name = found[0]
+    for suffix in (".js", ".cjs", ".py", "-cli"):
+        name = name.removesuffix(suffix)
+    return "pip" if name == "__pip-runner__" or _PIP_VERSIONED.match(name) else name
+
+
+def _package_manager(argv: list[str]) -> tuple[str, Ecosystem] | None:
     if not argv:
         return None
     candidates = [os.path.basename(argv[0])]
@@ -253,7 +270,7 @@ def package_manager_of(argv: list[str]) -> Ecosystem | None:
             candidates.append(argv[2])
     for name in candidates:
         if name in PACKAGE_MANAGERS:
-            return PACKAGE_MANAGERS[name]
+            return name, PACKAGE_MANAGERS[name]
         if _PIP_VERSIONED.match(name):
-            return Ecosystem.PIP
+            return name, Ecosystem.PIP
     return None

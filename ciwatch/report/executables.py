@@ -48,7 +48,9 @@ def executables_written(record: Record, tree: ProcessTree, keeps: Callable[[Proc
     paths = {event.path for _, event in hashed}
     last_write: dict[str, int] = {}
     for seq, write in record.events.file_writes(touching=paths.__contains__):
-        # A rename or link makes its target; a symlink's target is text, not the file written.
+        if write.op is FileOp.SYMLINK:
+            continue  # a link to a file (update-alternatives) doesn't write it
+        # A rename or link makes its target.
         path = write.target if write.op in (FileOp.RENAME, FileOp.LINK) and write.target else write.path
         last_write[path] = seq
     files: list[ExecutableItem] = []

@@ -15,7 +15,7 @@ from pathlib import Path
 from ciwatch.analysis.network import hosts_by_hook
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
 from ciwatch.errors import UsageError
-from ciwatch.facts.programs import package_manager_of
+from ciwatch.facts.programs import package_manager_name
 from ciwatch.net.address import is_loopback
 from ciwatch.record.events import Anomaly, Leftover, NetConnect, ProxyReady
 from ciwatch.record.reader import Record
@@ -182,7 +182,9 @@ def build_report(
         run=_run_info(record),
         verdict=_verdict_info(verdict, selected, stored),
         hook_filter=options.hook,
-        package_managers=sorted({node.name for node in tree.nodes if node.execs and package_manager_of(node.argv)}),
+        package_managers=sorted(
+            {name for node in tree.nodes if node.execs and (name := package_manager_name(node.argv))}
+        ),
         hooks=_hooks(tree, selected),
         executables=executables_written(record, tree, selected.keeps_node),
         network=_network(record, tree, selected),
@@ -360,3 +362,8 @@ def _anomalies(record: Record, tree: ProcessTree, selected: _HookSelection) -> l
             detail = f"still running after the build ({event.action}): pid {event.pid} {argv}"
             found.append(AnomalyItem("leftover", detail, lineage))
     return found
+
+
+def _package_managers(tree: ProcessTree) -> list[str]:
+    """Each package manager the build ran, once, as a person names it (not ``dpkg 15``)."""
+    return sorted({name for node in tree.nodes if node.execs and (name := package_manager_name(node.argv))})
