@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from ciwatch.egress.origdst import parse_proc_net_address
+
 Address = tuple[str, int]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::"})
@@ -44,18 +46,6 @@ class _Entry:
     inode: int
 
 
-def _parse(text: str) -> Address:
-    """An address as /proc/net/* spells it (each 32-bit word in host byte order); a v4-mapped
-    IPv6 address as the IPv4 address the listener sees."""
-    address_hex, port_hex = text.split(":")
-    raw = bytes.fromhex(address_hex)
-    packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
-    address = ipaddress.ip_address(packed)
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(address), int(port_hex, 16)
-
-
 def _entries_at_port(tables: str, protocol: str, port: int) -> list[_Entry]:
     """Every socket of ``protocol`` (IPv4 and IPv6) whose local port is ``port``, with an owner
     (a socket in TIME_WAIT, or orphaned, has inode 0: no process holds it)."""
@@ -69,7 +59,7 @@ def _entries_at_port(tables: str, protocol: str, port: int) -> list[_Entry]:
                     local = fields[1]
                     if int(local.rsplit(":", 1)[1], 16) != port or fields[9] == "0":
                         continue
-                    found.append(_Entry(_parse(local), int(fields[9])))
+                    found.append(_Entry(parse_proc_net_address(local), int(fields[9])))
         except (OSError, StopIteration, IndexError, ValueError):
             continue
     return found

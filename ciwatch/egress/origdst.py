@@ -46,7 +46,9 @@ def socket_inode(local: tuple[str, int], remote: tuple[str, int] | None, protoco
     return None
 
 
-def _parse_hex_address(text: str) -> tuple[str, int]:
+def parse_proc_net_address(text: str) -> tuple[str, int]:
+    """An address as /proc/net/* spells it (each 32-bit word in host byte order); a v4-mapped
+    IPv6 address as the IPv4 address the listener sees."""
     address_hex, port_hex = text.split(":")
     raw = bytes.fromhex(address_hex)
     packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
@@ -70,7 +72,7 @@ def lookup_in_namespace(
                 for line in stream:
                     fields = line.split()
                     if fields[1] == want_local:
-                        return _parse_hex_address(fields[2]), int(fields[9])
+                        return parse_proc_net_address(fields[2]), int(fields[9])
         except (OSError, StopIteration, IndexError, ValueError):
             continue
     return None
