@@ -6,16 +6,15 @@ import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import click
 
 from ciwatch import __version__, capabilities, session, supervise
-from ciwatch.errors import CiwatchError, exit_code_of
-from ciwatch.exitcodes import ENVIRONMENT_ERROR, INTERNAL_ERROR, POLICY_FAILED
+from ciwatch.cli_summary import summary
+from ciwatch.cli_support import encodable, fail_exit_code_option, guarded, policy_options, render_error
+from ciwatch.exitcodes import ENVIRONMENT_ERROR
 from ciwatch.modes import LeftoverAction, NetMode
 from ciwatch.policy import Mode, load_policy
 from ciwatch.policy.loader import resolve_policy
@@ -23,33 +22,10 @@ from ciwatch.record import read_record
 from ciwatch.record.integrity import verify_record
 from ciwatch.report import github
 from ciwatch.report.baseline import propose_policy
-from ciwatch.report.command import show_report
-from ciwatch.report.model import ReportOptions
 from ciwatch.report.verdict_text import render_verdict, summary_line
 from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
 
 log = logging.getLogger("ciwatch")
-
-
-def _render_error(error: BaseException, verbose: bool) -> int:
-    if verbose:
-        traceback.print_exception(error)
-    if isinstance(error, CiwatchError):
-        click.secho(f"ciwatch: error: {error}", fg="red", err=True)
-        if error.hint:
-            click.echo(f"  hint: {error.hint}", err=True)
-        return exit_code_of(error)
-    click.secho(f"ciwatch: internal error: {type(error).__name__}: {error}", fg="red", err=True)
-    click.echo("  hint: run again with -v for the traceback, and please report it.", err=True)
-    return INTERNAL_ERROR
-
-
-def _guarded(verbose: bool, action: Callable[[], int]) -> NoReturn:
-    try:
-        code = action()
-    except Exception as error:  # noqa: BLE001 - every failure is rendered, none escapes
-        code = _render_error(error, verbose)
-    sys.exit(code)
 
 
 class _CommandAfterDoubleDash(click.Command):
@@ -79,33 +55,6 @@ def main(ctx: click.Context, verbose: bool) -> None:
     logging.basicConfig(level=logging.WARNING, format="ciwatch: %(name)s: %(message)s")
     logging.getLogger("ciwatch").setLevel(logging.DEBUG if verbose else logging.WARNING)
     ctx.obj = {"verbose": verbose}
-
-
-def _policy_options(function: Callable[..., None]) -> Callable[..., None]:
-    function = click.option(
-        "--mode",
-        type=click.Choice([m.value for m in Mode]),
-        default=None,
-        help="Override the policy's mode: audit, warn or block.",
-    )(function)
-    return click.option(
-        "--policy",
-        "policy_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Policy file (default: .ciwatch/policy.yml if present, else the built-in audit policy).",
-    )(function)
-
-
-def _fail_exit_code_option(function: Callable[..., None]) -> Callable[..., None]:
-    return click.option(
-        "--fail-exit-code",
-        type=click.IntRange(1, 255),
-        default=POLICY_FAILED,
-        show_default=True,
-        help="Exit code when the verdict fails a successful build (block mode for `run`): choose one your "
-        "build never uses (mocha exits 3 when 3 tests fail). verdict.json says which it was.",
-    )(function)
 
 
 @main.command(cls=_CommandAfterDoubleDash)
@@ -139,8 +88,8 @@ def _fail_exit_code_option(function: Callable[..., None]) -> Callable[..., None]
     type=click.Path(dir_okay=False, exists=True, readable=True, path_type=Path),
     help="Also trust this CA bundle for upstream servers (a corporate TLS proxy); repeatable.",
 )
-@_policy_options
-@_fail_exit_code_option
+@policy_options
+@fail_exit_code_option
 @click.option("-q", "--quiet", is_flag=True, help="No closing line when the verdict is pass (findings still show).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 @click.pass_context
@@ -182,13 +131,13 @@ def run(
             )
         )
     except Exception as error:  # noqa: BLE001
-        sys.exit(_render_error(error, verbose))
+        sys.exit(render_error(error, verbose))
 
     def in_tracer(report_root: Callable[[int], None]) -> tuple[int, Callable[[], None] | None]:
         try:
             result = session.run(plan, dict(os.environ), on_root_started=report_root)
         except Exception as error:  # noqa: BLE001
-            return _render_error(error, verbose), None
+            return render_error(error, verbose), None
         if result.launch_error:
             click.secho(f"ciwatch: {result.launch_error}", fg="red", err=True)
         for program, pid in {program: pid for pid, program in reversed(result.nested_tracers)}.items():
@@ -242,15 +191,9 @@ def _say_record_incomplete(problem: str | None, verdict_error: str | None, verdi
     click.secho(f"ciwatch: {problem}: {outcome}{written}", fg="red", err=True)
 
 
-def _encodable(text: str) -> str:
-    """A record keeps bytes that weren't UTF-8 as lone surrogates (PEP 383: a file or package
-    name): shown as ``\\udcXX``, never an encoding error at the last step."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path), default=Path("ciwatch-out"))
-@_policy_options
+@policy_options
 @click.option("--hook", "hook_package", metavar="PKG", help="Only this package's hooks (name or name@version).")
 @click.option("--all", "full", is_flag=True, help="Every item of every list (by default each is cut to a screen).")
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON (docs/report-format.md).")
@@ -271,16 +214,20 @@ def report(
 
     def action() -> int:
         policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
+        # Imported here: `ciwatch run` never needs the report's model.
+        from ciwatch.report.command import show_report
+        from ciwatch.report.model import ReportOptions
+
         options = ReportOptions(hook=hook_package)
         return show_report(path, policy, options, as_json=as_json, full=full, color=color)
 
-    _guarded(ctx.obj["verbose"], action)
+    guarded(ctx.obj["verbose"], action)
 
 
 @main.command()
 @click.argument("record_path", metavar="RECORD", type=click.Path(path_type=Path))
-@_policy_options
-@_fail_exit_code_option
+@policy_options
+@fail_exit_code_option
 @click.option("--json", "as_json", is_flag=True, help="Print verdict.json instead of the summary.")
 @click.pass_context
 def check(
@@ -307,10 +254,10 @@ def check(
         if as_json:
             click.echo(json.dumps(verdict.to_json(), indent=2))
         else:
-            click.echo(_encodable(render_verdict(verdict, color=sys.stdout.isatty())))
+            click.echo(encodable(render_verdict(verdict, color=sys.stdout.isatty())))
         return fail_exit_code if verdict.verdict is VerdictKind.FAIL or not integrity.intact else 0
 
-    _guarded(ctx.obj["verbose"], action)
+    guarded(ctx.obj["verbose"], action)
 
 
 @main.command()
@@ -322,7 +269,7 @@ def baseline(ctx: click.Context, records: tuple[Path, ...], output: Path | None)
     hooks, each entry commented with where it came from."""
 
     def action() -> int:
-        text = _encodable(propose_policy([(path, read_record(path)) for path in records]))
+        text = encodable(propose_policy([(path, read_record(path)) for path in records]))
         if output is None:
             click.echo(text, nl=False)
         else:
@@ -330,7 +277,7 @@ def baseline(ctx: click.Context, records: tuple[Path, ...], output: Path | None)
             click.echo(f"wrote {output}; review it, then run: ciwatch policy check {output}", err=True)
         return 0
 
-    _guarded(ctx.obj["verbose"], action)
+    guarded(ctx.obj["verbose"], action)
 
 
 @main.group(name="policy")
@@ -354,7 +301,7 @@ def policy_check(ctx: click.Context, path: Path) -> None:
         )
         return 0
 
-    _guarded(ctx.obj["verbose"], action)
+    guarded(ctx.obj["verbose"], action)
 
 
 @main.command()
@@ -370,7 +317,7 @@ def registries(ctx: click.Context, project: Path) -> None:
         click.echo(render_registries(discover_registries(project, dict(os.environ))))
         return 0
 
-    _guarded(ctx.obj["verbose"], action)
+    guarded(ctx.obj["verbose"], action)
 
 
 @main.command()
@@ -395,7 +342,7 @@ def doctor(ctx: click.Context) -> None:
             return ENVIRONMENT_ERROR
         return 0
 
-    _guarded(ctx.obj["verbose"], action)
+    guarded(ctx.obj["verbose"], action)
 
 
-from ciwatch import cli_summary  # noqa: E402,F401 - registers `ciwatch summary` (its own module: this one is full)
+main.add_command(summary)

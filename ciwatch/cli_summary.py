@@ -7,16 +7,15 @@ from pathlib import Path
 
 import click
 
-from ciwatch.cli import _encodable, _guarded, _policy_options, main
+from ciwatch.cli_support import encodable, guarded, policy_options
 from ciwatch.errors import UsageError
 from ciwatch.policy.loader import resolve_policy
-from ciwatch.report.ci_summary import record_directories, summarise, write_variables
 from ciwatch.verdict import RULE_CATALOGUE
 
 
-@main.command()
+@click.command()
 @click.argument("paths", metavar="DIR...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@_policy_options
+@policy_options
 @click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path), help="Append here.")
 @click.option("--max-bytes", type=click.IntRange(0), default=1000 * 1024, show_default=True, help="Cap (0: none).")
 @click.option("--artifact", metavar="NAME", help="Where the full record is kept, named when the summary is cut.")
@@ -39,11 +38,14 @@ def summary(
     number of runs for later steps (--output: $GITHUB_OUTPUT) or jobs (--dotenv: GitLab's report)."""
 
     def action() -> int:
+        # Imported here: `ciwatch run` (every CI step) never needs it.
+        from ciwatch.report.ci_summary import record_directories, summarise, write_variables
+
         if not record_directories(list(paths)):
             raise UsageError(f"no record under {', '.join(map(str, paths))}", hint="did a step run under ciwatch?")
         policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
         job = summarise(list(paths), policy)
-        text = _encodable(job.markdown(artifact, max_bytes))
+        text = encodable(job.markdown(artifact, max_bytes))
         if markdown_file is None:
             click.echo(text, nl=False)
         else:
@@ -55,4 +57,4 @@ def summary(
             write_variables(dotenv_file, job.dotenv())
         return 0
 
-    _guarded(ctx.obj["verbose"], action)
+    guarded(ctx.obj["verbose"], action)
