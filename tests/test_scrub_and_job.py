@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ciwatch.job import REDACTED, Scrubber
+from ciwatch.job import REDACTED, Scrubber, detect_job
 from ciwatch.job.scrub import secret_values
 from ciwatch.net.address import SocketAddress, decode_sockaddr
 from ciwatch.net.dns import DnsQuestion, decode_dns_query
@@ -439,3 +439,14 @@ def test_events_written_by_a_run_read_back_as_typed_events(traced, tmp_path: Pat
     kinds = {item.event.kind for item in run.record.events}
     assert {EventKind.PROCESS_START, EventKind.PROCESS_EXEC, EventKind.FILE_WRITE, EventKind.PROCESS_EXIT} <= kinds
     assert [item.seq for item in run.record.events] == list(range(2, 2 + len(run.record.events)))
+
+
+def test_github_matrix_legs_are_told_apart() -> None:
+    # A matrix's legs share GITHUB_JOB; ciwatch's Action passes strategy.job-index.
+    legs = [detect_job({**GITHUB_ENV, "CIWATCH_JOB_INDEX": str(index)}, "t") for index in (0, 1)]
+    assert [leg.key for leg in legs] == [
+        "github:octo-org/octo-repo/987654321/2/build#0",
+        "github:octo-org/octo-repo/987654321/2/build#1",
+    ]
+    assert legs[1].identifiers["CIWATCH_JOB_INDEX"] == "1"
+    assert detect_job(GITHUB_ENV, "t").key == "github:octo-org/octo-repo/987654321/2/build"

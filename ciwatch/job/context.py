@@ -38,6 +38,9 @@ _GITHUB_VARS = (
     "RUNNER_OS",
     "RUNNER_ARCH",
     "RUNNER_ENVIRONMENT",
+    # Not GitHub's: a matrix leg has no variable of its own (its legs share GITHUB_JOB), so
+    # ciwatch's Action passes `strategy.job-index` under this name.
+    "CIWATCH_JOB_INDEX",
 )
 _GITLAB_VARS = (
     "CI_SERVER_URL",
@@ -83,6 +86,8 @@ def detect_job(env: Mapping[str, str], started_at: str) -> JobContext:
             ids.get("GITHUB_RUN_ATTEMPT", "1"),
             ids.get("GITHUB_JOB", "?"),
         )
+        if "CIWATCH_JOB_INDEX" in ids:
+            key += f"#{ids['CIWATCH_JOB_INDEX']}"  # one matrix leg among others of the same job
         return JobContext(Provider.GITHUB, key, ids)
     if env.get("GITLAB_CI") == "true":
         ids = _present(env, _GITLAB_VARS)

@@ -218,4 +218,15 @@ def lint_actions(workflows: list[Path], actions: list[Path]) -> list[str]:
     )
     if zizmor.returncode != 0:
         problems.append(f"zizmor: {zizmor.stdout[-4000:]}{zizmor.stderr[-1000:]}")
+    problems += check_schema("vendor.github-workflows", workflows)
+    problems += check_schema("vendor.github-actions", actions)
     return problems
+
+
+def check_schema(schema: str, files: list[Path]) -> list[str]:
+    """check-jsonschema's vendored schema (GitHub's workflows and actions, GitLab CI) on
+    ``files``, offline: its problems, or none."""
+    done = subprocess.run(
+        [require("check-jsonschema"), "--builtin-schema", schema, *map(str, files)], capture_output=True, text=True
+    )
+    return [] if done.returncode == 0 else [f"check-jsonschema ({schema}): {done.stdout[-3000:]}{done.stderr[-500:]}"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ciwatch.record import read_record
-from tests.ci.support import ROOT, GitlabRun, make_repository, payload_server, run_gitlab_job
+from tests.ci.support import ROOT, GitlabRun, check_schema, make_repository, payload_server, run_gitlab_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.npm]
 
@@ -119,3 +119,17 @@ def test_records_are_attributed_to_the_job_from_the_runners_variables(jobs: Jobs
     assert [c["provider"] for c in contexts] == ["gitlab", "gitlab"]
     assert [c["CI_JOB_NAME"] for c in contexts] == ["evil", "clean"]
     assert all(c.get("CI_JOB_ID") and c.get("CI_PIPELINE_ID") for c in contexts)
+
+
+def test_the_include_passes_gitlabs_ci_schema(tmp_path: Path) -> None:
+    # An include with `spec: inputs` is two documents: its header, then the jobs. Each is checked
+    # against check-jsonschema's vendored GitLab CI schema (offline).
+    header, jobs = (ROOT / "gitlab" / "ciwatch.yml").read_text().split("\n---\n", 1)
+    files = []
+    for name, text in (("spec.yml", header + "\n"), ("jobs.yml", jobs)):
+        (tmp_path / name).write_text(text)
+        files.append(tmp_path / name)
+    assert check_schema("vendor.gitlab-ci", files) == []
+    # And the check can fail: a script that is not a list of lines.
+    (tmp_path / "bad.yml").write_text("build:\n  script: 5\n")
+    assert check_schema("vendor.gitlab-ci", [tmp_path / "bad.yml"]) != []
