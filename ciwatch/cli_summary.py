@@ -21,6 +21,8 @@ from ciwatch.verdict import RULE_CATALOGUE
 @click.option("--artifact", metavar="NAME", help="Where the full record is kept, named when the summary is cut.")
 @click.option("--output", "output_file", type=click.Path(dir_okay=False, path_type=Path), help="Append key=value.")
 @click.option("--dotenv", "dotenv_file", type=click.Path(dir_okay=False, path_type=Path), help="Append CIWATCH_*=.")
+@click.option("--codequality", "codequality_file", type=click.Path(dir_okay=False, path_type=Path), help="GitLab's.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False, path_type=Path), help="One case per rule.")
 @click.pass_context
 def summary(
     ctx: click.Context,
@@ -32,14 +34,18 @@ def summary(
     artifact: str | None,
     output_file: Path | None,
     dotenv_file: Path | None,
+    codequality_file: Path | None,
+    junit_file: Path | None,
 ) -> None:
     """Sum up the records of a CI job (each DIR a record's directory, or a directory of them):
     a Markdown summary (stdout, or appended to --markdown) and the job's verdict, findings and
-    number of runs for later steps (--output: $GITHUB_OUTPUT) or jobs (--dotenv: GitLab's report)."""
+    number of runs for later steps (--output: $GITHUB_OUTPUT) or jobs (--dotenv: GitLab's report);
+    GitLab's merge-request reports: code quality (--codequality) and JUnit, a case per rule (--junit)."""
 
     def action() -> int:
         # Imported here: `ciwatch run` (every CI step) never needs it.
         from ciwatch.report.ci_summary import record_directories, summarise, write_variables
+        from ciwatch.report.gitlab import code_quality, junit
 
         if not record_directories(list(paths)):
             raise UsageError(f"no record under {', '.join(map(str, paths))}", hint="did a step run under ciwatch?")
@@ -55,6 +61,10 @@ def summary(
             write_variables(output_file, job.outputs())
         if dotenv_file is not None:
             write_variables(dotenv_file, job.dotenv())
+        if codequality_file is not None:
+            codequality_file.write_text(code_quality(job.runs), encoding="utf-8")
+        if junit_file is not None:
+            junit_file.write_text(junit(job.runs), encoding="utf-8")
         return 0
 
     guarded(ctx.obj["verbose"], action)

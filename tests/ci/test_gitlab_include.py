@@ -9,9 +9,11 @@ once: the second job finds it ready (``CIWATCH_VENV``, as a runner's image would
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -97,6 +99,21 @@ def test_report_is_in_a_collapsed_section_and_the_summary_kept(jobs: Jobs) -> No
     assert "| high | hook-shell | evilpkg@6.6.6 | postinstall |" in summary
 
 
+def test_merge_request_reports_code_quality_and_junit(jobs: Jobs) -> None:
+    out = jobs.evil.artifacts / "ciwatch-out"
+    issues = json.loads((out / "codequality.json").read_text())
+    shell = [issue for issue in issues if issue["check_name"] == "hook-shell"]
+    assert shell and "evilpkg@6.6.6" in shell[0]["description"] and shell[0]["severity"] == "critical"
+    assert all(len(issue["fingerprint"]) == 64 and issue["location"]["lines"]["begin"] == 1 for issue in issues)
+    suite = ElementTree.parse(out / "junit.xml").getroot()
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert cases["hook-shell"].find("failure") is not None
+    assert cases["persistence-write"].find("failure") is None  # a rule with nothing to say passes
+    clean = ElementTree.parse(jobs.clean.artifacts / "ciwatch-out" / "junit.xml").getroot()
+    assert [case for case in clean.iter("testcase") if case.find("failure") is not None] == []
+    assert json.loads((jobs.clean.artifacts / "ciwatch-out" / "codequality.json").read_text()) == []
+
+
 def test_clean_fixture_passes(jobs: Jobs) -> None:
     run = jobs.clean
     assert run.code == 0, run.log[-3000:]
@@ -112,6 +129,8 @@ def test_include_declares_its_inputs_and_artifacts() -> None:
     template = jobs_[".ciwatch"]
     assert template["artifacts"]["when"] == "always"
     assert template["artifacts"]["reports"]["dotenv"].endswith("/ciwatch.env")
+    assert template["artifacts"]["reports"]["codequality"].endswith("/codequality.json")
+    assert template["artifacts"]["reports"]["junit"].endswith("/junit.xml")
 
 
 def test_records_are_attributed_to_the_job_from_the_runners_variables(jobs: Jobs) -> None:
