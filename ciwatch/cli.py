@@ -14,6 +14,7 @@ import click
 from ciwatch import __version__, capabilities, session, supervise
 from ciwatch.cli_summary import summary
 from ciwatch.cli_support import encodable, fail_exit_code_option, guarded, policy_options, render_error
+from ciwatch.errors import UsageError
 from ciwatch.exitcodes import ENVIRONMENT_ERROR
 from ciwatch.modes import LeftoverAction, NetMode
 from ciwatch.policy import Mode, load_policy
@@ -26,6 +27,8 @@ from ciwatch.report.verdict_text import render_verdict, summary_line
 from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
 
 log = logging.getLogger("ciwatch")
+#: ``ciwatch report --format``: kept here so that `ciwatch run` doesn't import the report's modules.
+REPORT_FORMATS = ("terminal", "json", "markdown", "html", "sarif", "codequality", "junit", "dotenv", "intoto")
 
 
 class _CommandAfterDoubleDash(click.Command):
@@ -196,7 +199,16 @@ def _say_record_incomplete(problem: str | None, verdict_error: str | None, verdi
 @policy_options
 @click.option("--hook", "hook_package", metavar="PKG", help="Only this package's hooks (name or name@version).")
 @click.option("--all", "full", is_flag=True, help="Every item of every list (by default each is cut to a screen).")
-@click.option("--json", "as_json", is_flag=True, help="The report as JSON (docs/report-format.md).")
+@click.option(
+    "--format",
+    "report_format",
+    type=click.Choice(REPORT_FORMATS),
+    default=None,
+    help="terminal (default), json, markdown, html, sarif, codequality, junit, dotenv, intoto (docs/report-format.md).",
+)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--subjects", multiple=True, metavar="GLOB", help="intoto: the written files to attest (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--color/--no-color", default=None, help="Colour (default: only on a terminal).")
 @click.pass_context
 def report(
@@ -206,20 +218,26 @@ def report(
     mode: str | None,
     hook_package: str | None,
     full: bool,
+    report_format: str | None,
+    output: Path | None,
+    subjects: tuple[str, ...],
     as_json: bool,
     color: bool | None,
 ) -> None:
     """Summarise a record: the verdict and its findings, hooks and what they ran, executables
-    written, hosts contacted. The verdict is judged as `ciwatch check` judges it."""
+    written, hosts contacted, in the form asked. The verdict is judged as `ciwatch check` judges it."""
 
     def action() -> int:
+        if as_json and report_format not in (None, "json"):
+            raise UsageError(f"--json and --format {report_format}: choose one")
         policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
         # Imported here: `ciwatch run` never needs the report's model.
-        from ciwatch.report.command import show_report
+        from ciwatch.report.command import OutputRequest, show_report
         from ciwatch.report.model import ReportOptions
 
-        options = ReportOptions(hook=hook_package)
-        return show_report(path, policy, options, as_json=as_json, full=full, color=color)
+        chosen = report_format or ("json" if as_json else "terminal")
+        request = OutputRequest(chosen, output, full, color, subjects)
+        return show_report(path, policy, ReportOptions(hook=hook_package), request)
 
     guarded(ctx.obj["verbose"], action)
 
