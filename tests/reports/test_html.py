@@ -288,3 +288,19 @@ def test_a_2000_process_build_makes_a_page_of_a_reasonable_size(browser: Browser
     box = deepest.bounding_box()
     assert box is not None and box["x"] + box["width"] <= LAPTOP[0]
     assert events == []
+
+
+def test_the_markdown_summary_of_a_2000_process_build_fits_githubs_step_summary(attack: Path) -> None:
+    # GitHub refuses a step summary over 1 MiB; `ciwatch summary` caps at 1000 KiB by default.
+    from ciwatch.report.markdown import NamedReport, render_many
+
+    record = _big_build(read_record(attack).header, hooks=500, chain=0)  # 2,001 processes
+    policy = resolve_policy(attack, DEFAULT_POLICY, "audit", known_rules=RULE_CATALOGUE)
+    report = build_report(record, evaluate(record, policy))
+    whole = render_many([NamedReport("build", report)])
+    capped = render_many([NamedReport("build", report)], artifact="ciwatch-records", max_bytes=1000 * 1024)
+    assert len(capped.encode()) <= 1024 * 1024
+    assert capped.splitlines()[0].startswith("## ") and "ciwatch:" in capped.splitlines()[0]  # the verdict first
+    if len(whole.encode()) > 1000 * 1024:
+        assert "ciwatch-records" in capped  # cut, with a pointer to the artifact
+    assert capped.count("<details") == capped.count("</details>")
