@@ -171,6 +171,16 @@ def test_sarif_fingerprints_are_stable_and_those_of_gitlabs_code_quality(attack:
     assert {issue["fingerprint"] for issue in quality} <= set(marks) and quality
 
 
+def test_code_quality_of_the_attack_is_what_gitlab_reads(attack: Build, tmp_path: Path) -> None:
+    schema = json.loads((Path(__file__).parent / "gitlab-codequality.schema.json").read_text())
+    quality = json.loads(report_file(attack, tmp_path, "codequality"))
+    jsonschema.validate(quality, schema)
+    assert len({issue["fingerprint"] for issue in quality}) == len(quality)  # each issue once
+    bad = [{**quality[0], "severity": "high"}]  # ciwatch's word, not GitLab's: the schema can fail
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
 def test_sarif_of_a_clean_install_has_rules_and_no_results(clean: Build, tmp_path: Path) -> None:
     run = sarif_of(clean, tmp_path)["runs"][0]
     assert run["results"] == []
