@@ -120,6 +120,11 @@ def build_that_waits(
             process.wait()
 
 
+#: A Python every user may run: the test's own may live under /root (pyenv), which nobody can
+#: read; the foreign clients use nothing but the standard library.
+ANY_USERS_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+
 def as_nobody(argv: list[str]) -> list[str]:
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
 
@@ -136,7 +141,7 @@ def proxy_request(proxy: tuple[str, int], url: str, as_other_user: bool = False)
         "    reply += chunk\n"
         "sys.stdout.write(reply.hex())\n"
     )
-    argv = [sys.executable, "-c", code, proxy[0], str(proxy[1]), url]
+    argv = [ANY_USERS_PYTHON, "-c", code, proxy[0], str(proxy[1]), url]
     done = subprocess.run(as_nobody(argv) if as_other_user else argv, capture_output=True, text=True, timeout=90)
     if done.returncode != 0 and "ConnectionResetError" in done.stderr:
         return b""  # closed on it: refused as well
@@ -156,7 +161,7 @@ def send_dns(listener: tuple[str, int], name: str, as_other_user: bool = False) 
         "family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n"
         "socket.socket(family, socket.SOCK_DGRAM).sendto(bytes.fromhex(sys.argv[3]), (sys.argv[1], int(sys.argv[2])))\n"
     )
-    argv = [sys.executable, "-c", code, listener[0], str(listener[1]), dns_query(name).hex()]
+    argv = [ANY_USERS_PYTHON, "-c", code, listener[0], str(listener[1]), dns_query(name).hex()]
     subprocess.run(as_nobody(argv) if as_other_user else argv, check=True, timeout=60)
 
 
