@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.record.events import FileHash
-from ciwatch.record.vocabulary import FileOp
+from ciwatch.record.events import RegistryAllowed
 from tests.test_rules import PROJECT, Build, found, npm_env, only
 
 
@@ -43,3 +42,17 @@ def test_a_script_merely_named_like_a_yarn_release_is_not_yarn(build: Build) -> 
     tool = build.root.spawn(["node", f"{PROJECT}/scripts/yarn-helper.cjs"])
     tool.spawn(["sh", "-c", "true"], env=npm_env("evil", "1.0.0", "postinstall"))
     assert build.judge().hooks == 0
+
+
+# -- apt's SRV lookup of its mirror ----------------------------------------------------------
+
+
+def test_a_service_lookup_of_an_allowed_registry_is_the_registry_and_others_are_not(build: Build) -> None:
+    mirror = "deb.mirror.example"
+    build.add(RegistryAllowed(host=mirror, ecosystem="dpkg", source="apt-get indextargets"))
+    apt = build.root.spawn(["/usr/lib/apt/methods/http"])
+    apt.dns(f"_http._tcp.{mirror}", qtype="SRV")  # apt asks before its first fetch (cold cache)
+    apt.dns("_http._tcp.other.example", qtype="SRV")
+    apt.dns(f"_x.{mirror}")  # not a service name: a name of its own under the mirror's zone
+    hosts = sorted(finding.host or "" for finding in found(build.judge(), "unfamiliar-egress"))
+    assert hosts == ["_http._tcp.other.example", f"_x.{mirror}"]
