@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.record.events import RegistryAllowed
+from ciwatch.record.events import FileHash, RegistryAllowed
 from tests.test_rules import PROJECT, Build, found, npm_env, only
 
 
@@ -56,3 +56,37 @@ def test_a_service_lookup_of_an_allowed_registry_is_the_registry_and_others_are_
     apt.dns(f"_x.{mirror}")  # not a service name: a name of its own under the mirror's zone
     hosts = sorted(finding.host or "" for finding in found(build.judge(), "unfamiliar-egress"))
     assert hosts == ["_http._tcp.other.example", f"_x.{mirror}"]
+
+
+# -- npm i -g pnpm: a global package's hook writing its own folder ---------------------------
+
+
+def _elf(build: Build, path: str, writer: int) -> None:
+    build.add(FileHash(path=path, sha256="ab" * 32, size=1000, mode=0o755, file_type="elf", written_by=writer))
+
+
+def test_a_global_packages_hook_placing_its_own_binaries_is_install_output(tmp_path: Path) -> None:
+    build = Build(tmp_path, command=("npm", "i", "-g", "pnpm"))
+    folder = "/usr/local/lib/node_modules/pnpm"
+    hook = build.hook("pnpm", "10.5.0", "preinstall", cwd=folder).spawn(["node", "setup.js"])
+    for name in ("dist/pnpm", "dist/node-gyp-bin/node-gyp", "bin/pnpm.exe"):
+        hook.write(f"{folder}/{name}")
+        _elf(build, f"{folder}/{name}", hook.pid)
+    # The same hook writing outside its folder is still a finding.
+    hook.write("/usr/local/lib/node_modules/npm/bin/npm-cli.js")
+    _elf(build, "/usr/local/lib/node_modules/npm/bin/npm-cli.js", hook.pid)
+    hook.write("/usr/local/bin/pnpx")
+    _elf(build, "/usr/local/bin/pnpx", hook.pid)
+    paths = sorted(
+        finding.message.split(" wrote the executable ")[1].split()[0]
+        for finding in found(build.judge(), "executable-write")
+    )
+    assert paths == ["/usr/local/bin/pnpx", "/usr/local/lib/node_modules/npm/bin/npm-cli.js"]
+
+
+def test_a_hook_run_from_the_home_directory_has_no_folder_of_its_own(tmp_path: Path) -> None:
+    build = Build(tmp_path)
+    hook = build.hook("evil", cwd="/home").spawn(["node", "x.js"])
+    hook.write("/home/ci/tools/run")
+    _elf(build, "/home/ci/tools/run", hook.pid)
+    assert len(found(build.judge(), "executable-write")) == 1

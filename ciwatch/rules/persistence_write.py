@@ -14,12 +14,11 @@ import fnmatch
 import os
 from collections.abc import Iterator
 
-from ciwatch.analysis.tree import ProcessNode
 from ciwatch.facts.paths import proc_alias
 from ciwatch.policy.model import Severity
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.rules.executable_write import is_install_output
+from ciwatch.rules.executable_write import own_directory
 
 INFO = RuleInfo(
     id="persistence-write",
@@ -144,22 +143,6 @@ def persistence_kind(path: str, home: str, ci_files: tuple[str, ...] = ()) -> st
     return None
 
 
-def _own_directory(node: ProcessNode, project: str) -> str | None:
-    """The directory of the hook's own package (where its first exec ran), unless that is the
-    project itself: the project's own scripts writing its .git/hooks is still persistence."""
-    start = node
-    while start.parent is not None and not start.starts_hook:
-        start = start.parent
-    if not start.execs:
-        return None
-    cwd = os.path.normpath(start.execs[0][1].cwd)
-    if cwd == project or project.startswith(cwd.rstrip("/") + "/") or cwd == "/":
-        return None
-    if project and cwd.startswith(project + "/") and not is_install_output(cwd[len(project) :]):
-        return None  # a workspace of the project
-    return cwd
-
-
 def _under(path: str, directory: str | None) -> bool:
     return directory is not None and (path == directory or path.startswith(directory.rstrip("/") + "/"))
 
@@ -211,7 +194,7 @@ class PersistenceWrite:
             assert node.hook is not None
             # Records made before the tracer canonicalised paths: undo what /proc spells.
             canonical = os.path.normpath(proc_alias(path, 0, ""))
-            own = _own_directory(node, project)
+            own = own_directory(node, project, home)
             if _under(canonical, own) or _staged(canonical):
                 continue
             kind = persistence_kind(canonical, home, ci_files)
