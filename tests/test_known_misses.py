@@ -90,3 +90,18 @@ def test_a_hook_run_from_the_home_directory_has_no_folder_of_its_own(tmp_path: P
     hook.write("/home/ci/tools/run")
     _elf(build, "/home/ci/tools/run", hook.pid)
     assert len(found(build.judge(), "executable-write")) == 1
+
+
+# -- a .pth in a build's staging tree --------------------------------------------------------
+
+
+def test_a_pth_file_counts_only_in_a_directory_python_reads_at_start_up(build: Build) -> None:
+    pip = build.pip_root()
+    hook = build.pip_hook(pip, "setuptools", "75.8.0")
+    staged = "/work/.tmp/build-x1/setuptools/build/bdist.linux-x86_64/wheel/distutils-precedence.pth"
+    hook.write(staged)  # setuptools building itself: its own .pth, in the wheel being built
+    hook.write(f"{PROJECT}/build/lib/evil.pth")
+    hook.write("/home/ci/.local/lib/python3.11/site-packages/evil.pth")
+    hook.write("/usr/lib/python3/dist-packages/evil.pth")
+    messages = [finding.message for finding in found(build.judge(), "persistence-write")]
+    assert len(messages) == 2 and all("site-packages" in m or "dist-packages" in m for m in messages), messages

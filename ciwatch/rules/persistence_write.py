@@ -120,6 +120,8 @@ PERSISTENCE_PATTERNS = (
 #: Where pip stages a build: what a build backend writes there (an editable's .pth, a
 #: setup.cfg) is the build's own output and is thrown away with it.
 _STAGING = ("pip-build-env-", "pip-req-build-", "pip-install-", "pip-wheel-", "pip-modern-metadata-", "pip-ephem-")
+#: The directories whose .pth files Python's site module reads at start-up.
+_SITE_DIRS = frozenset({"site-packages", "dist-packages"})
 #: Directories that hold installed packages, one directory per package below them.
 _PACKAGE_ROOTS = ("node_modules", "site-packages", "dist-packages")
 
@@ -132,6 +134,12 @@ def persistence_kind(path: str, home: str, ci_files: tuple[str, ...] = ()) -> st
     if path in ci_files:
         return "a CI file that carries into later steps (env, PATH or outputs)"
     if fnmatch.fnmatchcase(path, _GIT_SAMPLE_HOOK):
+        return None
+    if path.endswith(".pth") and os.path.basename(os.path.dirname(path)) not in _SITE_DIRS:
+        # Python reads .pth files only in its site directories: one in a build's staging or
+        # output tree (setuptools' own distutils-precedence.pth in build/bdist.../wheel) runs
+        # nothing until an installer puts it in site-packages, and that installer's write is
+        # judged then.
         return None
     for pattern, kind in PERSISTENCE_PATTERNS:
         if pattern.startswith("~"):
