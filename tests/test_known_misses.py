@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ciwatch.record.events import FileHash, RegistryAllowed
-from tests.test_rules import PROJECT, Build, found, npm_env, only
+from ciwatch.record.vocabulary import FileOp
+from tests.test_rules import PROJECT, Build, Proc, found, npm_env, only
 
 
 @pytest.fixture
@@ -158,3 +159,98 @@ def test_inline_python_under_uv_that_imports_no_backend_is_no_hook(build: Build)
     uv.spawn(["/usr/bin/python3", "-c", "import sys; print(sys.version)"])
     uv.spawn(["/usr/bin/python3", "-c", "import json as backend; backend.dumps(1)"])
     assert build.judge().hooks == 0
+
+
+# -- esbuild's postinstall: its platform binary put in place and run -------------------------
+
+ESBUILD = f"{PROJECT}/node_modules/esbuild"
+PLATFORM_BINARY = f"{PROJECT}/node_modules/@esbuild/linux-x64/bin/esbuild"
+DIGEST = "e5" * 32
+
+
+def _hash(build: Build, path: str, writer: int, digest: str = DIGEST) -> None:
+    build.add(FileHash(path=path, sha256=digest, size=9_000_000, mode=0o755, file_type="elf", written_by=writer))
+
+
+def _esbuild_postinstall(
+    build: Build, installer: Proc, platform_binary: str, package_dir: str, parent: Proc | None = None
+) -> int:
+    """What esbuild's install.js does: link the binary next to its shim, rename it over the
+    shim, run it with --version (the digest is taken as it runs). The run's seq."""
+    boundary = build.hook("esbuild", "0.24.2", cwd=package_dir, parent=parent)
+    hook = boundary.spawn(["node", "install.js"], cwd=package_dir)
+    hook.write(platform_binary, FileOp.LINK, target=f"{package_dir}/bin-esbuild")
+    hook.write(f"{package_dir}/bin-esbuild", FileOp.RENAME, target=f"{package_dir}/bin/esbuild")
+    check = hook.spawn([f"{package_dir}/bin/esbuild", "--version"], path=f"{package_dir}/bin/esbuild")
+    _hash(build, f"{package_dir}/bin/esbuild", hook.pid)
+    _hash(build, platform_binary, installer.pid)  # every written executable, at the end
+    return check.seq
+
+
+def test_esbuild_under_npm_runs_its_installed_binary_not_a_dropper(build: Build) -> None:
+    build.root.write(PLATFORM_BINARY)  # npm unpacking the optional dependency's tarball
+    _esbuild_postinstall(build, build.root, PLATFORM_BINARY, ESBUILD)
+    verdict = build.judge()
+    finding = only(verdict, "exec-written-file")
+    assert verdict.verdict.value == "pass" and verdict.counted == []
+    assert finding.excepted is not None
+    assert f"hard-linked from {PLATFORM_BINARY} (installed by npm)" in finding.excepted, finding.excepted
+
+
+def test_esbuild_under_pnpm_runs_its_installed_binary_not_a_dropper(build: Build) -> None:
+    store = "/home/ci/.local/share/pnpm/store/v10/files/3f/a1b2c3-exec"
+    virtual = f"{PROJECT}/node_modules/.pnpm"
+    binary = f"{virtual}/@esbuild+linux-x64@0.24.2/node_modules/@esbuild/linux-x64/bin/esbuild"
+    pnpm = build.root.spawn(["node", "/usr/lib/node_modules/pnpm/bin/pnpm.cjs", "install"])
+    pnpm.write(store)  # the store, filled from the registry
+    pnpm.write(store, FileOp.LINK, target=binary)  # and linked into the virtual store
+    _esbuild_postinstall(build, pnpm, binary, f"{virtual}/esbuild@0.24.2/node_modules/esbuild", parent=pnpm)
+    verdict = build.judge()
+    assert verdict.counted == []
+    assert "(installed by pnpm)" in (only(verdict, "exec-written-file").excepted or "")
+
+
+def test_a_hook_copying_an_installed_binary_is_recognised_by_its_digest(build: Build) -> None:
+    build.root.write(PLATFORM_BINARY)
+    hook = build.hook("esbuild", "0.24.2", cwd=ESBUILD).spawn(["node", "install.js"], cwd=ESBUILD)
+    hook.write(f"{ESBUILD}/bin/esbuild")  # fs.copyFileSync
+    hook.spawn([f"{ESBUILD}/bin/esbuild", "--version"], path=f"{ESBUILD}/bin/esbuild")
+    _hash(build, f"{ESBUILD}/bin/esbuild", hook.pid)
+    _hash(build, PLATFORM_BINARY, build.root.pid)
+    finding = only(build.judge(), "exec-written-file")
+    assert f"copied from {PLATFORM_BINARY} (installed by npm)" in (finding.excepted or "")
+
+
+def test_a_binary_whose_bytes_came_from_the_network_is_still_counted(build: Build) -> None:
+    # esbuild's fallback when the optional dependency is missing: the hook fetches the tarball
+    # itself and writes the binary out of it. Same path, same run: the bytes are the network's.
+    build.root.write(PLATFORM_BINARY)  # (even with an installed binary of another digest around)
+    hook = build.hook("esbuild", "0.24.2", cwd=ESBUILD).spawn(["node", "install.js"], cwd=ESBUILD)
+    hook.request("registry.example.internal")
+    hook.write(f"{ESBUILD}/bin/esbuild")
+    hook.spawn([f"{ESBUILD}/bin/esbuild", "--version"], path=f"{ESBUILD}/bin/esbuild")
+    _hash(build, f"{ESBUILD}/bin/esbuild", hook.pid, digest="0d" * 32)
+    _hash(build, PLATFORM_BINARY, build.root.pid)
+    finding = only(build.judge(), "exec-written-file")
+    assert finding.excepted is None
+
+
+def test_a_link_chain_back_to_a_file_the_hook_wrote_itself_is_still_counted(build: Build) -> None:
+    hook = build.hook("evil", cwd=f"{PROJECT}/node_modules/evil").spawn(["node", "install.js"])
+    hook.write("/tmp/payload")  # downloaded
+    hook.write("/tmp/payload", FileOp.LINK, target="/tmp/stage")
+    hook.write("/tmp/stage", FileOp.RENAME, target=f"{PROJECT}/node_modules/evil/bin/tool")
+    hook.spawn([f"{PROJECT}/node_modules/evil/bin/tool"], path=f"{PROJECT}/node_modules/evil/bin/tool")
+    _hash(build, f"{PROJECT}/node_modules/evil/bin/tool", hook.pid)
+    _hash(build, "/tmp/payload", hook.pid)
+    assert only(build.judge(), "exec-written-file").excepted is None
+
+
+def test_a_link_to_a_file_a_hook_wrote_earlier_is_counted_even_if_a_package_manager_also_wrote_it(
+    build: Build,
+) -> None:
+    build.root.write(PLATFORM_BINARY)
+    evil = build.hook("evil", cwd=f"{PROJECT}/node_modules/evil").spawn(["node", "x.js"])
+    evil.write(PLATFORM_BINARY)  # another package's hook overwrote the installed binary
+    _esbuild_postinstall(build, build.root, PLATFORM_BINARY, ESBUILD)
+    assert only(build.judge(), "exec-written-file").excepted is None
