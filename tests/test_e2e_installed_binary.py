@@ -61,38 +61,48 @@ def tarballs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("installed-binary")
     platform = _pack(root, {"name": "platbin", "version": "1.0.0"}, {"bin/tool": "#!/bin/sh\necho 0.24.2\n"})
     shim = "#!/usr/bin/env node\nrequire('child_process').execFileSync(require.resolve('platbin/bin/tool'))\n"
-    builder = _pack(
-        root,
-        {"name": "fakebuild", "version": "0.24.2", "scripts": {"postinstall": "node install.js"}},
-        {"install.js": INSTALL_JS, "bin/tool": shim},
-    )
+    # Its platform package as an optional dependency, as esbuild's are (@esbuild/linux-x64...).
+    manifest = {
+        "name": "fakebuild",
+        "version": "0.24.2",
+        "scripts": {"postinstall": "node install.js"},
+        "optionalDependencies": {"platbin": f"file:{platform}"},
+    }
+    builder = _pack(root, manifest, {"install.js": INSTALL_JS, "bin/tool": shim})
     return platform, builder
 
 
-def _judged_install(tmp_path: Path, tarballs: tuple[Path, Path], place_by: str) -> dict[str, Any]:
-    platform, builder = tarballs
+def _judged_install(tmp_path: Path, tarballs: tuple[Path, Path], place_by: str, manager: str = "npm") -> dict[str, Any]:
+    _, builder = tarballs
     project = make_npm_project(tmp_path / "project", allow_scripts_from=[builder]).resolve()
+    command = ["npm", "install", "--no-audit", "--no-fund", str(builder)]
+    if manager == "pnpm":
+        require("pnpm")
+        command = ["pnpm", "add", "--store-dir", str(tmp_path / "pnpm-store"), f"file:{builder}"]
     run = run_ciwatch(
-        ["--net", "off", "--", "npm", "install", "--no-audit", "--no-fund", str(platform), str(builder)],
+        ["--net", "off", "--", *command],
         tmp_path / "out",
         cwd=project,
         env={**npm_env(tmp_path / "npm-cache"), "PLACE_BY": place_by},
     )
     assert run.code in (0, 1), run.stderr
-    ran = project / "node_modules" / "fakebuild" / "bin" / "tool"
-    assert ran.read_text().startswith("#!/bin/sh"), "the hook did not put the binary in place"
+    ran = (project / "node_modules" / "fakebuild" / "bin" / "tool").resolve()
+    assert ran.read_text().startswith("#!/bin/sh"), f"the hook did not put the binary in place: {run.stderr}"
     verdict: dict[str, Any] = json.loads((run.out_dir / "verdict.json").read_text())
     return verdict
 
 
+@pytest.mark.parametrize("manager", ["npm", "pnpm"])
 def test_a_hook_running_its_platform_packages_binary_passes_with_the_reason_recorded(
-    tmp_path: Path, tarballs: tuple[Path, Path]
+    tmp_path: Path, tarballs: tuple[Path, Path], manager: str
 ) -> None:
-    verdict = _judged_install(tmp_path, tarballs, "link")
+    verdict = _judged_install(tmp_path, tarballs, "link", manager)
     ran = [f for f in verdict["findings"] if f["rule"] == "exec-written-file"]
     assert len(ran) == 1, verdict["findings"]
     assert ran[0]["package"] == "fakebuild@0.24.2"
-    assert "hard-linked from" in ran[0]["excepted"] and "platbin/bin/tool (installed by npm)" in ran[0]["excepted"]
+    assert (
+        "hard-linked from" in ran[0]["excepted"] and f"platbin/bin/tool (installed by {manager})" in ran[0]["excepted"]
+    )
     assert verdict["verdict"] == "pass" and verdict["counts"] == {}, verdict
 
 

@@ -254,3 +254,16 @@ def test_a_link_to_a_file_a_hook_wrote_earlier_is_counted_even_if_a_package_mana
     evil.write(PLATFORM_BINARY)  # another package's hook overwrote the installed binary
     _esbuild_postinstall(build, build.root, PLATFORM_BINARY, ESBUILD)
     assert only(build.judge(), "exec-written-file").excepted is None
+
+
+def test_pnpm_unpacking_into_a_temporary_directory_renamed_into_place_is_the_installer(build: Build) -> None:
+    # pnpm 9 (seen in a real run) writes a package into `<name>_tmp_<pid>` and renames the
+    # directory: the binary's final path is never written by name.
+    virtual = f"{PROJECT}/node_modules/.pnpm"
+    package_dir = f"{virtual}/@esbuild+linux-x64@0.24.2/node_modules/@esbuild/linux-x64"
+    pnpm = build.root.spawn(["node", "/usr/lib/node_modules/pnpm/bin/pnpm.cjs", "install"])
+    pnpm.write(f"{package_dir}_tmp_4242/bin/esbuild")
+    pnpm.write(f"{package_dir}_tmp_4242", FileOp.RENAME, target=package_dir)
+    esbuild = f"{virtual}/esbuild@0.24.2/node_modules/esbuild"
+    _esbuild_postinstall(build, pnpm, f"{package_dir}/bin/esbuild", esbuild, parent=pnpm)
+    assert "(installed by pnpm)" in (only(build.judge(), "exec-written-file").excepted or "")

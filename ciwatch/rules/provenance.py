@@ -99,21 +99,43 @@ class Provenance:
         return None
 
     def _installer(self, path: str, before_seq: int) -> str | None:
-        """Who wrote ``path`` (no hook did): a package manager, named; None when any writer is
+        """Who wrote ``path`` (no hook did): package managers, named; None when any writer is
         not part of a package manager."""
+        names = self._installers(path, before_seq, _MAX_HOPS)
+        if names is None:
+            return None
+        return ", ".join(f"installed by {name}" for name in sorted(names)) if names else _BEFORE_THE_RUN
+
+    def _installers(self, path: str, before_seq: int, hops: int) -> set[str] | None:
+        """The package managers that wrote ``path`` before ``before_seq``: the file itself, or
+        a directory above it moved into place (pnpm unpacks into ``<name>_tmp_<pid>`` and
+        renames the directory); empty when nothing did; None when a writer is no package
+        manager's."""
         names: set[str] = set()
-        for seq, event in self._context.record.events.file_writes(_WRITING, touching=lambda p: p == path):
+
+        def touching(candidate: str) -> bool:
+            return candidate == path or path.startswith(candidate + "/")
+
+        for seq, event in self._context.record.events.file_writes(_WRITING, touching=touching):
             if seq >= before_seq:
                 break
-            made = event.target if event.op in (FileOp.LINK, FileOp.RENAME) else event.path
-            if made != path:
+            moved = event.op in (FileOp.LINK, FileOp.RENAME)
+            made = event.target if moved else event.path
+            if made is None or not touching(made):
                 continue
             node = self._context.tree.node_at(seq)
             name = _package_manager(node) if node is not None and node.hook is None else None
             if name is None:
                 return None
             names.add(name)
-        return ", ".join(f"installed by {name}" for name in sorted(names)) if names else _BEFORE_THE_RUN
+            if made != path:
+                if not moved or hops == 0:
+                    continue  # a write to a directory above it (a chmod): not the file's bytes
+                inner = self._installers(event.path + path[len(made) :], seq, hops - 1)
+                if inner is None:
+                    return None
+                names |= inner
+        return names
 
 
 _BEFORE_THE_RUN = "already on disk before the run"
