@@ -7,7 +7,7 @@ boundary (docs/architecture.md, "Where a hook begins"):
   ``npm_lifecycle_event`` on the first exec under the package manager's node process (a
   script the user runs by name, ``npm test``, is the user's command, not a hook);
 - pip (PEP 517): ``_in_process.py <hook>``, name and version from PKG-INFO in its cwd; legacy
-  ``setup.py``;
+  ``setup.py``; uv: ``python -c`` code that imports the backend ``as backend`` and calls the hook;
 - cargo: ``build-script-build`` with ``CARGO_PKG_NAME`` and ``CARGO_PKG_VERSION``;
 - dpkg: ``DPKG_MAINTSCRIPT_PACKAGE`` and ``DPKG_MAINTSCRIPT_NAME``;
 - gem: ``extconf.rb`` run in ``gems/<name>-<version>/ext/...``.
@@ -35,6 +35,14 @@ INSTALL_LIFECYCLE = frozenset(
 
 _GEM_DIR = re.compile(r"/gems/(?P<name>[^/]+?)-(?P<version>\d[^/]*)/ext(?:/|$)")
 _PIP_BUILD_DIR = re.compile(r"/pip-install-[^/]+/(?P<name>[^/]+?)_[0-9a-f]{32}$")
+#: uv unpacks an sdist under its cache as ``sdists-vN/pypi/<name>/<version>/...`` (another
+#: index: ``sdists-vN/index/<digest>/<name>/<version>/...``).
+_UV_BUILD_DIR = re.compile(r"/sdists-v\d+/(?:index/[^/]+|[^/]+)/(?P<name>[^/]+)/(?P<version>\d[^/]*)/")
+_BACKEND_IMPORT = re.compile(r"^\s*(?:from\s+[\w.]+\s+)?import\s+[\w.]+\s+as\s+backend\s*$", re.MULTILINE)
+_BACKEND_HOOK = re.compile(
+    r"""getattr\(\s*backend\s*,\s*["']((?:get_requires_for|prepare_metadata_for|build)_\w+)["']"""
+    r"""|\bbackend\.((?:get_requires_for|prepare_metadata_for|build)_\w+)\s*\("""
+)
 
 
 @dataclass(frozen=True)
@@ -69,16 +77,33 @@ def _npm_family(event: ProcessExec, parent_ecosystem: Ecosystem | None) -> HookA
 
 
 def pip_build_hook(argv: list[str]) -> str | None:
-    """The build hook a Python process runs for pip: the PEP 517 hook name
-    (``python _in_process.py <hook> <dir>``), ``setup.py`` for the legacy build, or None."""
+    """The build hook a Python process runs for pip (or uv): the PEP 517 hook name
+    (``python _in_process.py <hook> <dir>``, or uv's ``python -c <import the backend; call
+    the hook>``), ``setup.py`` for the legacy build, or None."""
     for index, arg in enumerate(argv[:4]):
         if arg.endswith("_in_process.py") and index + 1 < len(argv):
             return argv[index + 1]
+    if argv[1:2] == ["-c"] and len(argv) > 2:
+        hook = _inline_backend_hook(argv[2])
+        if hook is not None:
+            return hook
     # Legacy: ``python setup.py ...`` or pip's shim ``python [-u] -c <code naming setup.py> ...``;
     # pip adds -u for bdist_wheel, which puts the shim third.
     if any("setup.py" in arg for arg in argv[1:4]):
         return "setup.py"
     return None
+
+
+def _inline_backend_hook(code: str) -> str | None:
+    """The PEP 517 hook that inline code imports a build backend to call, the way uv runs each
+    hook: ``import flit_core.buildapi as backend`` (or ``from x import y as backend``), then
+    ``getattr(backend, "get_requires_for_build_wheel", None)`` or ``backend.build_wheel(...)``."""
+    if _BACKEND_IMPORT.search(code) is None:
+        return None
+    called = _BACKEND_HOOK.search(code)
+    if called is None:
+        return None
+    return called.group(1) or called.group(2)
 
 
 def _pip(event: ProcessExec) -> HookAttribution | None:
@@ -88,8 +113,12 @@ def _pip(event: ProcessExec) -> HookAttribution | None:
     name = event.package.get("name", "")
     version = event.package.get("version", "")
     if not name:
+        uv_match = _UV_BUILD_DIR.search(event.cwd + "/")
         match = _PIP_BUILD_DIR.search(event.cwd)
-        name = match.group("name") if match else os.path.basename(event.cwd)
+        if uv_match is not None:
+            name, version = uv_match.group("name"), version or uv_match.group("version")
+        else:
+            name = match.group("name") if match else os.path.basename(event.cwd)
     return HookAttribution(Ecosystem.PIP, name, version, hook, event.pid, 0)
 
 

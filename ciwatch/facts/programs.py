@@ -240,6 +240,10 @@ PACKAGE_MANAGERS: dict[str, Ecosystem] = {
     "gradle": Ecosystem.GRADLE,
 }
 _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
+#: Yarn berry's release bundle, which a project checks in and runs through ``yarnPath``
+#: (``node .yarn/releases/yarn-4.4.1.cjs``) or Corepack caches (``yarn-4.4.1.cjs``): the
+#: version in the name is why the plain names above don't match it.
+_YARN_RELEASE = re.compile(r"^yarn-\d[\w.+-]*\.c?js$")
 
 
 def package_manager_of(argv: list[str]) -> Ecosystem | None:
@@ -273,4 +277,6 @@ def _package_manager(argv: list[str]) -> tuple[str, Ecosystem] | None:
             return name, PACKAGE_MANAGERS[name]
         if _PIP_VERSIONED.match(name):
             return name, Ecosystem.PIP
+        if _YARN_RELEASE.match(name):
+            return "yarn", Ecosystem.YARN
     return None

@@ -44,6 +44,17 @@ def normalise_host(host: str) -> str:
     return str(address)
 
 
+def _service_owner(name: str) -> str:
+    """The host a DNS service name belongs to: ``_http._tcp.mirror.example`` -> ``mirror.example``
+    (RFC 2782's ``_service._proto.name``, which apt asks before fetching from a mirror). The
+    owner of an allowed host's zone answers it, so it is that host's look-up, not another
+    host; any other name is itself."""
+    labels = name.split(".")
+    if len(labels) > 2 and labels[0].startswith("_") and labels[1] in ("_tcp", "_udp", "_tls", "_sctp"):
+        return ".".join(labels[2:])
+    return name
+
+
 class RuntimeAllowlist:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -102,7 +113,7 @@ class RuntimeAllowlist:
             return set(self.names_of_address.get(normalise_host(address), ()))
 
     def _allows_name(self, host: str) -> bool:
-        host = normalise_host(host)
+        host = _service_owner(normalise_host(host))
         if host in self.registries or host in self.learned:
             return True
         return any(pattern.matches(host) for pattern in self.policy.allow.hosts)

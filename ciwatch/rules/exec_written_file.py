@@ -3,10 +3,13 @@ write-then-run chain of AN0022, whichever way the file is run: as the program it
 script of an interpreter or shell (``sh x``, ``python x.py``, ``node x.js``, ``perl x``,
 ``busybox sh x``: no execute bit needed), or through the dynamic loader (``ld-linux-x86-64.so.2
 FILE``, its ``--preload``). Code run from memory (a memfd) or by a file descriptor
-(``/proc/self/fd/N``, ``/dev/fd/N``: a memfd, a pipe or a deleted file) counts too."""
+(``/proc/self/fd/N``, ``/dev/fd/N``: a memfd, a pipe or a deleted file) counts too. A file
+whose bytes are an installed file's (linked, renamed or copied into place by the hook: esbuild's
+platform binary) is reported with the reason it is not counted (``provenance.py``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.events import Anomaly, ProcessExec
 from ciwatch.record.vocabulary import AnomalyKind, FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+from ciwatch.rules.provenance import Provenance
 
 INFO = RuleInfo(
     id="exec-written-file",
@@ -195,16 +199,23 @@ class ExecWrittenFile:
 
     def check(self, context: RuleContext) -> Iterator[Finding]:
         links = _links_made(context)
+        provenance = Provenance(context)
         for node in context.tree.nodes:
             for seq, event in node.execs:
-                yield from self._exec(context, node, seq, event, links)
+                yield from self._exec(context, node, seq, event, links, provenance)
         for seq, anomaly in context.record.events.of(Anomaly):
             if anomaly.anomaly is AnomalyKind.MEMFD_EXEC:
                 runner = context.tree.node_at(seq)
                 yield context.finding(INFO, f"code was run from memory ({anomaly.detail})", runner, [seq])
 
     def _exec(
-        self, context: RuleContext, node: ProcessNode, seq: int, event: ProcessExec, links: dict[str, str]
+        self,
+        context: RuleContext,
+        node: ProcessNode,
+        seq: int,
+        event: ProcessExec,
+        links: dict[str, str],
+        provenance: Provenance,
     ) -> Iterator[Finding]:
         files = _run_files(event, links)
         for path in dict.fromkeys(files):
@@ -214,7 +225,10 @@ class ExecWrittenFile:
                 w_seq, writer = earlier[-1]
                 assert writer.hook is not None
                 how = "was executed" if path in (event.path, event.exe) else f"was run by {node.name}"
-                yield context.finding(INFO, f"{path}, written by {writer.hook.label}, {how}", writer, [w_seq, seq])
+                finding = context.finding(INFO, f"{path}, written by {writer.hook.label}, {how}", writer, [w_seq, seq])
+                origin = provenance.installed_origin(path, seq)
+                # Reported all the same, with the reason it is not counted, for a reviewer to audit.
+                yield finding if origin is None else dataclasses.replace(finding, excepted=origin.reason(path))
                 return
         if node.hook is not None and not event.exe.startswith("/memfd:"):
             by_fd = next((path for path in files if is_fd_alias(path) and path != "/dev/stdin"), None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+from ciwatch.analysis.tree import ProcessNode
 from ciwatch.policy.model import Severity
 from ciwatch.record.events import FileHash
 from ciwatch.record.vocabulary import FileOp
@@ -47,7 +48,29 @@ def is_install_output(path: str) -> bool:
     return any(part in INSTALL_OUTPUT_DIRS for part in path.split("/"))
 
 
-def _under(path: str, directory: str) -> bool:
+def own_directory(node: ProcessNode, project: str, home: str = "") -> str | None:
+    """The directory of the hook's own package (where its first exec ran), unless that is the
+    project itself (the project's own scripts writing its .git/hooks is still persistence) or
+    holds the home directory (no package lives there: what the hook writes under it is not its
+    own)."""
+    start = node
+    while start.parent is not None and not start.starts_hook:
+        start = start.parent
+    if not start.execs:
+        return None
+    cwd = os.path.normpath(start.execs[0][1].cwd)
+    if cwd == project or project.startswith(cwd.rstrip("/") + "/") or cwd == "/":
+        return None
+    if home and (cwd == os.path.normpath(home) or home.startswith(cwd.rstrip("/") + "/")):
+        return None
+    if project and cwd.startswith(project + "/") and not is_install_output(cwd[len(project) :]):
+        return None  # a workspace of the project
+    return cwd
+
+
+def _under(path: str, directory: str | None) -> bool:
+    if directory is None:
+        return False
     directory = directory.rstrip("/")
     return bool(directory) and (path == directory or path.startswith(directory + "/"))
 
@@ -67,6 +90,7 @@ class ExecutableWrite:
             if (event.flags or 0) & 0o111:
                 chmod_x.add(event.path)
         path_dirs = [os.path.normpath(d) for d in header.path_dirs]
+        project = os.path.normpath(header.cwd)
         reported: set[str] = set()
         for path in context.written_by_hooks:
             if path in reported or path in inert or (path not in executables and path not in chmod_x):
@@ -75,6 +99,11 @@ class ExecutableWrite:
             _, node = writes[-1]
             assert node.hook is not None
             where = None
+            if _under(path, own_directory(node, project, header.home)) and os.path.dirname(path) not in path_dirs:
+                # The package's own folder, wherever it is installed (a global install puts it
+                # under /usr/local/lib/node_modules): its hook building or placing its own
+                # binaries is the install's output, not a dropper.
+                continue
             if os.path.dirname(path) in path_dirs:
                 where = f"into {os.path.dirname(path)}, which is on PATH"
             elif _under(path, header.cwd) and not is_install_output(path[len(header.cwd) :]):

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from ciwatch.analysis.tree import ProcessNode
 from ciwatch.facts.programs import (
     INTERPRETERS,
+    inline_code,
     is_fetching_one_liner,
     is_interactive_or_login_shell,
     is_network_tool,
@@ -52,8 +53,10 @@ class HookShell:
             if node.hook is None:
                 continue
             for seq, event in node.execs:
-                if seq == node.hook.seq:
-                    continue  # the exec at the hook's boundary is the package manager's wrapper (sh -c ...)
+                if seq == node.hook.seq and inline_code(event.argv, event.path) is not None:
+                    # The package manager's wrapper (npm's `sh -c <script>`). Yarn berry has none:
+                    # its own shell runs the script, so the boundary is the script's first command.
+                    continue
                 reason = None
                 if reads_program_from_stdin(event.argv, event.path):
                     if event.stdin in network_writers:

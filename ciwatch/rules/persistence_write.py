@@ -14,12 +14,11 @@ import fnmatch
 import os
 from collections.abc import Iterator
 
-from ciwatch.analysis.tree import ProcessNode
 from ciwatch.facts.paths import proc_alias
 from ciwatch.policy.model import Severity
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.rules.executable_write import is_install_output
+from ciwatch.rules.executable_write import own_directory
 
 INFO = RuleInfo(
     id="persistence-write",
@@ -121,6 +120,8 @@ PERSISTENCE_PATTERNS = (
 #: Where pip stages a build: what a build backend writes there (an editable's .pth, a
 #: setup.cfg) is the build's own output and is thrown away with it.
 _STAGING = ("pip-build-env-", "pip-req-build-", "pip-install-", "pip-wheel-", "pip-modern-metadata-", "pip-ephem-")
+#: The directories whose .pth files Python's site module reads at start-up.
+_SITE_DIRS = frozenset({"site-packages", "dist-packages"})
 #: Directories that hold installed packages, one directory per package below them.
 _PACKAGE_ROOTS = ("node_modules", "site-packages", "dist-packages")
 
@@ -134,6 +135,12 @@ def persistence_kind(path: str, home: str, ci_files: tuple[str, ...] = ()) -> st
         return "a CI file that carries into later steps (env, PATH or outputs)"
     if fnmatch.fnmatchcase(path, _GIT_SAMPLE_HOOK):
         return None
+    if path.endswith(".pth") and os.path.basename(os.path.dirname(path)) not in _SITE_DIRS:
+        # Python reads .pth files only in its site directories: one in a build's staging or
+        # output tree (setuptools' own distutils-precedence.pth in build/bdist.../wheel) runs
+        # nothing until an installer puts it in site-packages, and that installer's write is
+        # judged then.
+        return None
     for pattern, kind in PERSISTENCE_PATTERNS:
         if pattern.startswith("~"):
             if not home:
@@ -142,22 +149,6 @@ def persistence_kind(path: str, home: str, ci_files: tuple[str, ...] = ()) -> st
         if fnmatch.fnmatchcase(path, pattern):
             return kind
     return None
-
-
-def _own_directory(node: ProcessNode, project: str) -> str | None:
-    """The directory of the hook's own package (where its first exec ran), unless that is the
-    project itself: the project's own scripts writing its .git/hooks is still persistence."""
-    start = node
-    while start.parent is not None and not start.starts_hook:
-        start = start.parent
-    if not start.execs:
-        return None
-    cwd = os.path.normpath(start.execs[0][1].cwd)
-    if cwd == project or project.startswith(cwd.rstrip("/") + "/") or cwd == "/":
-        return None
-    if project and cwd.startswith(project + "/") and not is_install_output(cwd[len(project) :]):
-        return None  # a workspace of the project
-    return cwd
 
 
 def _under(path: str, directory: str | None) -> bool:
@@ -211,7 +202,7 @@ class PersistenceWrite:
             assert node.hook is not None
             # Records made before the tracer canonicalised paths: undo what /proc spells.
             canonical = os.path.normpath(proc_alias(path, 0, ""))
-            own = _own_directory(node, project)
+            own = own_directory(node, project, home)
             if _under(canonical, own) or _staged(canonical):
                 continue
             kind = persistence_kind(canonical, home, ci_files)
