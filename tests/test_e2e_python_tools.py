@@ -46,14 +46,26 @@ def _publish(internet: TestInternet, name: str, payload: Payload) -> None:
     )
 
 
-def _install(internet: TestInternet, tmp_path: Path, tool: str, command: list[str], env: dict[str, str]) -> Watched:
+def _install(
+    internet: TestInternet,
+    tmp_path: Path,
+    tool: str,
+    command: list[str],
+    env: dict[str, str],
+    *,
+    name_last: bool = True,
+) -> Watched:
+    """Publish ``{tool}-hooked`` and run ``command`` (with the package's name last, unless
+    ``name_last`` is false: the project names it)."""
     require(tool)
     name = f"{tool}-hooked"
     payload = Payload(tool, tmp_path / "home" / "bin")
     _publish(internet, name, payload)
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
-    watched = watch(internet, tmp_path / "home", project, tmp_path / "out", [*command, name], env=env)
+    watched = watch(
+        internet, tmp_path / "home", project, tmp_path / "out", [*command, name] if name_last else command, env=env
+    )
     assert watched.code == 0, watched.output[-3000:]
     assert_payload_ran(payload, internet)
     return watched
@@ -99,3 +111,35 @@ def test_pipx_install(internet: TestInternet, tmp_path: Path, backend: str) -> N
         env,
     )
     assert_findings_name_hook(watched, "pip", "pipx-hooked", VERSION, PEP517_HOOKS)
+
+
+POETRY_PROJECT = """\
+[project]
+name = "app"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["poetry-hooked=={version}"]
+
+[tool.poetry]
+package-mode = false
+
+[[tool.poetry.source]]
+name = "test-index"
+url = "{index}"
+priority = "primary"
+"""
+
+
+def test_poetry_install(internet: TestInternet, tmp_path: Path) -> None:
+    """A project that names the index as its only source (a primary source turns PyPI off)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(POETRY_PROJECT.format(version=VERSION, index=internet.simple_index_url))
+    env = {
+        "POETRY_VIRTUALENVS_IN_PROJECT": "true",
+        "POETRY_CACHE_DIR": str(tmp_path / "poetry-cache"),
+        "POETRY_NO_INTERACTION": "1",
+    }
+    command = ["poetry", "install", "--no-root"]
+    watched = _install(internet, tmp_path, "poetry", command, env, name_last=False)
+    assert_findings_name_hook(watched, "pip", "poetry-hooked", VERSION, PEP517_HOOKS)

@@ -240,6 +240,7 @@ PACKAGE_MANAGERS: dict[str, Ecosystem] = {
     "gradle": Ecosystem.GRADLE,
 }
 _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
+_PYTHON_FLAGS = re.compile(r"^-[BEIOPSsu]+$")
 
 
 def package_manager_of(argv: list[str]) -> Ecosystem | None:
@@ -268,6 +269,9 @@ def _package_manager(argv: list[str]) -> tuple[str, Ecosystem] | None:
         candidates.append(os.path.basename(argv[1]))
         if argv[1] == "-m" and len(argv) > 2:
             candidates.append(argv[2])
+        # A shebang's interpreter options come before the script: pipx writes ``python -E``.
+        if _PYTHON_FLAGS.match(argv[1]) and len(argv) > 2:
+            candidates.append(os.path.basename(argv[2]))
     for name in candidates:
         if name in PACKAGE_MANAGERS:
             return name, PACKAGE_MANAGERS[name]
