@@ -1,0 +1,138 @@
+"""gem, bundler, cargo and dpkg end to end: each real tool installs or builds a local fixture whose
+build hook runs the shared payload (tests/support/ecosystems.py), under ``ciwatch run`` with the
+default policy and the default ``--net redirect``, with the test internet's resolver (evil.test).
+The verdict must name the ecosystem, the fixture's ``name@version`` and the hook.
+
+- gem: a ``.gem`` (``gem build``) whose ``extconf.rb`` runs the payload and writes a Makefile with
+  nothing to compile; installed with ``gem install --local``, and by ``bundle install --local``
+  from the project's ``vendor/cache``. Debian's ruby and bundler (.ci/run).
+- cargo: a binary crate with a path dependency whose ``build.rs`` runs the payload; ``cargo build
+  --offline`` (no crate from any registry).
+- dpkg: a ``.deb`` made with ``dpkg-deb --build`` whose ``postinst`` runs the payload, installed
+  with ``dpkg -i`` and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.support.attacks import Watched, watch
+from tests.support.ecosystems import Payload, assert_findings_name_hook, assert_payload_ran
+from tests.support.internet import TestInternet
+
+pytestmark = [pytest.mark.root]
+
+
+def _run(internet: TestInternet, tmp_path: Path, cwd: Path, command: list[str], env: dict[str, str]) -> Watched:
+    watched = watch(internet, tmp_path / "home", cwd, tmp_path / "out", command, env=env)
+    assert watched.code == 0, watched.output[-3000:]
+    return watched
+
+
+# -- gem and bundler -----------------------------------------------------------------------
+
+GEM_VERSION = "1.4.2"
+
+GEMSPEC = """\
+Gem::Specification.new do |spec|
+  spec.name = {name!r}
+  spec.version = {version!r}
+  spec.summary = "ciwatch test gem"
+  spec.authors = ["ciwatch"]
+  spec.license = "MIT"
+  spec.files = ["ext/hooked/extconf.rb", "ext/hooked/hook.sh"]
+  spec.extensions = ["ext/hooked/extconf.rb"]
+end
+"""
+
+#: Runs the payload, then leaves a Makefile with nothing to build (no ruby-dev, no compiler).
+EXTCONF = """\
+system("sh", File.join(__dir__, "hook.sh")) or abort("hook.sh failed")
+File.write("Makefile", "all:\\n\\ninstall:\\n\\nclean:\\n")
+"""
+
+
+def _gem(tmp_path: Path, name: str, payload: Payload) -> Path:
+    """``name-GEM_VERSION.gem``, built by the real ``gem build``."""
+    source = tmp_path / "gem-source"
+    ext = source / "ext" / "hooked"
+    ext.mkdir(parents=True)
+    (ext / "extconf.rb").write_text(EXTCONF)
+    (ext / "hook.sh").write_text(payload.script)
+    (source / f"{name}.gemspec").write_text(GEMSPEC.format(name=name, version=GEM_VERSION).replace("'", '"'))
+    subprocess.run(["gem", "build", f"{name}.gemspec"], cwd=source, check=True, capture_output=True)
+    return source / f"{name}-{GEM_VERSION}.gem"
+
+
+def _gem_env(tmp_path: Path) -> dict[str, str]:
+    gem_home = str(tmp_path / "gem-home")
+    return {"GEM_HOME": gem_home, "GEM_PATH": gem_home, "BUNDLE_PATH": gem_home, "BUNDLE_DISABLE_SHARED_GEMS": "1"}
+
+
+def test_gem_install(internet: TestInternet, tmp_path: Path) -> None:
+    require("gem")
+    payload = Payload("gem", tmp_path / "home" / "bin")
+    gem = _gem(tmp_path, "gem-hooked", payload)
+    command = ["gem", "install", "--local", "--no-document", str(gem)]
+    watched = _run(internet, tmp_path, tmp_path, command, _gem_env(tmp_path))
+    assert_payload_ran(payload, internet)
+    assert_findings_name_hook(watched, "gem", "gem-hooked", GEM_VERSION, "extconf.rb")
+
+
+def test_bundle_install(internet: TestInternet, tmp_path: Path) -> None:
+    require("bundle")
+    payload = Payload("bundler", tmp_path / "home" / "bin")
+    gem = _gem(tmp_path, "bundler-hooked", payload)
+    project = tmp_path / "project"
+    (project / "vendor" / "cache").mkdir(parents=True)
+    shutil.copy(gem, project / "vendor" / "cache")
+    # No source: the gem comes from vendor/cache, and a registry's name stays out of the repository.
+    (project / "Gemfile").write_text(f'gem "bundler-hooked", "{GEM_VERSION}"\n')
+    watched = _run(internet, tmp_path, project, ["bundle", "install", "--local"], _gem_env(tmp_path))
+    assert_payload_ran(payload, internet)
+    assert_findings_name_hook(watched, "gem", "bundler-hooked", GEM_VERSION, "extconf.rb")
+
+
+# -- cargo ---------------------------------------------------------------------------------
+
+CARGO_VERSION = "0.5.3"
+
+BUILD_RS = """\
+fn main() {
+    let status = std::process::Command::new("sh")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/hook.sh"))
+        .status()
+        .expect("sh");
+    assert!(status.success());
+}
+"""
+
+
+def _crate(directory: Path, name: str, manifest_extra: str = "", files: dict[str, str] | None = None) -> None:
+    (directory / "src").mkdir(parents=True)
+    (directory / "Cargo.toml").write_text(
+        f'[package]\nname = "{name}"\nversion = "{CARGO_VERSION}"\nedition = "2021"\n\n{manifest_extra}'
+    )
+    for relative, text in (files or {}).items():
+        (directory / relative).write_text(text)
+
+
+def test_cargo_build_script_of_a_path_dependency(internet: TestInternet, tmp_path: Path) -> None:
+    require("cargo")
+    payload = Payload("cargo", tmp_path / "home" / "bin")
+    _crate(tmp_path / "hooked", "cargo-hooked", files={"src/lib.rs": "", "build.rs": BUILD_RS, "hook.sh": payload.script})
+    app = tmp_path / "app"
+    _crate(app, "app", '[dependencies]\ncargo-hooked = { path = "../hooked" }\n', {"src/main.rs": "fn main() {}\n"})
+    # The run's HOME is a fresh one: rustup's toolchains stay where the machine keeps them.
+    rustup_home = os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup"))
+    env = {"RUSTUP_HOME": rustup_home, "CARGO_HOME": str(tmp_path / "cargo-home"), "CARGO_NET_OFFLINE": "true"}
+    watched = _run(internet, tmp_path, app, ["cargo", "build", "--offline"], env)
+    assert_payload_ran(payload, internet)
+    assert_findings_name_hook(watched, "cargo", "cargo-hooked", CARGO_VERSION, "build.rs")
