@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,7 +127,9 @@ def _crate(directory: Path, name: str, manifest_extra: str = "", files: dict[str
 def test_cargo_build_script_of_a_path_dependency(internet: TestInternet, tmp_path: Path) -> None:
     require("cargo")
     payload = Payload("cargo", tmp_path / "home" / "bin")
-    _crate(tmp_path / "hooked", "cargo-hooked", files={"src/lib.rs": "", "build.rs": BUILD_RS, "hook.sh": payload.script})
+    _crate(
+        tmp_path / "hooked", "cargo-hooked", files={"src/lib.rs": "", "build.rs": BUILD_RS, "hook.sh": payload.script}
+    )
     app = tmp_path / "app"
     _crate(app, "app", '[dependencies]\ncargo-hooked = { path = "../hooked" }\n', {"src/main.rs": "fn main() {}\n"})
     # The run's HOME is a fresh one: rustup's toolchains stay where the machine keeps them.
@@ -136,3 +138,39 @@ def test_cargo_build_script_of_a_path_dependency(internet: TestInternet, tmp_pat
     watched = _run(internet, tmp_path, app, ["cargo", "build", "--offline"], env)
     assert_payload_ran(payload, internet)
     assert_findings_name_hook(watched, "cargo", "cargo-hooked", CARGO_VERSION, "build.rs")
+
+
+# -- dpkg ----------------------------------------------------------------------------------
+
+DEB_VERSION = "2.0.1-1"
+
+
+def _deb(tmp_path: Path, name: str, payload: Payload) -> Path:
+    """``name_DEB_VERSION_all.deb`` with a postinst that runs the payload, by ``dpkg-deb --build``."""
+    root = tmp_path / "deb-root"
+    (root / "DEBIAN").mkdir(parents=True)
+    control = f"Package: {name}\nVersion: {DEB_VERSION}\nArchitecture: all\nMaintainer: ciwatch <ci@localhost>\n"
+    (root / "DEBIAN" / "control").write_text(control + "Description: ciwatch test package\n")
+    postinst = root / "DEBIAN" / "postinst"
+    postinst.write_text("#!/bin/sh\n" + payload.script)
+    postinst.chmod(0o755)
+    deb = tmp_path / f"{name}_{DEB_VERSION}_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+@pytest.fixture
+def deb_name() -> Iterator[str]:
+    """The package the test installs into the machine's dpkg database, purged afterwards."""
+    name = "ciwatch-dpkg-hooked"
+    yield name
+    subprocess.run(["dpkg", "--purge", name], capture_output=True, check=False)
+
+
+def test_dpkg_install_runs_postinst(internet: TestInternet, tmp_path: Path, deb_name: str) -> None:
+    require("dpkg")
+    payload = Payload("dpkg", tmp_path / "home" / "bin")
+    deb = _deb(tmp_path, deb_name, payload)
+    watched = _run(internet, tmp_path, tmp_path, ["dpkg", "-i", str(deb)], {})
+    assert_payload_ran(payload, internet)
+    assert_findings_name_hook(watched, "dpkg", deb_name, DEB_VERSION, "postinst")
