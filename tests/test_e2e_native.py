@@ -1,4 +1,4 @@
-"""gem, bundler, cargo and dpkg end to end: each real tool installs or builds a local fixture whose
+"""gem, bundler, cargo, dpkg and go end to end: each real tool installs or builds a local fixture whose
 build hook runs the shared payload (tests/support/ecosystems.py), under ``ciwatch run`` with the
 default policy and the default ``--net redirect``, with the test internet's resolver (evil.test).
 The verdict must name the ecosystem, the fixture's ``name@version`` and the hook.
@@ -10,22 +10,29 @@ The verdict must name the ecosystem, the fixture's ``name@version`` and the hook
   --offline`` (no crate from any registry).
 - dpkg: a ``.deb`` made with ``dpkg-deb --build`` whose ``postinst`` runs the payload, installed
   with ``dpkg -i`` and removed afterwards.
+- go (Debian's golang-go): no hooks exist. ``go build`` of a project that imports a module from a
+  file-system proxy runs none of its code; ``go generate`` runs the project's own directive, the
+  user's command, recorded and judged as the build.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ciwatch.analysis.tree import ProcessTree
+from ciwatch.record import read_record
 from tests.conftest import require
 from tests.support.attacks import Watched, watch
 from tests.support.ecosystems import Payload, assert_findings_name_hook, assert_payload_ran
-from tests.support.internet import TestInternet
+from tests.support.internet import EVIL, TestInternet
 
 pytestmark = [pytest.mark.root]
 
@@ -174,3 +181,75 @@ def test_dpkg_install_runs_postinst(internet: TestInternet, tmp_path: Path, deb_
     watched = _run(internet, tmp_path, tmp_path, ["dpkg", "-i", str(deb)], {})
     assert_payload_ran(payload, internet)
     assert_findings_name_hook(watched, "dpkg", deb_name, DEB_VERSION, "postinst")
+
+
+# -- go ------------------------------------------------------------------------------------
+
+GO_MODULE = "example.test/hooked"
+GO_VERSION = "v1.3.0"
+GO_DIRECTIVE = "package hooked\n\n//go:generate sh hook.sh\n\n// Value is what the project uses.\nconst Value = 1\n"
+
+
+def _go_proxy(directory: Path, payload: Payload) -> Path:
+    """A file-system module proxy (``GOPROXY=file://...``) serving GO_MODULE at GO_VERSION, whose
+    package has a ``//go:generate`` directive that would run the payload."""
+    versions = directory / GO_MODULE / "@v"
+    versions.mkdir(parents=True)
+    go_mod = f"module {GO_MODULE}\n\ngo 1.19\n"
+    files = {"go.mod": go_mod, "hooked.go": GO_DIRECTIVE, "hook.sh": payload.script}
+    with zipfile.ZipFile(versions / f"{GO_VERSION}.zip", "w") as archive:
+        for name, text in files.items():
+            archive.writestr(f"{GO_MODULE}@{GO_VERSION}/{name}", text)
+    (versions / f"{GO_VERSION}.mod").write_text(go_mod)
+    (versions / f"{GO_VERSION}.info").write_text(json.dumps({"Version": GO_VERSION, "Time": "2026-01-01T00:00:00Z"}))
+    (versions / "list").write_text(GO_VERSION + "\n")
+    return directory
+
+
+def _go_project(tmp_path: Path, payload: Payload) -> tuple[Path, dict[str, str]]:
+    """A project that imports GO_MODULE (from the file proxy) and has its own directive."""
+    proxy = _go_proxy(tmp_path / "goproxy", Payload("go-dependency", payload.bindir))
+    project = tmp_path / "project"
+    (project / "gen").mkdir(parents=True)
+    (project / "go.mod").write_text(f"module example.test/project\n\ngo 1.19\n\nrequire {GO_MODULE} {GO_VERSION}\n")
+    (project / "main.go").write_text(f'package main\n\nimport "{GO_MODULE}"\n\nfunc main() {{ _ = hooked.Value }}\n')
+    (project / "gen" / "gen.go").write_text("package gen\n\n//go:generate sh hook.sh\n")
+    (project / "gen" / "hook.sh").write_text(payload.script)
+    env = {
+        "GOPROXY": f"file://{proxy}",
+        "GOSUMDB": "off",
+        "GOFLAGS": "-mod=mod",
+        "GOPATH": str(tmp_path / "gopath"),
+        "GOCACHE": str(tmp_path / "gocache"),
+    }
+    return project, env
+
+
+def test_go_build_runs_no_code_of_its_modules(internet: TestInternet, tmp_path: Path) -> None:
+    """``go build`` fetches a module (from the file proxy) and compiles it: no code of any
+    module runs (go has no install hooks; a dependency's ``//go:generate`` is never run by
+    the build), so the record has no hook and the verdict nothing to say."""
+    require("go")
+    payload = Payload("go", tmp_path / "home" / "bin")
+    project, env = _go_project(tmp_path, payload)
+    watched = _run(internet, tmp_path, project, ["go", "build", "-o", str(tmp_path / "app"), "."], env)
+    assert (tmp_path / "app").is_file()
+    assert not payload.bindir.exists()
+    assert ProcessTree(read_record(watched.out)).hooks == []
+    assert watched.verdict["verdict"] == "pass", watched.described()
+
+
+def test_go_generate_is_the_projects_own_command(internet: TestInternet, tmp_path: Path) -> None:
+    """``go generate`` (Debian's go 1.19) runs only the directives of the module it runs in, never
+    a dependency's: like ``npm run build``, the user's own command, not a package's hook
+    (docs/architecture.md, "Where a hook begins"). What the directive does is the build's: it
+    is recorded, and the build-wide rules judge it (evil.test is an unfamiliar host)."""
+    require("go")
+    payload = Payload("go", tmp_path / "home" / "bin")
+    project, env = _go_project(tmp_path, payload)
+    watched = _run(internet, tmp_path, project, ["go", "generate", "./..."], env)
+    assert_payload_ran(payload, internet)
+    assert not (payload.bindir / "dropped-go-dependency").exists()
+    assert ProcessTree(read_record(watched.out)).hooks == []
+    egress = [f for f in watched.findings if f["rule"] == "unfamiliar-egress"]
+    assert [(f["host"], f["package"], f["hook"]) for f in egress] == [(EVIL, None, None)], watched.described()

@@ -70,14 +70,11 @@ def assert_findings_name_hook(
     ``package@version`` and ``hook`` (or one of ``hook``: a PEP 517 build runs the payload in
     whichever of its hooks comes first); the egress one names evil.test."""
     hooks = frozenset({hook}) if isinstance(hook, str) else hook
+    ref = f"{package}@{version}"
     for rule in sorted(PAYLOAD_RULES):
         found: list[dict[str, Any]] = [f for f in watched.findings if f["rule"] == rule]
         assert found, f"no {rule} finding; the findings are:\n{watched.described()}"
-        wrong = [
-            f
-            for f in found
-            if (f["ecosystem"], f["package"]) != (ecosystem, f"{package}@{version}") or f["hook"] not in hooks
-        ]
+        wrong = [f for f in found if (f["ecosystem"], f["package"]) != (ecosystem, ref) or f["hook"] not in hooks]
         assert not wrong, (
             f"{rule} not all about {sorted(hooks)} of {package}@{version} ({ecosystem}):\n{watched.described()}"
         )
