@@ -1,4 +1,4 @@
-"""gem, bundler, cargo, dpkg and go end to end: each real tool installs or builds a local fixture whose
+"""gem, bundler, cargo, dpkg, go and maven end to end: each real tool installs or builds a local fixture whose
 build hook runs the shared payload (tests/support/ecosystems.py), under ``ciwatch run`` with the
 default policy and the default ``--net redirect``, with the test internet's resolver (evil.test).
 The verdict must name the ecosystem, the fixture's ``name@version`` and the hook.
@@ -13,6 +13,9 @@ The verdict must name the ecosystem, the fixture's ``name@version`` and the hook
 - go (Debian's golang-go): no hooks exist. ``go build`` of a project that imports a module from a
   file-system proxy runs none of its code; ``go generate`` runs the project's own directive, the
   user's command, recorded and judged as the build.
+- maven: exec-maven-plugin (from Debian's Maven repository, as a file mirror) runs the payload in
+  ``validate``; plugins run inside Maven's JVM, so there is no hook, and what the plugin spawns
+  is the build's.
 """
 
 from __future__ import annotations
@@ -251,5 +254,81 @@ def test_go_generate_is_the_projects_own_command(internet: TestInternet, tmp_pat
     assert_payload_ran(payload, internet)
     assert not (payload.bindir / "dropped-go-dependency").exists()
     assert ProcessTree(read_record(watched.out)).hooks == []
+    egress = [f for f in watched.findings if f["rule"] == "unfamiliar-egress"]
+    assert [(f["host"], f["package"], f["hook"]) for f in egress] == [(EVIL, None, None)], watched.described()
+
+
+# -- maven ---------------------------------------------------------------------------------
+
+POM = """\
+<project>
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>test.ciwatch</groupId>
+  <artifactId>app</artifactId>
+  <version>1.0</version>
+  <packaging>pom</packaging>
+  <build>
+    <plugins>
+      <plugin>
+        <groupId>org.codehaus.mojo</groupId>
+        <artifactId>exec-maven-plugin</artifactId>
+        <version>3.1.0</version>
+        <executions>
+          <execution>
+            <id>hook</id>
+            <phase>validate</phase>
+            <goals><goal>exec</goal></goals>
+            <configuration>
+              <executable>sh</executable>
+              <arguments><argument>hook.sh</argument></arguments>
+            </configuration>
+          </execution>
+        </executions>
+      </plugin>
+    </plugins>
+  </build>
+</project>
+"""
+
+#: Every artifact from the Maven repository Debian's packages install (libexec-maven-plugin-java
+#: puts the plugin and its dependencies there), into a local repository of the test's own.
+MAVEN_SETTINGS = """\
+<settings>
+  <localRepository>{local}</localRepository>
+  <mirrors>
+    <mirror>
+      <id>debian</id>
+      <mirrorOf>*</mirrorOf>
+      <url>file:///usr/share/maven-repo</url>
+    </mirror>
+  </mirrors>
+</settings>
+"""
+
+
+def test_maven_plugin_runs_in_process(internet: TestInternet, tmp_path: Path) -> None:
+    """Maven runs plugins inside its own JVM: a plugin is not a process, so there is no hook's
+    start to see. What a plugin spawns (exec-maven-plugin running the payload in ``validate``)
+    is recorded under mvn and judged as the build's; the limit is documented
+    (docs/ecosystems.md)."""
+    require("mvn")
+    if not Path("/usr/share/maven-repo/org/codehaus/mojo/exec-maven-plugin/3.1.0").is_dir():
+        pytest.fail("Debian's libexec-maven-plugin-java is not installed; .ci/run installs it")
+    payload = Payload("maven", tmp_path / "home" / "bin")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pom.xml").write_text(POM)
+    (project / "hook.sh").write_text(payload.script)
+    # Named on the command line: Java's user.home comes from the password database, not HOME.
+    settings = project / "settings.xml"
+    settings.write_text(MAVEN_SETTINGS.format(local=tmp_path / "m2"))
+    watched = _run(internet, tmp_path, project, ["mvn", "-B", "-q", "-s", str(settings), "validate"], {})
+    assert_payload_ran(payload, internet)
+    tree = ProcessTree(read_record(watched.out))
+    assert tree.hooks == []
+    (shell,) = [node for node in tree.nodes if node.execs and node.argv == ["sh", "hook.sh"]]
+    # The mvn script execs java in the process ciwatch started: the plugin's shell is its child.
+    assert shell.parent is not None and shell.parent.parent is None, tree.lineage(shell)
+    assert tree.lineage(shell) == "java > hook.sh"
     egress = [f for f in watched.findings if f["rule"] == "unfamiliar-egress"]
     assert [(f["host"], f["package"], f["hook"]) for f in egress] == [(EVIL, None, None)], watched.described()
