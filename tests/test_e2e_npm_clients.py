@@ -10,6 +10,7 @@ The clients come from the npm registry (.ci/run installs them globally with npm)
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,48 @@ def test_bun(internet: TestInternet, tmp_path: Path) -> None:
     # bun runs a dependency's lifecycle scripts only when the project trusts it.
     watched = _install(internet, tmp_path, "bun", ["bun", "add"], trustedDependencies=["bun-hooked"])
     assert_findings_name_hook(watched, "bun", "bun-hooked", VERSION, "postinstall")
+
+
+#: Where .ci/run puts yarn berry's release bundle (@yarnpkg/cli-dist, apart from yarn classic).
+YARN_BERRY = Path("/usr/local/lib/yarn-berry/node_modules/@yarnpkg/cli-dist/bin/yarn.js")
+YARN_BERRY_VERSION = "4.18.1"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="yarn berry through yarnPath is not yet recognised as a package manager (issue 13, known misses)",
+)
+def test_yarn_berry_through_yarn_path(internet: TestInternet, tmp_path: Path) -> None:
+    """The way projects pin berry: the release checked in under .yarn/releases and named by
+    ``yarnPath``; yarn classic on PATH hands over to it. The registry and CA are in .yarnrc.yml,
+    where berry reads them (it ignores npm's settings)."""
+    require("node")
+    if not YARN_BERRY.is_file():
+        pytest.fail(f"{YARN_BERRY} is missing; .ci/run installs @yarnpkg/cli-dist there")
+    project = tmp_path / "project"
+    release = project / ".yarn" / "releases" / f"yarn-{YARN_BERRY_VERSION}.cjs"
+    release.parent.mkdir(parents=True)
+    shutil.copy(YARN_BERRY, release)
+    (project / ".yarnrc.yml").write_text(
+        f"yarnPath: .yarn/releases/{release.name}\n"
+        f"npmRegistryServer: {internet.registry_url}\n"
+        f"httpsCaFilePath: {internet.ca_cert}\n"
+        "nodeLinker: node-modules\n"
+        "enableGlobalCache: false\n"
+        "enableTelemetry: false\n"
+        # Berry 4.18 holds back versions published less than a day ago; the fixture is seconds old.
+        "npmMinimalAgeGate: 0\n"
+        # Berry 4.18 runs no dependency's build scripts unless the project lets them.
+        "enableScripts: true\n"
+    )
+    (project / "yarn.lock").touch()
+    name = "berry-hooked"
+    payload = Payload("berry", tmp_path / "home" / "bin")
+    _publish(internet, name, payload)
+    (project / "package.json").write_text(
+        json.dumps({"name": "project", "private": True, "dependencies": {name: VERSION}})
+    )
+    watched = watch(internet, tmp_path / "home", project, tmp_path / "out", ["yarn", "install"])
+    assert watched.code == 0, watched.output[-3000:]
+    assert_payload_ran(payload, internet)
+    assert_findings_name_hook(watched, "yarn", name, VERSION, "postinstall")

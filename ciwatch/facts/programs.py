@@ -240,7 +240,6 @@ PACKAGE_MANAGERS: dict[str, Ecosystem] = {
     "gradle": Ecosystem.GRADLE,
 }
 _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
-_PYTHON_FLAGS = re.compile(r"^-[BEIOPSsu]+$")
 
 
 def package_manager_of(argv: list[str]) -> Ecosystem | None:
@@ -259,6 +258,10 @@ def package_manager_name(argv: list[str]) -> str | None:
     for suffix in (".js", ".cjs", ".py", "-cli"):
         name = name.removesuffix(suffix)
     return "pip" if name == "__pip-runner__" or _PIP_VERSIONED.match(name) else name
+
+
+#: Options of a Python interpreter a shebang may carry before its script (``python -E``).
+_PYTHON_FLAGS = re.compile(r"^-[BEIOPSsu]+$")
 
 
 def _package_manager(argv: list[str]) -> tuple[str, Ecosystem] | None:
