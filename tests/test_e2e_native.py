@@ -1,4 +1,4 @@
-"""gem, bundler, cargo, dpkg, go and maven end to end: each real tool installs or builds a local fixture whose
+"""gem, bundler, cargo, dpkg, go, maven and gradle end to end: each real tool installs or builds a local fixture whose
 build hook runs the shared payload (tests/support/ecosystems.py), under ``ciwatch run`` with the
 default policy and the default ``--net redirect``, with the test internet's resolver (evil.test).
 The verdict must name the ecosystem, the fixture's ``name@version`` and the hook.
@@ -16,6 +16,7 @@ The verdict must name the ecosystem, the fixture's ``name@version`` and the hook
 - maven: exec-maven-plugin (from Debian's Maven repository, as a file mirror) runs the payload in
   ``validate``; plugins run inside Maven's JVM, so there is no hook, and what the plugin spawns
   is the build's.
+- gradle (Debian's 4.4.1): an ``Exec`` task runs the payload, in Gradle's JVM as with Maven.
 """
 
 from __future__ import annotations
@@ -330,5 +331,36 @@ def test_maven_plugin_runs_in_process(internet: TestInternet, tmp_path: Path) ->
     # The mvn script execs java in the process ciwatch started: the plugin's shell is its child.
     assert shell.parent is not None and shell.parent.parent is None, tree.lineage(shell)
     assert tree.lineage(shell) == "java > hook.sh"
+    egress = [f for f in watched.findings if f["rule"] == "unfamiliar-egress"]
+    assert [(f["host"], f["package"], f["hook"]) for f in egress] == [(EVIL, None, None)], watched.described()
+
+
+# -- gradle --------------------------------------------------------------------------------
+
+BUILD_GRADLE = """\
+task hook(type: Exec) {
+    commandLine 'sh', 'hook.sh'
+}
+"""
+
+
+def test_gradle_task_runs_in_process(internet: TestInternet, tmp_path: Path) -> None:
+    """Gradle (Debian's 4.4.1) runs build scripts and plugins inside its JVM, as Maven does: an
+    ``Exec`` task's shell is recorded and judged as the build's, with no hook. ``--no-daemon``:
+    a daemon started before ciwatch would run the build outside the traced tree."""
+    require("gradle")
+    payload = Payload("gradle", tmp_path / "home" / "bin")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "settings.gradle").write_text("rootProject.name = 'app'\n")
+    (project / "build.gradle").write_text(BUILD_GRADLE)
+    (project / "hook.sh").write_text(payload.script)
+    env = {"GRADLE_USER_HOME": str(tmp_path / "gradle-home")}
+    watched = _run(internet, tmp_path, project, ["gradle", "--no-daemon", "--offline", "-q", "hook"], env)
+    assert_payload_ran(payload, internet)
+    tree = ProcessTree(read_record(watched.out))
+    assert tree.hooks == []
+    (shell,) = [node for node in tree.nodes if node.execs and node.argv == ["sh", "hook.sh"]]
+    assert tree.lineage(shell).endswith("java > hook.sh"), tree.lineage(shell)
     egress = [f for f in watched.findings if f["rule"] == "unfamiliar-egress"]
     assert [(f["host"], f["package"], f["hook"]) for f in egress] == [(EVIL, None, None)], watched.described()
