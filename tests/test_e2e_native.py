@@ -178,11 +178,14 @@ def deb_name() -> Iterator[str]:
     subprocess.run(["dpkg", "--purge", name], capture_output=True, check=False)
 
 
-def test_dpkg_install_runs_postinst(internet: TestInternet, tmp_path: Path, deb_name: str) -> None:
-    require("dpkg")
-    payload = Payload("dpkg", tmp_path / "home" / "bin")
+@pytest.mark.parametrize("installer", ["dpkg", "apt-get"])
+def test_dpkg_install_runs_postinst(internet: TestInternet, tmp_path: Path, deb_name: str, installer: str) -> None:
+    """``dpkg -i``, and ``apt-get install ./x.deb`` (apt hands the file to dpkg)."""
+    require(installer)
+    payload = Payload(installer, tmp_path / "home" / "bin")
     deb = _deb(tmp_path, deb_name, payload)
-    watched = _run(internet, tmp_path, tmp_path, ["dpkg", "-i", str(deb)], {})
+    command = ["dpkg", "-i", str(deb)] if installer == "dpkg" else ["apt-get", "install", "-y", "-q", str(deb)]
+    watched = _run(internet, tmp_path, tmp_path, command, {"DEBIAN_FRONTEND": "noninteractive"})
     assert_payload_ran(payload, internet)
     assert_findings_name_hook(watched, "dpkg", deb_name, DEB_VERSION, "postinst")
 
