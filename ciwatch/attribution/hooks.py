@@ -135,7 +135,7 @@ def _dpkg(event: ProcessExec) -> HookAttribution | None:
     package, script = event.env.get("DPKG_MAINTSCRIPT_PACKAGE"), event.env.get("DPKG_MAINTSCRIPT_NAME")
     if not package or not script:
         return None
-    return HookAttribution(Ecosystem.DPKG, package, "", script, event.pid, 0)
+    return HookAttribution(Ecosystem.DPKG, package, event.package.get("version", ""), script, event.pid, 0)
 
 
 def _gem(event: ProcessExec) -> HookAttribution | None:

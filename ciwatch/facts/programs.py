@@ -264,6 +264,10 @@ def package_manager_name(argv: list[str]) -> str | None:
     return "pip" if name == "__pip-runner__" or _PIP_VERSIONED.match(name) else name
 
 
+#: Options of a Python interpreter a shebang may carry before its script (``python -E``).
+_PYTHON_FLAGS = re.compile(r"^-[BEIOPSsu]+$")
+
+
 def _package_manager(argv: list[str]) -> tuple[str, Ecosystem] | None:
     if not argv:
         return None
@@ -272,6 +276,9 @@ def _package_manager(argv: list[str]) -> tuple[str, Ecosystem] | None:
         candidates.append(os.path.basename(argv[1]))
         if argv[1] == "-m" and len(argv) > 2:
             candidates.append(argv[2])
+        # A shebang's interpreter options come before the script: pipx writes ``python -E``.
+        if _PYTHON_FLAGS.match(argv[1]) and len(argv) > 2:
+            candidates.append(os.path.basename(argv[2]))
     for name in candidates:
         if name in PACKAGE_MANAGERS:
             return name, PACKAGE_MANAGERS[name]

@@ -81,7 +81,8 @@ class ProcessExec(Event):
     """Values of the attribution variables only (see ``ciwatch.trace.attribution_env``)."""
     package: dict[str, str] = field(default_factory=dict)
     """Name and version read from the file system where the exec reveals a build hook
-    (pip's PKG-INFO beside ``_in_process.py``), at the moment of the exec."""
+    (pip's PKG-INFO beside ``_in_process.py``, dpkg's status database for a maintainer
+    script), at the moment of the exec."""
     from_tid: int | None = None
     """Set when a non-leader thread called exec (the kernel gave it the leader's pid)."""
     stdin: str = ""

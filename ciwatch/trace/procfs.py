@@ -36,6 +36,8 @@ ATTRIBUTION_ENV = frozenset(
         "DPKG_MAINTSCRIPT_NAME",
         "DPKG_MAINTSCRIPT_ARCH",
         "DPKG_RUNNING_VERSION",
+        "DPKG_ADMINDIR",
+        "DPKG_ROOT",
         "PEP517_BUILD_BACKEND",
         "_PYPROJECT_HOOKS_BUILD_BACKEND",
         "PIP_BUILD_TRACKER",
@@ -194,6 +196,35 @@ def _pyproject_package(directory: str) -> dict[str, str]:
     return found
 
 
+def dpkg_maintscript_package(pid: int, path: str, env: dict[str, str]) -> dict[str, str]:
+    """Name and version of the package whose maintainer script ``path`` is (dpkg names the
+    package and the script in the environment, not the version; its status database has the
+    version being installed by the time a script runs); {} for any other exec, which includes
+    everything a script runs, since they inherit the variables."""
+    name, script = env.get("DPKG_MAINTSCRIPT_PACKAGE", ""), env.get("DPKG_MAINTSCRIPT_NAME", "")
+    if not name or not script or os.path.basename(path) not in (f"{name}.{script}", script):
+        return {}
+    admindir = env.get("DPKG_ADMINDIR") or os.path.join(env.get("DPKG_ROOT", "/"), "var/lib/dpkg")
+    # Through the process's own root: dpkg may run in a chroot or a container.
+    database = f"/proc/{pid}/root/{admindir.lstrip('/')}"
+    stanza = re.compile(rb"^Package: " + re.escape(os.fsencode(name)) + rb"\n(?:.+\n)*?Version: (\S+)$", re.MULTILINE)
+    # dpkg journals each change to updates/NNNN before it folds them into status: the newest
+    # journal entry for the package is the version being configured.
+    for entry in [*reversed(_journal(database)), f"{database}/status"]:
+        found = stanza.search(read_file(entry))
+        if found:
+            return {"name": name, "version": fsdecode(found.group(1))}
+    return {"name": name}
+
+
+def _journal(database: str) -> list[str]:
+    try:
+        names = sorted(name for name in os.listdir(f"{database}/updates") if name.isdigit())
+    except OSError:
+        return []
+    return [f"{database}/updates/{name}" for name in names]
+
+
 def exec_event(pid: int, path: str | None, former_tid: int) -> ProcessExec:
     """What /proc says of a process that has just exec'd; ``path`` is the name it was exec'd
     by (from the execve), ``former_tid`` the thread that made the call."""
@@ -203,13 +234,16 @@ def exec_event(pid: int, path: str | None, former_tid: int) -> ProcessExec:
     package = {}
     if pip_build_hook(argv) is not None:  # PEP 517 or legacy setup.py: the sdist's PKG-INFO is in the cwd
         package = python_build_package(directory)
+    env = attribution_env(pid)
+    if "DPKG_MAINTSCRIPT_PACKAGE" in env:
+        package = dpkg_maintscript_package(pid, path or exe, env)
     return ProcessExec(
         pid=pid,
         path=path or exe,
         exe=exe,
         argv=argv,
         cwd=directory,
-        env=attribution_env(pid),
+        env=env,
         package=package,
         from_tid=former_tid if former_tid != pid else None,
         stdin=fd_path(pid, 0),
