@@ -86,10 +86,6 @@ YARN_BERRY = Path("/usr/local/lib/yarn-berry/node_modules/@yarnpkg/cli-dist/bin/
 YARN_BERRY_VERSION = "4.18.1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yarn berry through yarnPath is not yet recognised as a package manager (issue 13, known misses)",
-)
 def test_yarn_berry_through_yarn_path(internet: TestInternet, tmp_path: Path) -> None:
     """The way projects pin berry: the release checked in under .yarn/releases and named by
     ``yarnPath``; yarn classic on PATH hands over to it. The registry and CA are in .yarnrc.yml,

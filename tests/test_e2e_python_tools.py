@@ -71,14 +71,6 @@ def _install(
     return watched
 
 
-#: The uv row waits on the attribution of uv's PEP 517 builds (issue 13's known misses, fixed on
-#: another branch): uv runs the backend as ``python -c "import ... as backend ..."``.
-UV_BUILDS_UNATTRIBUTED = pytest.mark.xfail(
-    strict=True, reason="uv's PEP 517 builds are not yet recognised as hooks (issue 13, known misses)"
-)
-
-
-@UV_BUILDS_UNATTRIBUTED
 def test_uv_pip_install(internet: TestInternet, tmp_path: Path) -> None:
     require("uv")
     venv = tmp_path / "venv"
@@ -90,7 +82,7 @@ def test_uv_pip_install(internet: TestInternet, tmp_path: Path) -> None:
     assert_findings_name_hook(watched, "pip", "uv-hooked", VERSION, PEP517_HOOKS)
 
 
-@pytest.mark.parametrize("backend", ["pip", pytest.param("uv", marks=UV_BUILDS_UNATTRIBUTED)])
+@pytest.mark.parametrize("backend", ["pip", "uv"])
 def test_pipx_install(internet: TestInternet, tmp_path: Path, backend: str) -> None:
     """pipx 1.18 builds with uv when uv is on PATH, with pip when told so."""
     home = tmp_path / "home"

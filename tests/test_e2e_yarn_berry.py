@@ -3,9 +3,9 @@ release checked into ``.yarn/releases/yarn-<version>.cjs``, and ``yarn install``
 PATH) hands over to ``node .yarn/releases/yarn-<version>.cjs``. Berry has no ``sh -c`` wrapper:
 its own shell runs a hook's commands, so each is a hook boundary under yarn's node process.
 
-The release comes from ``@yarnpkg/cli-dist`` installed under ``YARN_BERRY_PREFIX`` (default
-``/opt/yarn-berry``: ``npm i -g --prefix /opt/yarn-berry @yarnpkg/cli-dist@4``), since it may
-not replace yarn 1 on PATH. Nothing reaches a registry: the dependency is a local tarball."""
+The release comes from ``@yarnpkg/cli-dist``, which .ci/run installs apart from yarn 1 on PATH
+(it may not replace it), in /usr/local/lib/yarn-berry. Nothing reaches a registry: the
+dependency is a local tarball."""
 
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ RELEASE = "yarn-4.18.1.cjs"
 
 
 def _berry_bundle() -> Path:
-    prefix = Path(os.environ.get("YARN_BERRY_PREFIX", "/opt/yarn-berry"))
-    bundle = prefix / "lib" / "node_modules" / "@yarnpkg" / "cli-dist" / "bin" / "yarn.js"
+    bundle = Path("/usr/local/lib/yarn-berry/node_modules/@yarnpkg/cli-dist/bin/yarn.js")
     if not bundle.is_file():
-        pytest.fail(f"{bundle} is missing; .ci/run installs @yarnpkg/cli-dist@4 under {prefix}")
+        pytest.fail(f"{bundle} is missing; .ci/run installs @yarnpkg/cli-dist there")
     return bundle
 
 
