@@ -108,6 +108,9 @@ def test_yarn_berry_through_yarn_path(internet: TestInternet, tmp_path: Path) ->
         "npmMinimalAgeGate: 0\n"
         # Berry 4.18 runs no dependency's build scripts unless the project lets them.
         "enableScripts: true\n"
+        # Berry makes every install --immutable when CI is set, as it is in .ci/run; this one
+        # writes the lockfile it starts without.
+        "enableImmutableInstalls: false\n"
     )
     (project / "yarn.lock").touch()
     name = "berry-hooked"

@@ -205,7 +205,7 @@ def is_interactive_or_login_shell(argv: list[str], path: str = "") -> bool:
         return False
     options, _ = _shell_options(argv[1:])
     short = _short_options(options)
-    return "i" in short or "l" in short or "--login" in options or argv[0].startswith("-")
+    return "i" in short or "l" in short or "--login" in options or (bool(argv) and argv[0].startswith("-"))
 
 
 #: Program names (argv[0], or the script an interpreter runs) -> ecosystem.

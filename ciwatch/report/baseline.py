@@ -24,6 +24,7 @@ from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.loader import parse_policy
 from ciwatch.policy.model import PackageSpec, Policy
+from ciwatch.policy.values import host_problem, parse_package
 from ciwatch.record.events import RegistryAllowed
 from ciwatch.record.reader import Record
 from ciwatch.rules.base import Finding
@@ -56,6 +57,16 @@ def _writable(text: str) -> bool:
     return text.isprintable()  # lone surrogates (bytes that weren't UTF-8) are not printable
 
 
+def _writable_host(host: str) -> bool:
+    """A host the policy would take: the build chose the name, and may have chosen one no
+    allowlist entry can spell (empty, a wildcard of its own, a URL)."""
+    return _writable(host) and host_problem(host) is None
+
+
+def _writable_package(spec: str) -> bool:
+    return _writable(spec) and parse_package(spec)[1] is None
+
+
 def _comment(text: str) -> str:
     """``text`` on one comment line: what isn't printable shown as an escape."""
     return "".join(char if char.isprintable() else f"\\x{ord(char) & 0xFF:02x}" for char in " ".join(text.split()))
@@ -74,7 +85,7 @@ def propose_policy(records: list[tuple[Path, Record]], today: datetime.date | No
             if isinstance(item.event, RegistryAllowed):
                 registries.setdefault(item.event.host, f"{item.event.ecosystem}, {item.event.source}")
         for contact in contacts(tree):
-            if allowlist.allows(contact.host) or contact.host in hosts or not _writable(contact.host):
+            if allowlist.allows(contact.host) or contact.host in hosts or not _writable_host(contact.host):
                 continue
             who = tree.lineage(contact.node) if contact.node is not None else "?"
             hosts[contact.host] = f"{contact.kind} by {who} ({path}, event {contact.seq})"
@@ -84,7 +95,7 @@ def propose_policy(records: list[tuple[Path, Record]], today: datetime.date | No
             if node is not None and node.execs and os.path.normpath(node.execs[0][1].cwd) == project:
                 continue  # the project's own scripts need no allowance
             spec = f"{hook.package}@{hook.version}" if hook.version else hook.package
-            if _writable(spec):
+            if _writable_package(spec):
                 hooks.setdefault(spec, f"{hook.hook} ran in {path} (event {hook.seq})")
 
     head = _render(records, registries, hosts, hooks, [], [], today)
@@ -109,11 +120,17 @@ def _exceptions_for(records: list[tuple[Path, Record]], policy_text: str) -> tup
         for finding in evaluate(record, policy).counted:
             origin = f"{finding.message} ({path}, event {finding.evidence[0] if finding.evidence else '?'})"
             exception = _narrowest(finding, origin)
-            if exception is None or not _writable(exception.package or exception.host or ""):
+            if exception is None or not _expressible(exception):
                 unexcepted.append(f"{finding.rule}: {finding.message} ({path}): {finding.lineage}")
             else:
                 proposed.setdefault(exception.key, exception)
     return list(proposed.values()), sorted(set(unexcepted))
+
+
+def _expressible(exception: _Exception) -> bool:
+    if exception.package is not None:
+        return _writable_package(exception.package)
+    return _writable_host(exception.host or "")
 
 
 def _narrowest(finding: Finding, origin: str) -> _Exception | None:
