@@ -22,18 +22,22 @@ class FileWatch:
         """Paths written during the run (after renames), with the pid that wrote them last."""
 
     def on_file(self, thread: TracedThread, event: FileWrite) -> None:
-        op, path = event.op, event.path
-        if op is FileOp.OPEN and not (event.flags or 0) & WRITE_OPEN_FLAGS:
+        if event.op is FileOp.OPEN and not (event.flags or 0) & WRITE_OPEN_FLAGS:
             # Only a hook's processes stop at read-only opens (the hook filter).
             self.on_read(thread, event)
             return
+        self.record_write(thread.tgid, event)
+
+    def record_write(self, pid: int, event: FileWrite) -> None:
+        """Record a write (from a stop or from fanotify) and follow the paths written."""
+        op, path = event.op, event.path
         self._emit(event)
         match op:
             case FileOp.OPEN | FileOp.CREAT | FileOp.CHMOD:
-                self.written[path] = thread.tgid
+                self.written[path] = pid
             case FileOp.RENAME | FileOp.LINK if event.target is not None:
                 if path in self.written:
-                    self.written[event.target] = thread.tgid
+                    self.written[event.target] = pid
                     if op is FileOp.RENAME:
                         del self.written[path]
             case FileOp.UNLINK:
@@ -43,8 +47,11 @@ class FileWatch:
 
     def on_read(self, thread: TracedThread, event: FileWrite) -> None:
         """An open seen as a read: recorded only when it is of a credential file."""
-        if is_credential_path(event.path, self._home, thread.tgid):
-            self._emit(FileRead(pid=thread.tgid, path=event.path, how=ReadHow.OPEN, as_written=event.as_written))
+        self.record_read(thread.tgid, event.path, event.as_written)
+
+    def record_read(self, pid: int, path: str, as_written: str | None = None) -> None:
+        if is_credential_path(path, self._home, pid):
+            self._emit(FileRead(pid=pid, path=path, how=ReadHow.OPEN, as_written=as_written))
 
     def hash_written(self, path: str) -> None:
         """Record the digest of a written file, if it is an executable or a script."""

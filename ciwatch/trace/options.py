@@ -28,6 +28,9 @@ class TracerOptions:
     """Set in block mode: refuses traffic that would not pass the proxy."""
     gate_direct_tcp: bool = False
     """Also gate TCP connects that aren't redirected (env mode: those bypass the proxy)."""
+    fanotify: bool = False
+    """File writes (and a hook's reads) from fanotify, not from stops: the build's filter
+    must then be built without the table's fanotify rows (:func:`ciwatch.trace.seccomp.build_filter`)."""
     dns_via_namespace: bool = False
     """Set in sandbox mode: nftables sends the namespace's DNS to ciwatch's DNS listener,
     which judges each name, so DNS to the configured resolver is not the gate's to refuse."""

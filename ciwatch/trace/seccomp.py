@@ -74,22 +74,32 @@ class _Program:
         return offset
 
 
-def build_filter(*, trace_receives: bool = False) -> bytes:
+def build_filter(*, trace_receives: bool = False, fanotify: bool = False) -> bytes:
     """The BPF program, as the bytes of a ``struct sock_filter`` array, generated from the
     syscall table: its ALWAYS rows first, then a jump per conditional row to its test.
 
     ``trace_receives`` (redirect mode) adds the rows only wanted then: recvfrom with a
     source-address buffer and recvmsg, so that a DNS reply from ciwatch's listener can be
     given back the resolver's address; reads that don't ask for the source (all of TCP)
-    never stop."""
+    never stop.
+
+    ``fanotify``: file events come from fanotify, so its rows are left out (the writer never
+    stops), and the hook-only rows (reads of another process's memory) are in for every
+    process: no hook filter is added then, and the tracer keeps only a hook's."""
     p = _Program()
     p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
     p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "trace")
     p.emit(_BPF_LD_W_ABS, _OFFSET_NR)
     p.emit(_BPF_JGE_K, X32_SYSCALL_BIT, "trace", 0)
-    rows = [row for row in TABLE if row.when is not When.HOOK_ONLY and (trace_receives or not row.receives_only)]
+    rows = [
+        row
+        for row in TABLE
+        if (row.when is not When.HOOK_ONLY or fanotify)
+        and (trace_receives or not row.receives_only)
+        and not (fanotify and row.fanotify)
+    ]
     for row in rows:
-        if row.when is When.ALWAYS and not row.receives_only:
+        if row.when in (When.ALWAYS, When.HOOK_ONLY) and not row.receives_only:
             p.emit(_BPF_JEQ_K, row.number, "trace", 0)
     tests: dict[str, tuple[When, int, int]] = {}  # one test per (predicate, argument, value), shared
     for row in rows:
@@ -97,7 +107,7 @@ def build_filter(*, trace_receives: bool = False) -> bytes:
             p.emit(_BPF_JEQ_K, row.number, "trace", 0)
         elif row.when is When.ENOSYS:
             p.emit(_BPF_JEQ_K, row.number, "enosys", 0)
-        elif row.when is not When.ALWAYS:
+        elif row.when not in (When.ALWAYS, When.HOOK_ONLY):
             label = f"{row.when}{row.arg}_{row.value}"
             tests.setdefault(label, (row.when, row.arg, row.value))
             p.emit(_BPF_JEQ_K, row.number, label, 0)

@@ -67,11 +67,15 @@ def _decode_env(data: bytes) -> dict[bytes, bytes]:
 
 
 def spawn_waiting(
-    command: Sequence[str], *, trace_receives: bool = False, new_network_namespace: bool = False
+    command: Sequence[str],
+    *,
+    trace_receives: bool = False,
+    new_network_namespace: bool = False,
+    fanotify: bool = False,
 ) -> SpawnedRoot:
     """Fork the build's root. It waits until ``release`` sends its environment: by then the
     tracer has seized it, and the network it will run in is ready."""
-    program = build_filter(trace_receives=trace_receives)
+    program = build_filter(trace_receives=trace_receives, fanotify=fanotify)
     go_read, go_write = os.pipe()
     ready_read, ready_write = os.pipe()
     error_read, error_write = os.pipe2(os.O_CLOEXEC)

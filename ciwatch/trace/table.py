@@ -131,6 +131,9 @@ class Syscall:
     receives_only: bool = False
     """Only in the filter that traces receives (redirect mode: DNS replies from ciwatch's
     listener get the resolver's address back as their source)."""
+    fanotify: bool = False
+    """What it does is reported by fanotify (:mod:`ciwatch.trace.fanwatch`): not in the
+    filter when file events come from there, so the writer never stops."""
 
 
 _F, _N, _P, _A = Subject.FILE, Subject.NETWORK, Subject.PROCESS, Subject.ANOMALY
@@ -142,11 +145,11 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("connect", 42, _N, _ALWAYS, n.decode_connect, Action.CONNECT),
     Syscall("sendmsg", 46, _N, _ALWAYS, n.decode_sendmsg, Action.SENDMSG),
     Syscall("sendmmsg", 307, _N, _ALWAYS, n.decode_sendmmsg, Action.SENDMSG),
-    Syscall("creat", 85, _F, _ALWAYS, f.decode_creat, Action.FILE),
-    Syscall("openat2", 437, _F, _ALWAYS, f.decode_openat2, Action.FILE, hook=True),
-    Syscall("rename", 82, _F, _ALWAYS, f.decode_rename, Action.FILE),
-    Syscall("renameat", 264, _F, _ALWAYS, f.decode_renameat, Action.FILE),
-    Syscall("renameat2", 316, _F, _ALWAYS, f.decode_renameat, Action.FILE),
+    Syscall("creat", 85, _F, _ALWAYS, f.decode_creat, Action.FILE, fanotify=True),
+    Syscall("openat2", 437, _F, _ALWAYS, f.decode_openat2, Action.FILE, hook=True, fanotify=True),
+    Syscall("rename", 82, _F, _ALWAYS, f.decode_rename, Action.FILE, fanotify=True),
+    Syscall("renameat", 264, _F, _ALWAYS, f.decode_renameat, Action.FILE, fanotify=True),
+    Syscall("renameat2", 316, _F, _ALWAYS, f.decode_renameat, Action.FILE, fanotify=True),
     Syscall("link", 86, _F, _ALWAYS, f.decode_link, Action.FILE),
     Syscall("linkat", 265, _F, _ALWAYS, f.decode_linkat, Action.FILE),
     Syscall("symlink", 88, _F, _ALWAYS, f.decode_symlink, Action.FILE),
@@ -155,16 +158,16 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("fchmod", 91, _F, _ALWAYS, f.decode_fchmod, Action.FILE),
     Syscall("fchmodat", 268, _F, _ALWAYS, f.decode_fchmodat, Action.FILE),
     Syscall("fchmodat2", 452, _F, _ALWAYS, f.decode_fchmodat, Action.FILE),
-    Syscall("unlink", 87, _F, _ALWAYS, f.decode_unlink, Action.FILE),
-    Syscall("unlinkat", 263, _F, _ALWAYS, f.decode_unlinkat, Action.FILE),
+    Syscall("unlink", 87, _F, _ALWAYS, f.decode_unlink, Action.FILE, fanotify=True),
+    Syscall("unlinkat", 263, _F, _ALWAYS, f.decode_unlinkat, Action.FILE, fanotify=True),
     Syscall("truncate", 76, _F, _ALWAYS, f.decode_truncate, Action.FILE),
     Syscall("memfd_create", 319, _F, _ALWAYS, f.decode_memfd_create, Action.FILE),
     Syscall("io_uring_setup", 425, _A, _ALWAYS, p.decode_io_uring_setup, Action.IO_URING),
     Syscall("ptrace", 101, _A, _ALWAYS, sig.decode_ptrace_call, Action.PTRACE),
     Syscall("seccomp", 317, _A, _ALWAYS, e.decode_seccomp, Action.ESCAPE),
     Syscall("setns", 308, _A, _ALWAYS, e.decode_setns, Action.ESCAPE),
-    Syscall("open", 2, _F, When.WRITE_FLAGS, f.decode_open, Action.FILE, arg=1, hook=True),
-    Syscall("openat", 257, _F, When.WRITE_FLAGS, f.decode_openat, Action.FILE, arg=2, hook=True),
+    Syscall("open", 2, _F, When.WRITE_FLAGS, f.decode_open, Action.FILE, arg=1, hook=True, fanotify=True),
+    Syscall("openat", 257, _F, When.WRITE_FLAGS, f.decode_openat, Action.FILE, arg=2, hook=True, fanotify=True),
     Syscall("sendto", 44, _N, When.HAS_ADDRESS, n.decode_sendto, Action.SENDTO, arg=4),
     Syscall("recvmsg", 47, _N, _ALWAYS, n.decode_recvmsg, Action.RECVMSG, receives_only=True),
     Syscall("recvfrom", 45, _N, When.HAS_ADDRESS, n.decode_recvfrom, Action.RECVFROM, arg=4, receives_only=True),

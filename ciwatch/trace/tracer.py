@@ -26,11 +26,12 @@ from typing import Any
 from ptrace import PtraceError
 
 from ciwatch.attribution.hooks import detect_hook
-from ciwatch.record.events import Anomaly, Event, FileRead, ProcessExit, ProcessStart
-from ciwatch.record.vocabulary import AnomalyKind
+from ciwatch.record.events import Anomaly, Event, FileRead, FileWrite, ProcessExit, ProcessStart
+from ciwatch.record.vocabulary import AnomalyKind, FileOp
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
 from ciwatch.trace.escape import EscapeWatch
+from ciwatch.trace.fanwatch import FanWatch, open_fan_watch
 from ciwatch.trace.filewatch import FileWatch
 from ciwatch.trace.hookfilter import inject_hook_filter
 from ciwatch.trace.netredirect import NetworkWatch
@@ -43,6 +44,9 @@ from ciwatch.trace.tasks import Injection, TracedProcess, TracedThread
 log = logging.getLogger(__name__)
 
 _WALL = 0x40000000
+#: With file events from fanotify, the group is also drained every this many stops, so the
+#: record keeps up with a build that rarely exits or idles.
+_DRAIN_EVERY = 64
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
 _Handler = Callable[[TracedThread, Any], None]
@@ -57,6 +61,8 @@ class BuildExit:
 
 
 EventSink = Callable[[Event], None]
+#: Writes recorded at their stop that fanotify reports as well (as a creation or a change).
+_ALSO_FANOTIFY = frozenset({FileOp.LINK, FileOp.SYMLINK, FileOp.TRUNCATE})
 
 
 class Tracer:
@@ -81,8 +87,12 @@ class Tracer:
         self._escape = escape = EscapeWatch(options, self._emit, lambda: self.root_pid)
         # This process (the tracer, the proxy's threads) and the front that forked it.
         self.guard = guard = SelfGuard((os.getpid(), os.getppid()), self._emit)
+        self.fan: FanWatch | None = None
+        """File events from fanotify (options.fanotify): opened now, before the build starts."""
+        if options.fanotify:
+            self.fan = open_fan_watch(files, self.is_build_process, self._in_hook, reads=options.follow_hooks)
         handlers: dict[Action, _Handler] = {
-            Action.FILE: files.on_file,
+            Action.FILE: self._on_file,
             Action.EXEC: self._on_exec,
             Action.SIGNAL: guard.on_signal,
             Action.PTRACE: guard.on_ptrace,
@@ -144,6 +154,23 @@ class Tracer:
         unrelated process that was given its pid after it went."""
         return [pid for pid in self.build_pids() if procfs.traced_by(pid, os.getpid())]
 
+    def _in_hook(self, pid: int) -> bool:
+        process = self.processes.get(pid)
+        return process is not None and process.in_hook and not process.exited
+
+    def drain_file_events(self, reaped: int = 0) -> None:
+        """Record the file events fanotify has queued (nothing without fanotify)."""
+        if self.fan is not None:
+            self.fan.drain(reaped)
+
+    def close(self) -> None:
+        """Release what the tracer holds beyond its tracees (the fanotify groups)."""
+        if self.fan is not None:
+            self.fan.drain()
+            self.flush()
+            self.fan.close()
+            self.fan = None
+
     def argv_of(self, pid: int) -> list[str]:
         process = self.processes.get(pid)
         return process.argv if process else []
@@ -176,13 +203,20 @@ class Tracer:
         try:
             tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
             if tid == 0:
+                self.drain_file_events()
+                self.flush()
                 self._on_idle()  # nothing to do until the build stops again: write the record
                 tid, status = os.waitpid(-1, _WALL)
         except ChildProcessError:
             self.threads.clear()
             return
         self.stops += 1
+        if self.fan is not None and self.stops % _DRAIN_EVERY == 0:
+            self.fan.drain()
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+            # Every file event of the process is queued by now (its files were closed before
+            # it became a zombie): they go in the record before its exit.
+            self.drain_file_events(reaped=tid)
             self._on_gone(tid, status)
             return
         if not os.WIFSTOPPED(status):
@@ -259,6 +293,7 @@ class Tracer:
         if event in (pt.EVENT_FORK, pt.EVENT_VFORK, pt.EVENT_CLONE):
             self._on_new_task(thread, pt.event_message(thread.tid), event)
         elif event == pt.EVENT_EXEC:
+            self.drain_file_events()  # a file written and now run must be known as written
             self._on_exec_done(thread, pt.event_message(thread.tid))
         elif event == pt.EVENT_SECCOMP:
             self._on_seccomp(thread)
@@ -306,7 +341,8 @@ class Tracer:
                 # From here on this process and its descendants stop at every syscall: a
                 # hook's reads of credentials are invisible to the write-only filter.
                 process.in_hook = True
-                thread.injection = Injection()
+                if self.fan is None:  # with fanotify, a hook's reads are its open events
+                    thread.injection = Injection()
         process.last_exec = event
         if event.exe.startswith("/memfd:"):
             self._emit(Anomaly(pid=pid, anomaly=AnomalyKind.MEMFD_EXEC, detail=event.exe))
@@ -357,6 +393,13 @@ class Tracer:
 
     # -- handlers of the table's actions (the network's are NetworkWatch's) --------------
 
+    def _on_file(self, thread: TracedThread, event: FileWrite) -> None:
+        self.files.on_file(thread, event)
+        if self.fan is not None and event.op in _ALSO_FANOTIFY:
+            # fanotify reports this write too (the new name's creation, a modification):
+            # the stop's event is the one recorded.
+            self.fan.expect(thread.tgid, event.target if event.op is FileOp.LINK and event.target else event.path)
+
     def _on_exec(self, thread: TracedThread, path: str) -> None:
         thread.pending_exec = path  # recorded if the exec event follows
 
@@ -365,5 +408,7 @@ class Tracer:
         self.network.refuse_io_uring(thread)
 
     def _on_memory_read(self, thread: TracedThread, event: FileRead | None) -> None:
-        if event is not None:
+        # Only a hook's reads count. Without fanotify only hooks stop here (the hook filter);
+        # with it, every process does (the base filter has the row: no hook filter is added).
+        if event is not None and self._in_hook(thread.tgid):
             self._emit(event)

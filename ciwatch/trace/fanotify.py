@@ -1,0 +1,301 @@
+"""The kernel's fanotify interface as the tracer uses it: one notification group that marks
+every filesystem the build can write to, read in batches of raw events.
+
+A raw event is what the kernel queued: the pid of the process that acted (its tgid), the
+event mask (the kernel merges the events of one object queued back to back, so a mask may
+hold CREATE|MODIFY|CLOSE_WRITE at once), the directory's file handle and the name in it
+(``FAN_REPORT_DFID_NAME``; a rename has its old and new directory and name), the object's
+own handle, and a pidfd of the acting process (``FAN_REPORT_PIDFD``: it says whether that
+very process is still alive, which a reused pid can't fake). Paths are made from the handles
+by :mod:`ciwatch.trace.fanpaths`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+FAN_CLASS_NOTIF = 0x0
+FAN_CLOEXEC = 0x1
+FAN_NONBLOCK = 0x2
+FAN_UNLIMITED_QUEUE = 0x10
+FAN_REPORT_PIDFD = 0x80
+FAN_REPORT_FID = 0x200
+FAN_REPORT_DIR_FID = 0x400
+FAN_REPORT_NAME = 0x800
+FAN_REPORT_TARGET_FID = 0x1000
+FAN_REPORT_DFID_NAME = FAN_REPORT_DIR_FID | FAN_REPORT_NAME
+INIT_FLAGS = (
+    FAN_CLASS_NOTIF
+    | FAN_CLOEXEC
+    | FAN_NONBLOCK
+    | FAN_UNLIMITED_QUEUE
+    | FAN_REPORT_DFID_NAME
+    | FAN_REPORT_FID
+    | FAN_REPORT_TARGET_FID
+    | FAN_REPORT_PIDFD
+)
+
+FAN_MARK_ADD = 0x1
+FAN_MARK_FILESYSTEM = 0x100
+
+FAN_MODIFY = 0x2
+FAN_CLOSE_WRITE = 0x8
+FAN_OPEN = 0x20
+FAN_CREATE = 0x100
+FAN_DELETE = 0x200
+FAN_RENAME = 0x10000000
+FAN_ONDIR = 0x40000000
+#: What every group asks for: the writes. FAN_OPEN is added when a hook's reads matter.
+WRITE_MASK = FAN_MODIFY | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_ONDIR
+
+_INFO_FID = 1
+_INFO_DFID_NAME = 2
+_INFO_DFID = 3
+_INFO_PIDFD = 4
+_INFO_OLD_DFID_NAME = 10
+_INFO_NEW_DFID_NAME = 12
+_METADATA = struct.Struct("<IBBHQii")
+_INFO_HEADER = struct.Struct("<BBH")
+_FSID = struct.Struct("<ii")
+_HANDLE_HEADER = struct.Struct("<Ii")
+_READ_SIZE = 1 << 18
+_AT_FDCWD = -100
+
+#: Filesystems that hold no file a build writes (or whose handles mean nothing).
+_NOT_MARKED = frozenset(
+    {
+        "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs", "securityfs",
+        "pstore", "bpf", "configfs", "fusectl", "nsfs", "autofs", "binfmt_misc", "efivarfs", "rpc_pipefs",
+        "hugetlbfs", "selinuxfs",
+    }
+)  # fmt: skip
+
+#: (fsid, file handle bytes): a directory or file, the same in every event that names it.
+HandleKey = tuple[int, bytes]
+
+
+@dataclass(slots=True)
+class RawEvent:
+    pid: int
+    mask: int
+    pidfd: int
+    """The acting process's pidfd, or negative: FAN_EPIDFD (-2) when it had already exited
+    when the event was read, FAN_NOPIDFD (-1) when the kernel could not make one."""
+    directory: HandleKey | None = None
+    name: str = ""
+    old_directory: HandleKey | None = None
+    old_name: str = ""
+    new_directory: HandleKey | None = None
+    new_name: str = ""
+    obj: HandleKey | None = None
+    """The object's own handle (the file, or the directory of an ONDIR event)."""
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+
+
+def unavailable_reason() -> str | None:
+    """None when this process can open the group ciwatch needs; else why not."""
+    fd = _libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
+    if fd < 0:
+        code = ctypes.get_errno()
+        if code == errno.EPERM:
+            return "fanotify needs CAP_SYS_ADMIN in the initial user namespace (root outside a container)"
+        return f"fanotify with FAN_REPORT_DFID_NAME is not available: {os.strerror(code)}"
+    os.close(fd)
+    return None
+
+
+@dataclass(frozen=True)
+class Mount:
+    fsid: int
+    path: str
+    fd: int
+    """An open directory on the mount, for open_by_handle_at."""
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
+    return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
+
+
+def writable_mounts(mountinfo: str) -> list[str]:
+    """One mount point per filesystem a build may write to, the one showing its whole tree
+    (root ``/``) with the shortest path; read-only mounts and pseudo-filesystems left out."""
+    best: dict[str, str] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if "-" not in fields:
+            continue
+        dash = fields.index("-")
+        device, root, point, options = fields[2], _unescape(fields[3]), _unescape(fields[4]), fields[5]
+        fstype = fields[dash + 1] if dash + 1 < len(fields) else ""
+        if fstype in _NOT_MARKED or "ro" in options.split(",") or root != "/":
+            continue
+        if device not in best or len(point) < len(best[device]):
+            best[device] = point
+    return sorted(best.values())
+
+
+class FanotifyGroup:
+    """The group: opened and marked once per run, read in batches, closed at the end."""
+
+    def __init__(self, mask: int) -> None:
+        fd = _libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"fanotify_init: {os.strerror(code)}")
+        self.fd = fd
+        self.mounts: dict[int, Mount] = {}
+        with open("/proc/self/mountinfo") as file:
+            points = writable_mounts(file.read())
+        for point in points:
+            self._mark(point, mask)
+
+    def _mark(self, point: str, mask: int) -> None:
+        try:
+            mount_fd = os.open(point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fsid = os.fstatvfs(mount_fd).f_fsid
+        except OSError as error:
+            log.debug("fanotify: cannot open %s: %s", point, error)
+            return
+        if fsid in self.mounts or fsid == 0:  # 0: a filesystem without an fsid has no handles either
+            os.close(mount_fd)
+            return
+        if _libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, _AT_FDCWD, os.fsencode(point)):
+            log.debug("fanotify: cannot mark %s: %s", point, os.strerror(ctypes.get_errno()))
+            os.close(mount_fd)
+            return
+        self.mounts[fsid] = Mount(fsid, point, mount_fd)
+
+    def read(self) -> list[RawEvent]:
+        """Every event queued now (none when the queue is empty)."""
+        events: list[RawEvent] = []
+        while True:
+            try:
+                data = os.read(self.fd, _READ_SIZE)
+            except BlockingIOError:
+                return events
+            if not data:
+                return events
+            parse_events(data, events)
+
+    def open_handle(self, key: HandleKey) -> int:
+        """An O_PATH descriptor of the object, or -1 (gone, or on a filesystem not marked)."""
+        mount = self.mounts.get(key[0])
+        if mount is None:
+            return -1
+        flags = os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW
+        return int(_libc.open_by_handle_at(mount.fd, key[1], flags))
+
+    def close(self) -> None:
+        for mount in self.mounts.values():
+            with contextlib.suppress(OSError):
+                os.close(mount.fd)
+        self.mounts.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _fid(data: bytes, offset: int, end: int) -> tuple[HandleKey, int]:
+    """The (fsid, handle) at ``offset``; returns it and the offset just past the handle."""
+    low, high = _FSID.unpack_from(data, offset)
+    size, _ = _HANDLE_HEADER.unpack_from(data, offset + 8)
+    stop = min(offset + 16 + size, end)
+    fsid = (low & 0xFFFFFFFF) | ((high & 0xFFFFFFFF) << 32)
+    return (fsid, bytes(data[offset + 8 : stop])), stop
+
+
+def _name(data: bytes, offset: int, end: int) -> str:
+    raw = data[offset:end]
+    return os.fsdecode(raw.split(b"\0", 1)[0])
+
+
+def parse_events(data: bytes, into: list[RawEvent]) -> None:
+    """Append the events of one read() to ``into``."""
+    offset = 0
+    while offset + _METADATA.size <= len(data):
+        event_len, _version, _reserved, metadata_len, mask, _fd, pid = _METADATA.unpack_from(data, offset)
+        if event_len < metadata_len:
+            return
+        end = offset + event_len
+        event = RawEvent(pid=pid, mask=mask, pidfd=-1)
+        info = offset + metadata_len
+        while info + _INFO_HEADER.size <= end:
+            kind, _, length = _INFO_HEADER.unpack_from(data, info)
+            if length == 0:
+                break
+            stop = info + length
+            body = info + _INFO_HEADER.size
+            if kind == _INFO_PIDFD:
+                (event.pidfd,) = struct.unpack_from("<i", data, body)
+            elif kind == _INFO_FID:
+                event.obj, _ = _fid(data, body, stop)
+            elif kind in (_INFO_DFID_NAME, _INFO_DFID):
+                event.directory, after = _fid(data, body, stop)
+                event.name = _name(data, after, stop) if kind == _INFO_DFID_NAME else ""
+            elif kind == _INFO_OLD_DFID_NAME:
+                event.old_directory, after = _fid(data, body, stop)
+                event.old_name = _name(data, after, stop)
+            elif kind == _INFO_NEW_DFID_NAME:
+                event.new_directory, after = _fid(data, body, stop)
+                event.new_name = _name(data, after, stop)
+            info = stop
+        into.append(event)
+        offset = end
+
+
+class ProcOpens:
+    """A second group, for opens in /proc: procfs has no file handles, so the FID group can't
+    mark it, but a hook reading another process's environ or memory there is reading
+    credentials. Its events carry a descriptor (opened by the kernel for ciwatch), whose link
+    is the path."""
+
+    def __init__(self) -> None:
+        flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE
+        fd = _libc.fanotify_init(flags, os.O_RDONLY | os.O_LARGEFILE)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"fanotify_init: {os.strerror(code)}")
+        self.fd = fd
+        if _libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, _AT_FDCWD, b"/proc"):
+            code = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(code, f"fanotify_mark /proc: {os.strerror(code)}")
+
+    def read(self, wanted: Callable[[int], bool]) -> list[tuple[int, str]]:
+        """The (pid, path) of every open queued now by a process ``wanted`` says matters."""
+        opens: list[tuple[int, str]] = []
+        while True:
+            try:
+                data = os.read(self.fd, _READ_SIZE)
+            except BlockingIOError:
+                return opens
+            if not data:
+                return opens
+            offset = 0
+            while offset + _METADATA.size <= len(data):
+                event_len, _v, _r, _m, _mask, fd, pid = _METADATA.unpack_from(data, offset)
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        if wanted(pid):
+                            opens.append((pid, os.readlink(f"/proc/self/fd/{fd}")))
+                    os.close(fd)
+                offset += max(event_len, _METADATA.size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,211 @@
+"""File writes (and a hook's reads of credentials) from fanotify instead of seccomp stops.
+
+When ciwatch is privileged, the kernel reports every write on the marked filesystems to a
+fanotify group (:mod:`ciwatch.trace.fanotify`) while the writer runs on: the seccomp filter
+no longer stops at write-opens, renames and unlinks (the table's ``fanotify`` rows). The
+tracer drains the group before it handles an exit or an exec (so a process's events are in
+the record before its end, and a file written then executed is known as written), when it
+is idle, and every few stops. Each event becomes what the stop would have recorded:
+
+- a file created, modified or closed after writing: ``open`` (flags unknown: None);
+- a rename (of a file or a directory): ``rename`` from the old path to the new;
+- a removal (``unlink``, ``rmdir``): ``unlink``;
+- an open by a hook's process that is not a write, of a credential file: a FileRead.
+
+Only the build's processes count: the event's pid must be one of the tracer's. A pid seen
+again after its process was reaped belongs to somebody else: the event's pidfd (made for the
+very process that acted) says whether it is still alive, and an event of a live process
+under a pid just reaped is held back until that pid is introduced again, or dropped.
+
+Rare writes fanotify can't describe as a stop does stay stops: a hard link's source name, a
+symlink's text, chmod's mode, truncate, memfd. Their CREATE or MODIFY events are then
+expected (:meth:`FanWatch.expect`) and not recorded a second time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ciwatch.record.events import FileWrite
+from ciwatch.record.vocabulary import FileOp
+from ciwatch.trace.fanotify import (
+    FAN_CLOSE_WRITE,
+    FAN_CREATE,
+    FAN_DELETE,
+    FAN_MODIFY,
+    FAN_ONDIR,
+    FAN_OPEN,
+    FAN_RENAME,
+    WRITE_MASK,
+    FanotifyGroup,
+    ProcOpens,
+    RawEvent,
+)
+from ciwatch.trace.fanpaths import Located, PathResolver
+from ciwatch.trace.filewatch import FileWatch
+
+log = logging.getLogger(__name__)
+
+_WRITES = FAN_MODIFY | FAN_CLOSE_WRITE
+#: At most this many events wait for their reused pid to be introduced.
+_DEFERRED_LIMIT = 10_000
+#: Re-read the queue this many times for a directory removed after the batch was read.
+_RETRIES = 2
+
+
+@dataclass
+class _Batch:
+    """What one drain has recorded: an object written several times is one ``open``."""
+
+    opened: set[tuple[int, str]] = field(default_factory=set)
+
+
+class FanWatch:
+    """Turns the group's events into FileWatch's, for the build's processes only."""
+
+    def __init__(
+        self,
+        group: FanotifyGroup,
+        files: FileWatch,
+        is_build_process: Callable[[int], bool],
+        in_hook: Callable[[int], bool],
+        proc: ProcOpens | None = None,
+    ) -> None:
+        self._group = group
+        self._proc = proc
+        self._files = files
+        self._is_build = is_build_process
+        self._in_hook = in_hook
+        self._paths = PathResolver(group.open_handle)
+        self._expected: set[tuple[int, str]] = set()
+        self._deferred: list[RawEvent] = []
+        self.events = 0
+        """Events read from the group (all processes'), for the record's end line."""
+
+    def expect(self, pid: int, path: str) -> None:
+        """A stop has recorded a write of ``path`` that fanotify also reports (a link's new
+        name, a symlink, a truncate): its next create or modify event by ``pid`` is that one."""
+        self._expected.add((pid, path))
+
+    def drain(self, reaped: int = 0) -> None:
+        """Record every event queued now. ``reaped``: a pid whose process has just been
+        reaped; an event under it from a live process is another process's."""
+        if self._proc is not None:
+            for pid, path in self._proc.read(self._in_hook):
+                self._files.record_read(pid, path)
+        batch = self._deferred + self._group.read()
+        self._deferred = []
+        if not batch:
+            return
+        self.events += len(batch)
+        located, complete = self._paths.locate(batch)
+        for _ in range(_RETRIES):
+            if complete:
+                break
+            more = self._group.read()  # a directory gone since: its removal is queued by now
+            if not more:
+                break
+            self.events += len(more)
+            batch += more
+            located, complete = self._paths.locate(batch)
+        recorded = _Batch()
+        for where in located:
+            raw = where.raw
+            if raw.pid == reaped and raw.pidfd >= 0 and not _has_exited(raw.pidfd):
+                # The process reaped under this pid is dead: this live one is another, which
+                # may be introduced under the same pid later (its pidfd is kept till then).
+                if len(self._deferred) < _DEFERRED_LIMIT:
+                    self._deferred.append(raw)
+                    continue
+            elif self._is_build(raw.pid):
+                self._record(where, recorded)
+            if raw.pidfd >= 0:
+                os.close(raw.pidfd)
+
+    def _record(self, where: Located, recorded: _Batch) -> None:
+        raw, path = where.raw, where.path
+        if path is None:
+            log.debug("fanotify: no path for an event of %d (mask %#x)", raw.pid, raw.mask)
+            return
+        pid, mask = raw.pid, raw.mask
+        if mask & FAN_RENAME:
+            if where.target is not None:
+                recorded.opened.discard((pid, path))
+                self._files.record_write(pid, FileWrite(pid=pid, op=FileOp.RENAME, path=path, target=where.target))
+            return
+        if not mask & FAN_ONDIR:
+            self._record_file(raw, path, recorded)
+        if mask & FAN_DELETE:
+            recorded.opened.discard((pid, path))
+            self._files.record_write(pid, FileWrite(pid=pid, op=FileOp.UNLINK, path=path))
+
+    def _record_file(self, raw: RawEvent, path: str, recorded: _Batch) -> None:
+        pid, mask = raw.pid, raw.mask
+        wrote = bool(mask & _WRITES)
+        if mask & FAN_CREATE:
+            if (pid, path) in self._expected:
+                self._expected.discard((pid, path))
+                wrote = False  # a link or symlink, recorded at its stop
+            elif self._is_regular(raw):
+                wrote = True
+        elif wrote and mask & FAN_MODIFY and not mask & FAN_CLOSE_WRITE and (pid, path) in self._expected:
+            self._expected.discard((pid, path))  # a truncate, recorded at its stop
+            wrote = False
+        if wrote and (pid, path) not in recorded.opened:
+            recorded.opened.add((pid, path))
+            self._files.record_write(pid, FileWrite(pid=pid, op=FileOp.OPEN, path=path))
+        elif mask & FAN_OPEN and not wrote and self._in_hook(pid):
+            self._files.record_read(pid, path)
+
+    def _is_regular(self, raw: RawEvent) -> bool:
+        """A created object is a file written unless it is a fifo, a socket or a device (a
+        unix socket's bind, mknod); one already gone counts as a file."""
+        if raw.obj is None:
+            return True
+        fd = self._group.open_handle(raw.obj)
+        if fd < 0:
+            return True
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+        return stat.S_ISREG(mode)
+
+    def close(self) -> None:
+        for raw in self._deferred:
+            with contextlib.suppress(OSError):
+                os.close(raw.pidfd)
+        self._deferred = []
+        self._group.close()
+        if self._proc is not None:
+            self._proc.close()
+
+
+def _has_exited(pidfd: int) -> bool:
+    """A pidfd is readable once its process has exited."""
+    readable, _, _ = select.select([pidfd], [], [], 0)
+    return bool(readable)
+
+
+def open_fan_watch(
+    files: FileWatch, is_build_process: Callable[[int], bool], in_hook: Callable[[int], bool], *, reads: bool
+) -> FanWatch:
+    """The groups of a run: writes on every writable filesystem (and opens, when a hook's
+    reads matter), and opens in /proc when they do."""
+    group = FanotifyGroup(WRITE_MASK | (FAN_OPEN if reads else 0))
+    proc = None
+    if reads:
+        try:
+            proc = ProcOpens()
+        except OSError:
+            group.close()
+            raise
+    return FanWatch(group, files, is_build_process, in_hook, proc)
