@@ -16,7 +16,7 @@ from ciwatch.cli_summary import summary
 from ciwatch.cli_support import encodable, fail_exit_code_option, guarded, policy_options, render_error
 from ciwatch.errors import UsageError
 from ciwatch.exitcodes import ENVIRONMENT_ERROR
-from ciwatch.modes import LeftoverAction, NetMode
+from ciwatch.modes import FileEvents, LeftoverAction, NetMode
 from ciwatch.policy import Mode, load_policy
 from ciwatch.policy.loader import resolve_policy
 from ciwatch.record import read_record
@@ -24,6 +24,7 @@ from ciwatch.record.integrity import verify_record
 from ciwatch.report import github
 from ciwatch.report.baseline import propose_policy
 from ciwatch.report.verdict_text import render_verdict, summary_line
+from ciwatch.trace.fanotify import unavailable_reason as fanotify_unavailable
 from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
 
 log = logging.getLogger("ciwatch")
@@ -91,6 +92,14 @@ def main(ctx: click.Context, verbose: bool) -> None:
     type=click.Path(dir_okay=False, exists=True, readable=True, path_type=Path),
     help="Also trust this CA bundle for upstream servers (a corporate TLS proxy); repeatable.",
 )
+@click.option(
+    "--file-events",
+    type=click.Choice([f.value for f in FileEvents]),
+    default=FileEvents.AUTO.value,
+    show_default=True,
+    help="Where file writes are learned: fanotify (needs root; writers never stop), ptrace (the seccomp "
+    "filter stops each write), auto (fanotify where allowed; `ciwatch doctor` says which).",
+)
 @policy_options
 @fail_exit_code_option
 @click.option("-q", "--quiet", is_flag=True, help="No closing line when the verdict is pass (findings still show).")
@@ -102,6 +111,7 @@ def run(
     leftovers: str,
     net: str,
     upstream_cas: tuple[Path, ...],
+    file_events: str,
     policy_file: Path | None,
     mode: str | None,
     fail_exit_code: int,
@@ -131,6 +141,7 @@ def run(
                 extra_cas=list(upstream_cas),
                 verbose=verbose,
                 fail_exit_code=fail_exit_code,
+                file_events=FileEvents(file_events),
             )
         )
     except Exception as error:  # noqa: BLE001
@@ -350,6 +361,11 @@ def doctor(ctx: click.Context) -> None:
             click.echo(f"{mark} {probe.name}: {probe.detail}")
             if not probe.ok and probe.fix:
                 click.echo(f"     fix: {probe.fix}")
+        reason = fanotify_unavailable()
+        if reason is None:
+            click.echo("file events: fanotify (writes are reported while the writer runs on)")
+        else:
+            click.echo(f"file events: ptrace stops at each write ({reason})")
         click.echo("")
         available = capabilities.modes_available(probes)
         for mode, works in available.items():

@@ -23,6 +23,17 @@ class LeftoverAction(StrEnum):
     """Keep tracing and recording until they exit too."""
 
 
+class FileEvents(StrEnum):
+    """Where the tracer learns of the build's file writes (``--file-events``)."""
+
+    AUTO = "auto"
+    """fanotify when this process may use it (root outside a user namespace), else ptrace."""
+    PTRACE = "ptrace"
+    """The seccomp filter stops each write-open, rename and unlink (no privilege needed)."""
+    FANOTIFY = "fanotify"
+    """A fanotify group reports them while the writer runs on (needs CAP_SYS_ADMIN)."""
+
+
 class DnsRoute(StrEnum):
     """Where the build's DNS queries go."""
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ciwatch.egress.sandbox import check_sandbox_possible
-from ciwatch.errors import UsageError
+from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import POLICY_FAILED
-from ciwatch.modes import LeftoverAction, NetMode
+from ciwatch.modes import FileEvents, LeftoverAction, NetMode
 from ciwatch.policy.model import Policy
 from ciwatch.record import RECORD_FILE
+from ciwatch.trace.fanotify import unavailable_reason
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class RunOptions:
     verbose: bool = False
     fail_exit_code: int = POLICY_FAILED
     """The exit code of a successful build whose verdict fails it (block mode)."""
+    file_events: FileEvents = FileEvents.AUTO
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class RunPlan:
     extra_cas: tuple[Path, ...]
     verbose: bool
     fail_exit_code: int = POLICY_FAILED
+    fanotify: bool = False
+    """File writes (and hooks' reads) come from fanotify: ``--file-events`` resolved."""
     lock_fd: int = -1
     """Holds ``--out``'s lock for as long as this process (and the tracer forked from it) lives."""
 
@@ -61,6 +65,7 @@ def prepare(options: RunOptions) -> RunPlan:
         raise UsageError("no command to run", hint="Put the build command after `--`: ciwatch run -- npm ci")
     if options.net.traits.needs_privilege:
         check_sandbox_possible()  # before --out exists: a refused run leaves nothing behind
+    fanotify = _use_fanotify(options.file_events)
     record_path = _prepare_out_dir(options.out_dir)
     lock_fd = _lock_out_dir(options.out_dir)
     return RunPlan(
@@ -73,8 +78,22 @@ def prepare(options: RunOptions) -> RunPlan:
         extra_cas=tuple(options.extra_cas),
         verbose=options.verbose,
         fail_exit_code=options.fail_exit_code,
+        fanotify=fanotify,
         lock_fd=lock_fd,
     )
+
+
+def _use_fanotify(choice: FileEvents) -> bool:
+    """``auto`` takes fanotify wherever this process may open the group it needs."""
+    if choice is FileEvents.PTRACE:
+        return False
+    reason = unavailable_reason()
+    if reason is not None and choice is FileEvents.FANOTIFY:
+        raise EnvironmentNotSupported(
+            f"--file-events fanotify: {reason}",
+            hint="Run ciwatch as root (sudo) outside a container's user namespace, or use --file-events ptrace.",
+        )
+    return reason is None
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:

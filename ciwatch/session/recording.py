@@ -65,7 +65,7 @@ def _header(plan: RunPlan, env: Mapping[str, str], job: JobContext, started_at: 
         cwd=os.getcwd(),
         started_at=started_at,
         job_context={"provider": str(job.provider), **job.identifiers},
-        capabilities=capabilities.for_record(),
+        capabilities={**capabilities.for_record(), "fanotify_file_events": plan.fanotify},
         net_mode=plan.net,
         path_dirs=[d for d in env.get("PATH", "").split(":") if d],
         home=env.get("HOME", ""),

@@ -31,6 +31,7 @@ def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
         plan.command,
         trace_receives=traits.tracer_redirects,
         new_network_namespace=traits.network_namespace,
+        fanotify=plan.fanotify,
     )
     discovery = RegistryDiscovery(Path.cwd(), env) if plan.policy.allow.registries_auto else None
     if not wait_ready(root):

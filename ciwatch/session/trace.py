@@ -64,6 +64,7 @@ def trace(
     if outcome.background and recording.enforcer.blocking:
         # The proxy goes with the build: what stays gets no outbound network at all.
         seal_network(tracer, AfterBuildGate(recording.allowlist, recording))
+    tracer.drain_file_events()  # the files written are known before they are hashed
     for path in sorted(tracer.files.written):
         tracer.files.hash_written(path)
     tracer.flush()

@@ -21,6 +21,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ciwatch.capabilities import user_namespace
+
 log = logging.getLogger(__name__)
 
 FAN_CLASS_NOTIF = 0x0
@@ -107,6 +109,8 @@ _libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 
 def unavailable_reason() -> str | None:
     """None when this process can open the group ciwatch needs; else why not."""
+    if user_namespace():
+        return "inside a user namespace (a rootless container): fanotify's filesystem marks need the initial one"
     fd = _libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
     if fd < 0:
         code = ctypes.get_errno()
