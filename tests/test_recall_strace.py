@@ -40,6 +40,7 @@ import pytest
 
 from ciwatch.record.events import FileWrite, ProcessExec
 from ciwatch.record.vocabulary import FileOp
+from ciwatch.trace.fanotify import unavailable_reason as fanotify_unavailable
 from tests.conftest import require
 from tests.support.packages import (
     LoopbackServers,
@@ -153,9 +154,9 @@ class Recall:
         return 1 - len(self.missing) / self.expected
 
 
-def measure_recall(workspace: Path, prepare: Callable[[Path], Workload]) -> Recall:
-    """Run the workload under strace, then (on a fresh copy) under ciwatch; what strace saw that
-    the record lacks."""
+def measure_recall(workspace: Path, prepare: Callable[[Path], Workload], file_events: str) -> Recall:
+    """Run the workload under strace, then (on a fresh copy) under ciwatch, its file writes
+    learned from ``file_events`` (stops or fanotify); what strace saw that the record lacks."""
     shutil.rmtree(workspace, ignore_errors=True)
     workload = prepare(workspace)
     traces = workspace.parent / f"{workspace.name}-strace"
@@ -173,7 +174,7 @@ def measure_recall(workspace: Path, prepare: Callable[[Path], Workload]) -> Reca
     shutil.rmtree(workspace)
     workload = prepare(workspace)
     run = run_ciwatch(
-        ["--net", "off", "--", *workload.command],
+        ["--net", "off", "--file-events", file_events, "--", *workload.command],
         workspace.parent / f"{workspace.name}-out",
         cwd=workload.cwd,
         env=workload.env,
@@ -239,9 +240,17 @@ def strace() -> str:
     return require("strace")
 
 
+@pytest.fixture(params=["ptrace", "fanotify"])
+def file_events(request: pytest.FixtureRequest) -> str:
+    """Both sources of file events: seccomp stops, and fanotify (root only)."""
+    if request.param == "fanotify" and fanotify_unavailable() is not None:
+        pytest.skip(f"fanotify: {fanotify_unavailable()}")
+    return str(request.param)
+
+
 @pytest.mark.npm
 def test_npm_hook_install_recall_is_complete(
-    tmp_path_factory: pytest.TempPathFactory, servers: LoopbackServers, strace: str
+    tmp_path_factory: pytest.TempPathFactory, servers: LoopbackServers, strace: str, file_events: str
 ) -> None:
     template = make_hook_package(tmp_path_factory.mktemp("recall-npm-package"))
 
@@ -256,7 +265,7 @@ def test_npm_hook_install_recall_is_complete(
         env = {**npm_env(workspace / "npm-cache"), **servers.hook_env("/recall"), "TMPDIR": str(tmpdir)}
         return Workload(command, project, env, tmpdir)
 
-    recall = measure_recall(tmp_path_factory.mktemp("recall-npm").resolve() / "w", prepare)
+    recall = measure_recall(tmp_path_factory.mktemp("recall-npm").resolve() / "w", prepare, file_events)
     _assert_complete(recall, "npm install with preinstall and postinstall hooks")
     assert recall.expected > 20
 
@@ -264,7 +273,7 @@ def test_npm_hook_install_recall_is_complete(
 @pytest.mark.pip
 @pytest.mark.parametrize("pep517", [False, True], ids=["setup.py", "pep517"])
 def test_pip_sdist_build_recall_is_complete(
-    tmp_path_factory: pytest.TempPathFactory, pep517: bool, strace: str
+    tmp_path_factory: pytest.TempPathFactory, pep517: bool, strace: str, file_events: str
 ) -> None:
     template = make_python_sdist(tmp_path_factory.mktemp("recall-sdist"), "recallpkg", "4.5.6", pep517=pep517)
 
@@ -278,6 +287,6 @@ def test_pip_sdist_build_recall_is_complete(
         env = {**pip_env(marks, workspace / "pip-cache"), "TMPDIR": str(tmpdir)}
         return Workload(pip_install_command(python, sdist), workspace, env, tmpdir)
 
-    recall = measure_recall(tmp_path_factory.mktemp("recall-pip").resolve() / "w", prepare)
+    recall = measure_recall(tmp_path_factory.mktemp("recall-pip").resolve() / "w", prepare, file_events)
     _assert_complete(recall, f"pip install of a {'PEP 517' if pep517 else 'setup.py'} sdist")
     assert recall.expected > 20

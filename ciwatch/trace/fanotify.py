@@ -71,6 +71,8 @@ _FSID = struct.Struct("<ii")
 _HANDLE_HEADER = struct.Struct("<Ii")
 _READ_SIZE = 1 << 18
 _AT_FDCWD = -100
+#: Events of /proc whose file the kernel can no longer open, skipped in one read.
+_OPEN_FAILURES = 10_000
 
 #: Filesystems that hold no file a build writes (or whose handles mean nothing).
 _NOT_MARKED = frozenset(
@@ -282,11 +284,20 @@ class ProcOpens:
     def read(self, wanted: Callable[[int], bool]) -> list[tuple[int, str]]:
         """The (pid, path) of every open queued now by a process ``wanted`` says matters."""
         opens: list[tuple[int, str]] = []
+        failures = 0
         while True:
             try:
                 data = os.read(self.fd, _READ_SIZE)
             except BlockingIOError:
                 return opens
+            except OSError as error:
+                # The kernel could not open the file of the event at the head of the queue
+                # (its process is gone: ESRCH); that event is dropped, the next ones remain.
+                failures += 1
+                if failures > _OPEN_FAILURES:
+                    log.debug("fanotify: /proc opens: %s", error)
+                    return opens
+                continue
             if not data:
                 return opens
             offset = 0

@@ -19,9 +19,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ciwatch.trace.fanotify import FAN_DELETE, FAN_ONDIR, FAN_RENAME, HandleKey, RawEvent
+from ciwatch.trace.fanotify import FAN_CREATE, FAN_DELETE, FAN_ONDIR, FAN_RENAME, HandleKey, RawEvent
 
 _DELETED = " (deleted)"
+_MAX_PASSES = 8
 
 
 @dataclass(slots=True)
@@ -32,6 +33,10 @@ class Located:
     path: str | None
     target: str | None = None
     """A rename's new path."""
+    removed_as: str | None = None
+    """An object made and removed in the batch (one merged event, queued where it was made):
+    the path it had when removed, taken to be where it would be at the batch's end (builds
+    remove their temporary trees last)."""
 
 
 def _join(directory: str | None, name: str) -> str | None:
@@ -42,13 +47,25 @@ def _join(directory: str | None, name: str) -> str | None:
     return directory.rstrip("/") + "/" + name
 
 
+def _move(path: str, source: str, destination: str) -> str:
+    if path == source:
+        return destination
+    if path.startswith(source) and path[len(source)] == "/":
+        return destination + path[len(source) :]
+    return path
+
+
 def _undo(path: str, renames: list[tuple[str, str]]) -> str:
     """``path`` before the renames (latest first), each (new, old) of a directory."""
     for new, old in renames:
-        if path == new:
-            path = old
-        elif path.startswith(new) and path[len(new)] == "/":
-            path = old + path[len(new) :]
+        path = _move(path, new, old)
+    return path
+
+
+def _redo(path: str, renames: list[tuple[str, str]]) -> str:
+    """``path`` after the renames (latest first): where it would be now, had it not gone."""
+    for new, old in reversed(renames):
+        path = _move(path, old, new)
     return path
 
 
@@ -75,21 +92,40 @@ class PathResolver:
         return path
 
     def locate(self, batch: list[RawEvent]) -> tuple[list[Located], bool]:
-        """The batch with its paths; the flag says whether every directory was resolved."""
+        """The batch with its paths; the flag says whether every directory was resolved.
+
+        The kernel merges an event into an identical one still queued (same process, same
+        directory, name and object), wherever that one is: a directory made and removed
+        between two reads is one CREATE|DELETE event, queued before the events inside it.
+        So another pass names such directories from the removals the one before found (one
+        more pass per level of directories made and removed inside each other)."""
         cache: dict[HandleKey, str | None] = {}
+        known: dict[HandleKey, str] = {}
+        for _ in range(_MAX_PASSES):
+            located, complete, removed = self._walk(batch, cache, known)
+            if complete or removed.keys() <= known.keys():
+                break
+            known.update(removed)
+        self._remember(batch, located)
+        return located, complete
+
+    def _walk(
+        self,
+        batch: list[RawEvent],
+        cache: dict[HandleKey, str | None],
+        removed_later: dict[HandleKey, str],
+    ) -> tuple[list[Located], bool, dict[HandleKey, str]]:
         renames: list[tuple[str, str]] = []
-        removed: dict[HandleKey, tuple[str, int]] = {}
-        """A removed directory: its path at its removal, and len(renames) then."""
+        removed: dict[HandleKey, str] = {}
+        """A removed directory: where it would be now (its path then, moved by the renames
+        since), so that it is found like one that still exists."""
         complete = True
 
         def directory(key: HandleKey | None) -> str | None:
             nonlocal complete
             if key is None:
                 return None
-            if key in removed:
-                path, since = removed[key]
-                return _undo(path, renames[since:])
-            now = self.now(key, cache)
+            now = removed.get(key) or self.now(key, cache) or removed_later.get(key)
             if now is None:
                 complete = False
                 last = self._last_known.get(key)
@@ -106,12 +142,15 @@ class PathResolver:
                 located.append(Located(raw, old, new))
                 continue
             path = _join(directory(raw.directory), raw.name)
-            if raw.mask & FAN_DELETE and raw.mask & FAN_ONDIR and raw.obj is not None and path is not None:
-                removed[raw.obj] = (path, len(renames))
-            located.append(Located(raw, path))
+            removed_as = None
+            if raw.mask & FAN_DELETE and path is not None:
+                if raw.mask & FAN_ONDIR and raw.obj is not None:
+                    removed[raw.obj] = _redo(path, renames)
+                if raw.mask & FAN_CREATE:
+                    removed_as = _redo(path, renames)
+            located.append(Located(raw, path, removed_as=removed_as))
         located.reverse()
-        self._remember(batch, located)
-        return located, complete
+        return located, complete, removed
 
     def _remember(self, batch: list[RawEvent], located: list[Located]) -> None:
         for raw, where in zip(batch, located, strict=True):

@@ -64,6 +64,10 @@ class _Batch:
     """What one drain has recorded: an object written several times is one ``open``."""
 
     opened: set[tuple[int, str]] = field(default_factory=set)
+    removed_directories: list[FileWrite] = field(default_factory=list)
+    """Directories removed: recorded at the batch's end, the deepest first. A directory made
+    and removed within the batch is one merged event, queued where it was made: its removal
+    can't be placed among the other events, only after them (and after what it held)."""
 
 
 class FanWatch:
@@ -127,6 +131,8 @@ class FanWatch:
                 self._record(where, recorded)
             if raw.pidfd >= 0:
                 os.close(raw.pidfd)
+        for removal in sorted(recorded.removed_directories, key=lambda w: -w.path.count("/")):
+            self._files.record_write(removal.pid, removal)
 
     def _record(self, where: Located, recorded: _Batch) -> None:
         raw, path = where.raw, where.path
@@ -143,7 +149,11 @@ class FanWatch:
             self._record_file(raw, path, recorded)
         if mask & FAN_DELETE:
             recorded.opened.discard((pid, path))
-            self._files.record_write(pid, FileWrite(pid=pid, op=FileOp.UNLINK, path=path))
+            removal = FileWrite(pid=pid, op=FileOp.UNLINK, path=where.removed_as or path)
+            if mask & FAN_ONDIR:
+                recorded.removed_directories.append(removal)
+            else:
+                self._files.record_write(pid, removal)
 
     def _record_file(self, raw: RawEvent, path: str, recorded: _Batch) -> None:
         pid, mask = raw.pid, raw.mask
