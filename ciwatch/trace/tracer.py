@@ -246,7 +246,9 @@ class Tracer:
         ids = procfs.tgid_and_ppid(tid)
         tgid, ppid = ids if ids else (tid, 0)
         owner = self.processes.get(tgid if tgid != tid else ppid)
-        self.threads[tid] = thread = TracedThread(tid, tgid, deep=bool(owner and owner.in_hook))
+        # With fanotify a hook's reads need no stops: nothing is followed syscall by syscall.
+        deep = bool(owner and owner.in_hook) and self.fan is None
+        self.threads[tid] = thread = TracedThread(tid, tgid, deep=deep)
         self.network.inherit(self.threads.get(tgid if tgid != tid else ppid), thread)  # forker unknown: its leader
         self._adopted_early[tid] = tgid if tgid != tid else ppid
         known = self.processes.get(tid)

@@ -1,0 +1,215 @@
+"""File events from fanotify hold what the seccomp stops hold: the same build, run once with
+``--file-events ptrace`` and once with ``--file-events fanotify`` at the same path, gives the
+same writes (by process, operation, path and target), the same reads of credentials by hooks
+and the same hashes of executables written, while the filter stops far fewer times.
+
+Fields that legitimately differ, left out of the comparison:
+
+- ``flags``: an open's flags are the syscall's, which fanotify doesn't report (None); a
+  chmod, a link, a symlink and a truncate still stop, and keep theirs;
+- ``as_written``: fanotify reports the file, not the spelling the process used;
+- the order of lines within one drain of the queue (each process's writes are still before its
+  exit: checked), and an open's line comes at the file's first change, not at the open.
+
+Needs root (fanotify's filesystem marks): skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import textwrap
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from ciwatch.record.events import End, Event, FileHash, FileRead, FileWrite, ProcessExec, ProcessExit, ProcessStart
+from ciwatch.record.vocabulary import FileOp
+from ciwatch.trace.fanotify import unavailable_reason
+from tests.support.packages import make_npm_package, make_npm_project, npm_env
+from tests.support.runner import CiwatchRun, run_ciwatch
+from tests.test_recall_strace import _normaliser
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"fanotify: {unavailable_reason()}")
+
+#: One of each write, made by a Python process and by the programs it starts: files created,
+#: overwritten, opened read-write without a write, renamed, hard-linked, symlinked, chmodded,
+#: truncated, removed; a directory filled, renamed, filled again and removed with its
+#: contents; a script written, made executable and run; a child that writes and exits at once.
+_SCENARIO = textwrap.dedent(
+    """\
+    import os, subprocess
+    with open("new.txt", "w") as f:
+        f.write("one")
+    with open("new.txt", "w") as f:
+        f.write("two")
+    os.close(os.open("new.txt", os.O_RDWR))
+    os.rename("new.txt", "renamed.txt")
+    os.link("renamed.txt", "hardlink.txt")
+    os.symlink("renamed.txt", "symlink.txt")
+    os.chmod("renamed.txt", 0o600)
+    os.truncate("renamed.txt", 1)
+    os.unlink("hardlink.txt")
+    os.makedirs("tree/inner")
+    with open("tree/inner/a.txt", "w") as f:
+        f.write("a")
+    os.rename("tree", "moved")
+    with open("moved/inner/b.txt", "w") as f:
+        f.write("b")
+    subprocess.run(["rm", "-r", "moved"], check=True)
+    with open("tool.sh", "w") as f:
+        f.write("#!/bin/sh\\necho made by the build > from-tool.txt\\n")
+    os.chmod("tool.sh", 0o755)
+    subprocess.run(["./tool.sh"], check=True)
+    subprocess.run(["sh", "-c", "echo child > child.txt; mv child.txt child-moved.txt"], check=True)
+    os.unlink("symlink.txt")
+    """
+)
+
+#: The hook of the npm package: writes an executable into the project and runs it, and reads
+#: credentials (the home's .npmrc, and its parent's environment in /proc).
+_HOOK_SH = textwrap.dedent(
+    """\
+    set -eu
+    mkdir -p "$INIT_CWD/hookbin"
+    printf '#!/bin/sh\\necho tool\\n' > "$INIT_CWD/hookbin/tool"
+    chmod +x "$INIT_CWD/hookbin/tool"
+    "$INIT_CWD/hookbin/tool"
+    cat "$HOME/.npmrc" > /dev/null
+    cat "/proc/$PPID/environ" > /dev/null
+    """
+)
+
+Role = tuple[str, ...]
+WriteKey = tuple[Role, FileOp, str, str | None]
+
+
+def _events(run: CiwatchRun) -> list[Event]:
+    """The record's events, its end line last."""
+    assert run.code == 0, run.stderr
+    record = run.record
+    assert record.end is not None
+    return [*(item.event for item in record.events), record.end]
+
+
+def _roles(events: Iterable[Event]) -> Callable[[int], Role]:
+    """A process's role: the argv it last ran (a fork keeps its parent's). Pids differ between
+    runs; what a process is doesn't."""
+    argv: dict[int, Role] = {}
+    for event in events:
+        if isinstance(event, ProcessStart):
+            argv[event.pid] = argv.get(event.ppid, ())
+        elif isinstance(event, ProcessExec):
+            argv[event.pid] = tuple(re.sub(r"^/proc/\d+/", "/proc/PID/", arg) for arg in event.argv)
+    return lambda pid: argv.get(pid, ())
+
+
+def _writes(events: list[Event], within: Path, normalise: Callable[[str], str]) -> set[WriteKey]:
+    role = _roles(events)
+    keys = set()
+    for event in events:
+        if isinstance(event, FileWrite) and event.path.startswith(f"{within}/"):
+            # creat() is open(O_CREAT|O_WRONLY|O_TRUNC): fanotify sees the open.
+            op = FileOp.OPEN if event.op is FileOp.CREAT else event.op
+            target = normalise(event.target) if event.target else None
+            keys.add((role(event.pid), op, normalise(event.path), target))
+    return keys
+
+
+def _reads(events: list[Event]) -> set[tuple[Role, str]]:
+    role = _roles(events)
+    return {(role(e.pid), e.path.split("/")[-1]) for e in events if isinstance(e, FileRead)}
+
+
+def _hashes(events: list[Event]) -> set[tuple[str, str]]:
+    return {(e.path, e.sha256) for e in events if isinstance(e, FileHash)}
+
+
+def _stops(events: list[Event]) -> int:
+    return next(e.tracer_stops for e in events if isinstance(e, End))
+
+
+def _writes_before_exit(events: list[Event]) -> None:
+    """Every process's file events are in the record before its exit."""
+    exited: set[int] = set()
+    for index, event in enumerate(events):
+        if isinstance(event, ProcessExit):
+            exited.add(event.pid)
+        elif isinstance(event, FileWrite | FileRead) and event.pid in exited:
+            raise AssertionError(f"line {index}: {event} after the exit of {event.pid}")
+        elif isinstance(event, ProcessStart):
+            exited.discard(event.pid)
+
+
+def _both(
+    workspace: Path, prepare: Callable[[Path], None], command: list[str], env: dict[str, str] | None = None
+) -> dict[str, list[Event]]:
+    """The build run under each source of file events, each time on a fresh copy at the same path."""
+    runs = {}
+    for source in ("ptrace", "fanotify"):
+        shutil.rmtree(workspace, ignore_errors=True)
+        workspace.mkdir(parents=True)
+        prepare(workspace)
+        out = workspace.parent / f"out-{source}"
+        shutil.rmtree(out, ignore_errors=True)
+        run = run_ciwatch(["--net", "off", "--file-events", source, "--", *command], out, cwd=workspace, env=env)
+        runs[source] = _events(run)
+    return runs
+
+
+def test_a_script_s_writes_are_the_same_from_fanotify(tmp_path: Path) -> None:
+    workspace = tmp_path.resolve() / "w"
+    runs = _both(workspace, lambda _: None, ["python3", "-c", _SCENARIO])
+    ptrace, fanotify = runs["ptrace"], runs["fanotify"]
+    same = lambda path: path  # noqa: E731 - nothing here is named at random
+    expected = _writes(ptrace, workspace, same)
+    assert len(expected) >= 15, expected  # the scenario's writes were all seen by the stops
+    assert _writes(fanotify, workspace, same) == expected
+    assert _hashes(fanotify) == _hashes(ptrace) != set()
+    _writes_before_exit(fanotify)
+    assert _stops(fanotify) < _stops(ptrace)
+
+
+@pytest.mark.npm
+def test_an_npm_install_with_a_hook_is_the_same_from_fanotify(tmp_path: Path) -> None:
+    """A real npm install of a local package whose hook writes and runs an executable and reads
+    credentials: writes, reads and hashes match, and the writer stopped far less often."""
+    template = make_npm_package(tmp_path / "package", "fanhook", "1.0.0", {"postinstall": "sh ./hook.sh"}, {
+        "hook.sh": _HOOK_SH
+    })  # fmt: skip
+    workspace = tmp_path.resolve() / "w"
+    home = workspace / "home"
+
+    def prepare(root: Path) -> None:
+        tarball = root / template.tarball.name
+        shutil.copy(template.tarball, tarball)
+        make_npm_project(root / "project", allow_scripts_from=[tarball])
+        home.mkdir()
+        (home / ".npmrc").write_text("fund=false\n")
+        (root / "tmp").mkdir()
+
+    env = {**npm_env(workspace / "cache"), "HOME": str(home), "TMPDIR": str(workspace / "tmp")}
+    command = ["sh", "-c", f"cd project && npm install --no-audit --no-fund {workspace / template.tarball.name}"]
+    runs = _both(workspace, prepare, command, env)
+    ptrace, fanotify = runs["ptrace"], runs["fanotify"]
+    normalise = _normaliser(workspace / "tmp")
+    expected = _writes(ptrace, workspace, normalise)
+    assert any(path.endswith("/hookbin/tool") for _, _, path, _ in expected)
+    assert _writes(fanotify, workspace, normalise) == expected
+    reads = _reads(ptrace)
+    assert {path for _, path in reads} >= {".npmrc", "environ"}
+    assert _reads(fanotify) == reads
+    assert _hashes(fanotify) == _hashes(ptrace) != set()
+    _writes_before_exit(fanotify)
+    print(f"tracer stops: {_stops(ptrace)} with ptrace, {_stops(fanotify)} with fanotify")
+    assert _stops(fanotify) * 2 < _stops(ptrace), (_stops(fanotify), _stops(ptrace))
+
+
+def test_run_says_which_source_it_used(tmp_path: Path) -> None:
+    for source, expected in (("ptrace", False), ("fanotify", True)):
+        run = run_ciwatch(["--net", "off", "--file-events", source, "--", "true"], tmp_path / source)
+        assert run.code == 0, run.stderr
+        assert run.record.header.capabilities["fanotify_file_events"] is expected
+    assert os.geteuid() == 0
