@@ -103,6 +103,7 @@ class FanWatch:
         if self._proc is not None:
             for pid, path in self._proc.read(self._in_hook):
                 self._files.record_read(pid, path)
+        held = {id(raw) for raw in self._deferred}
         batch = self._deferred + self._group.read()
         self._deferred = []
         if not batch:
@@ -121,18 +122,25 @@ class FanWatch:
         recorded = _Batch()
         for where in located:
             raw = where.raw
-            if raw.pid == reaped and raw.pidfd >= 0 and not _has_exited(raw.pidfd):
-                # The process reaped under this pid is dead: this live one is another, which
-                # may be introduced under the same pid later (its pidfd is kept till then).
-                if len(self._deferred) < _DEFERRED_LIMIT:
-                    self._deferred.append(raw)
-                    continue
-            elif self._is_build(raw.pid):
+            if self._hold(raw, reaped, id(raw) in held):
+                continue
+            if self._is_build(raw.pid):
                 self._record(where, recorded)
             if raw.pidfd >= 0:
                 os.close(raw.pidfd)
         for removal in sorted(recorded.removed_directories, key=lambda w: -w.path.count("/")):
             self._files.record_write(removal.pid, removal)
+
+    def _hold(self, raw: RawEvent, reaped: int, held: bool) -> bool:
+        """Whether to hold the event back: its pid was just reaped (or, held already, is
+        still not the build's) while the process that acted is alive, so it is another
+        process, which the build may yet introduce under that pid (its fork's event comes
+        later). Its pidfd is kept open until then."""
+        waiting = raw.pid == reaped or (held and not self._is_build(raw.pid))
+        if not waiting or raw.pidfd < 0 or _has_exited(raw.pidfd) or len(self._deferred) >= _DEFERRED_LIMIT:
+            return False
+        self._deferred.append(raw)
+        return True
 
     def _record(self, where: Located, recorded: _Batch) -> None:
         raw, path = where.raw, where.path
