@@ -100,6 +100,12 @@ def main(ctx: click.Context, verbose: bool) -> None:
     help="Where file writes are learned: fanotify (needs root; writers never stop), ptrace (the seccomp "
     "filter stops each write), auto (fanotify where allowed; `ciwatch doctor` says which).",
 )
+@click.option(
+    "--user",
+    metavar="USER",
+    help="Run the build as this user (name or uid). Default: as ciwatch, or, when ciwatch runs as root "
+    "under sudo, as the user who called sudo (`--user root` keeps root).",
+)
 @policy_options
 @fail_exit_code_option
 @click.option("-q", "--quiet", is_flag=True, help="No closing line when the verdict is pass (findings still show).")
@@ -112,6 +118,7 @@ def run(
     net: str,
     upstream_cas: tuple[Path, ...],
     file_events: str,
+    user: str | None,
     policy_file: Path | None,
     mode: str | None,
     fail_exit_code: int,
@@ -142,6 +149,8 @@ def run(
                 verbose=verbose,
                 fail_exit_code=fail_exit_code,
                 file_events=FileEvents(file_events),
+                user=user,
+                env=dict(os.environ),
             )
         )
     except Exception as error:  # noqa: BLE001

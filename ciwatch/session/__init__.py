@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ciwatch.errors import exit_code_of
 from ciwatch.exitcodes import INTERNAL_ERROR
+from ciwatch.session.builduser import environment_for
 from ciwatch.session.egress import new_egress, open_egress
 from ciwatch.session.finish import RunResult, end_record, finish
 from ciwatch.session.prepare import RunOptions, RunPlan, prepare
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
 def run(plan: RunPlan, env: Mapping[str, str], on_root_started: Callable[[int], None] = lambda pid: None) -> RunResult:
     """Run the build traced; returns once its root process has exited and the record is ended."""
+    env = environment_for(plan.build_user, env)  # sudo's changes undone for the build's user
     recording = Recording(plan, env)
     tracer = new_tracer(plan, env, recording)
     egress: EgressRun | None = None

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ciwatch.exitcodes import POLICY_FAILED
 from ciwatch.modes import FileEvents, LeftoverAction, NetMode
 from ciwatch.policy.model import Policy
 from ciwatch.record import RECORD_FILE
+from ciwatch.session.builduser import BuildUser, resolve_build_user
 from ciwatch.trace.fanotify import unavailable_reason
 
 
@@ -34,6 +36,10 @@ class RunOptions:
     fail_exit_code: int = POLICY_FAILED
     """The exit code of a successful build whose verdict fails it (block mode)."""
     file_events: FileEvents = FileEvents.AUTO
+    user: str | None = None
+    """``--user``: whom the build runs as (default: the user sudo was called by, if any)."""
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    """Where SUDO_UID is read."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class RunPlan:
     fail_exit_code: int = POLICY_FAILED
     fanotify: bool = False
     """File writes (and hooks' reads) come from fanotify: ``--file-events`` resolved."""
+    build_user: BuildUser | None = None
+    """Whom the build runs as when not as ciwatch (root under sudo gives it back its user)."""
     lock_fd: int = -1
     """Holds ``--out``'s lock for as long as this process (and the tracer forked from it) lives."""
 
@@ -66,6 +74,7 @@ def prepare(options: RunOptions) -> RunPlan:
     if options.net.traits.needs_privilege:
         check_sandbox_possible()  # before --out exists: a refused run leaves nothing behind
     fanotify = _use_fanotify(options.file_events)
+    build_user = resolve_build_user(options.user, options.env)
     record_path = _prepare_out_dir(options.out_dir)
     lock_fd = _lock_out_dir(options.out_dir)
     return RunPlan(
@@ -79,6 +88,7 @@ def prepare(options: RunOptions) -> RunPlan:
         verbose=options.verbose,
         fail_exit_code=options.fail_exit_code,
         fanotify=fanotify,
+        build_user=build_user,
         lock_fd=lock_fd,
     )
 

@@ -14,7 +14,7 @@ from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.registries import RegistryDiscovery
 from ciwatch.trace import Tracer, procfs
-from ciwatch.trace.spawn import SpawnedRoot, read_exec_error, spawn_waiting, wait_ready
+from ciwatch.trace.spawn import Credentials, SpawnedRoot, read_exec_error, spawn_waiting, wait_ready
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
         trace_receives=traits.tracer_redirects,
         new_network_namespace=traits.network_namespace,
         fanotify=plan.fanotify,
+        run_as=Credentials(user.uid, user.gid, user.groups) if (user := plan.build_user) else None,
     )
     discovery = RegistryDiscovery(Path.cwd(), env) if plan.policy.allow.registries_auto else None
     if not wait_ready(root):

@@ -49,10 +49,18 @@ from ciwatch.trace.fanotify import (
 )
 from ciwatch.trace.fanpaths import Located, PathResolver
 from ciwatch.trace.filewatch import FileWatch
+from ciwatch.trace.options import TracerOptions
+from ciwatch.trace.tasks import TracedThread
 
 log = logging.getLogger(__name__)
 
 _WRITES = FAN_MODIFY | FAN_CLOSE_WRITE
+#: Writes recorded at their stop that fanotify reports as well (as a creation or a change).
+_ALSO_REPORTED = frozenset({FileOp.LINK, FileOp.SYMLINK, FileOp.TRUNCATE})
+_StopHandler = Callable[[TracedThread, FileWrite], None]
+#: The group is also drained every this many stops, so that the record keeps up with a
+#: build that rarely exits or idles.
+DRAIN_EVERY = 64
 #: At most this many events wait for their reused pid to be introduced.
 _DEFERRED_LIMIT = 10_000
 #: Re-read the queue this many times for a directory removed after the batch was read.
@@ -96,6 +104,18 @@ class FanWatch:
         """A stop has recorded a write of ``path`` that fanotify also reports (a link's new
         name, a symlink, a truncate): its next create or modify event by ``pid`` is that one."""
         self._expected.add((pid, path))
+
+    def after(self, on_file: _StopHandler) -> _StopHandler:
+        """The stop's handler of a file syscall, then: a write fanotify reports as well (a
+        link's new name made, a symlink made, a truncate's change) is expected from it, so
+        that the stop's event is the one recorded."""
+
+        def handle(thread: TracedThread, event: FileWrite) -> None:
+            on_file(thread, event)
+            if event.op in _ALSO_REPORTED:
+                self.expect(thread.tgid, event.target if event.op is FileOp.LINK and event.target else event.path)
+
+        return handle
 
     def drain(self, reaped: int = 0) -> None:
         """Record every event queued now. ``reaped``: a pid whose process has just been
@@ -214,10 +234,13 @@ def _has_exited(pidfd: int) -> bool:
 
 
 def open_fan_watch(
-    files: FileWatch, is_build_process: Callable[[int], bool], in_hook: Callable[[int], bool], *, reads: bool
-) -> FanWatch:
-    """The groups of a run: writes on every writable filesystem (and opens, when a hook's
-    reads matter), and opens in /proc when they do."""
+    options: TracerOptions, files: FileWatch, is_build_process: Callable[[int], bool], in_hook: Callable[[int], bool]
+) -> FanWatch | None:
+    """The groups of a run that asks for them: writes on every writable filesystem (and
+    opens, when a hook's reads matter), and opens in /proc when they do."""
+    if not options.fanotify:
+        return None
+    reads = options.follow_hooks
     group = FanotifyGroup(WRITE_MASK | (FAN_OPEN if reads else 0))
     proc = None
     if reads:

@@ -25,6 +25,15 @@ _CLONE_NEWNET = 0x40000000
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """Whom the build's root becomes before it execs (ciwatch runs as root to watch)."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class SpawnedRoot:
     pid: int
     go_fd: int
@@ -72,6 +81,7 @@ def spawn_waiting(
     trace_receives: bool = False,
     new_network_namespace: bool = False,
     fanotify: bool = False,
+    run_as: Credentials | None = None,
 ) -> SpawnedRoot:
     """Fork the build's root. It waits until ``release`` sends its environment: by then the
     tracer has seized it, and the network it will run in is ready."""
@@ -102,10 +112,16 @@ def spawn_waiting(
             os.close(go_read)
             env = _decode_env(message[1:])
             try:
+                # As root still: the filter needs no no_new_privs then, so setuid programs
+                # (sudo) keep working in the build as they would untraced.
                 install_filter(program)
             except OSError as error:
                 os.write(error_write, f"{error.errno}:{SECCOMP_FAILURE} {error.strerror}".encode())
                 os._exit(126)
+            if run_as is not None:
+                os.setgroups(list(run_as.groups))
+                os.setgid(run_as.gid)
+                os.setuid(run_as.uid)
             os.execvpe(command[0], list(command), env)
         except OSError as error:
             os.write(error_write, f"{error.errno}:{error.strerror}".encode())

@@ -26,12 +26,12 @@ from typing import Any
 from ptrace import PtraceError
 
 from ciwatch.attribution.hooks import detect_hook
-from ciwatch.record.events import Anomaly, Event, FileRead, FileWrite, ProcessExit, ProcessStart
-from ciwatch.record.vocabulary import AnomalyKind, FileOp
+from ciwatch.record.events import Anomaly, Event, FileRead, ProcessExit, ProcessStart
+from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
 from ciwatch.trace.escape import EscapeWatch
-from ciwatch.trace.fanwatch import FanWatch, open_fan_watch
+from ciwatch.trace.fanwatch import DRAIN_EVERY, FanWatch, open_fan_watch
 from ciwatch.trace.filewatch import FileWatch
 from ciwatch.trace.hookfilter import inject_hook_filter
 from ciwatch.trace.netredirect import NetworkWatch
@@ -44,9 +44,6 @@ from ciwatch.trace.tasks import Injection, TracedProcess, TracedThread
 log = logging.getLogger(__name__)
 
 _WALL = 0x40000000
-#: With file events from fanotify, the group is also drained every this many stops, so the
-#: record keeps up with a build that rarely exits or idles.
-_DRAIN_EVERY = 64
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
 _Handler = Callable[[TracedThread, Any], None]
@@ -61,8 +58,6 @@ class BuildExit:
 
 
 EventSink = Callable[[Event], None]
-#: Writes recorded at their stop that fanotify reports as well (as a creation or a change).
-_ALSO_FANOTIFY = frozenset({FileOp.LINK, FileOp.SYMLINK, FileOp.TRUNCATE})
 
 
 class Tracer:
@@ -87,12 +82,10 @@ class Tracer:
         self._escape = escape = EscapeWatch(options, self._emit, lambda: self.root_pid)
         # This process (the tracer, the proxy's threads) and the front that forked it.
         self.guard = guard = SelfGuard((os.getpid(), os.getppid()), self._emit)
-        self.fan: FanWatch | None = None
+        self.fan: FanWatch | None = open_fan_watch(options, files, self.is_build_process, self._in_hook)
         """File events from fanotify (options.fanotify): opened now, before the build starts."""
-        if options.fanotify:
-            self.fan = open_fan_watch(files, self.is_build_process, self._in_hook, reads=options.follow_hooks)
         handlers: dict[Action, _Handler] = {
-            Action.FILE: self._on_file,
+            Action.FILE: files.on_file if self.fan is None else self.fan.after(files.on_file),
             Action.EXEC: self._on_exec,
             Action.SIGNAL: guard.on_signal,
             Action.PTRACE: guard.on_ptrace,
@@ -164,7 +157,7 @@ class Tracer:
             self.fan.drain(reaped)
 
     def close(self) -> None:
-        """Release what the tracer holds beyond its tracees (the fanotify groups)."""
+        """Release the fanotify groups, once their last events are recorded."""
         if self.fan is not None:
             self.fan.drain()
             self.flush()
@@ -211,11 +204,10 @@ class Tracer:
             self.threads.clear()
             return
         self.stops += 1
-        if self.fan is not None and self.stops % _DRAIN_EVERY == 0:
+        if self.fan is not None and self.stops % DRAIN_EVERY == 0:
             self.fan.drain()
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            # Every file event of the process is queued by now (its files were closed before
-            # it became a zombie): they go in the record before its exit.
+            # Its file events were all queued before it became a zombie: recorded before its exit.
             self.drain_file_events(reaped=tid)
             self._on_gone(tid, status)
             return
@@ -246,8 +238,7 @@ class Tracer:
         ids = procfs.tgid_and_ppid(tid)
         tgid, ppid = ids if ids else (tid, 0)
         owner = self.processes.get(tgid if tgid != tid else ppid)
-        # With fanotify a hook's reads need no stops: nothing is followed syscall by syscall.
-        deep = bool(owner and owner.in_hook) and self.fan is None
+        deep = bool(owner and owner.in_hook) and self.fan is None  # fanotify: reads need no stops
         self.threads[tid] = thread = TracedThread(tid, tgid, deep=deep)
         self.network.inherit(self.threads.get(tgid if tgid != tid else ppid), thread)  # forker unknown: its leader
         self._adopted_early[tid] = tgid if tgid != tid else ppid
@@ -395,13 +386,6 @@ class Tracer:
 
     # -- handlers of the table's actions (the network's are NetworkWatch's) --------------
 
-    def _on_file(self, thread: TracedThread, event: FileWrite) -> None:
-        self.files.on_file(thread, event)
-        if self.fan is not None and event.op in _ALSO_FANOTIFY:
-            # fanotify reports this write too (the new name's creation, a modification):
-            # the stop's event is the one recorded.
-            self.fan.expect(thread.tgid, event.target if event.op is FileOp.LINK and event.target else event.path)
-
     def _on_exec(self, thread: TracedThread, path: str) -> None:
         thread.pending_exec = path  # recorded if the exec event follows
 
@@ -410,7 +394,6 @@ class Tracer:
         self.network.refuse_io_uring(thread)
 
     def _on_memory_read(self, thread: TracedThread, event: FileRead | None) -> None:
-        # Only a hook's reads count. Without fanotify only hooks stop here (the hook filter);
-        # with it, every process does (the base filter has the row: no hook filter is added).
+        # Only a hook's reads count (with fanotify, every process stops here: no hook filter).
         if event is not None and self._in_hook(thread.tgid):
             self._emit(event)
