@@ -122,18 +122,18 @@ def _strace(*options: str) -> Callable[[Invocation], list[str]]:
     return lambda run: ["strace", "-f", "-qq", *options, "-o", os.devnull, *run.command]
 
 
+def _ciwatch(*options: str) -> Callable[[Invocation], list[str]]:
+    return lambda run: [*run.ciwatch, "run", *options, "--out", str(run.record_dir), "--", *run.command]
+
+
 CONFIGURATIONS: list[Configuration] = [
     Configuration("bare", lambda run: run.command),
-    Configuration(
-        "ciwatch",
-        lambda run: [*run.ciwatch, "run", "--net", "off", "--out", str(run.record_dir), "--", *run.command],
-        runs_ciwatch=True,
-    ),
-    Configuration(
-        "ciwatch redirect",
-        lambda run: [*run.ciwatch, "run", "--net", "redirect", "--out", str(run.record_dir), "--", *run.command],
-        runs_ciwatch=True,
-    ),
+    Configuration("ciwatch", _ciwatch("--net", "off"), runs_ciwatch=True),
+    # The two sources of file events side by side (the plain "ciwatch" takes fanotify when
+    # the bench runs as root): the seccomp filter's stops, and fanotify's reports.
+    Configuration("ciwatch ptrace", _ciwatch("--net", "off", "--file-events", "ptrace"), runs_ciwatch=True),
+    Configuration("ciwatch fanotify", _ciwatch("--net", "off", "--file-events", "fanotify"), runs_ciwatch=True),
+    Configuration("ciwatch redirect", _ciwatch("--net", "redirect"), runs_ciwatch=True),
     Configuration("strace -f", _strace(), workloads=frozenset({"npm", "pip"})),
     Configuration(
         "strace -f --seccomp-bpf",

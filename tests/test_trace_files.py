@@ -22,8 +22,10 @@ O_WRONLY, O_RDWR, O_CREAT, O_TRUNC = os.O_WRONLY, os.O_RDWR, os.O_CREAT, os.O_TR
 @pytest.fixture
 def traced(ciwatch):  # type: ignore[no-untyped-def]
     """``ciwatch run --net off``: the tracer without the egress proxy, which these tests
-    don't need (it costs about a second a run)."""
-    return functools.partial(ciwatch, "--net", "off")
+    don't need (it costs about a second a run). File events from the stops: these tests check
+    what the syscall says (its flags, the path as spelled); fanotify's are compared with the
+    stops' in tests/test_file_events_fanotify.py."""
+    return functools.partial(ciwatch, "--net", "off", "--file-events", "ptrace")
 
 
 #: Each write syscall made directly (ctypes ``syscall``), so that the classic non-*at

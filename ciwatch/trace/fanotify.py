@@ -17,6 +17,7 @@ import ctypes
 import errno
 import logging
 import os
+import select
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,14 +124,6 @@ def unavailable_reason() -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Mount:
-    fsid: int
-    path: str
-    fd: int
-    """An open directory on the mount, for open_by_handle_at."""
-
-
 def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal (``\\040``)."""
     return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="surrogateescape")
@@ -163,11 +156,24 @@ class FanotifyGroup:
             code = ctypes.get_errno()
             raise OSError(code, f"fanotify_init: {os.strerror(code)}")
         self.fd = fd
-        self.mounts: dict[int, Mount] = {}
-        with open("/proc/self/mountinfo") as file:
-            points = writable_mounts(file.read())
-        for point in points:
-            self._mark(point, mask)
+        self.mask = mask
+        self.mounts: dict[int, str] = {}
+        """The marked filesystems: fsid -> a mount point showing all of it."""
+        self._open_mounts: dict[int, int] = {}
+        """Mount points opened for open_by_handle_at during one drain: not held longer, since
+        an open directory would keep the build from unmounting its filesystem."""
+        # Kept open: poll() says when the mount table changes (a filesystem mounted during the
+        # build, which is then marked too).
+        self._mountinfo = open("/proc/self/mountinfo", "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._mount_changes = select.poll()
+        self._mount_changes.register(self._mountinfo.fileno(), select.POLLPRI | select.POLLERR)
+        self._mark_mounts()
+
+    def _mark_mounts(self) -> None:
+        self._mountinfo.seek(0)
+        text = b"".join(iter(lambda: self._mountinfo.read(1 << 16), b"")).decode(errors="surrogateescape")
+        for point in writable_mounts(text):
+            self._mark(point, self.mask)
 
     def _mark(self, point: str, mask: int) -> None:
         try:
@@ -176,17 +182,18 @@ class FanotifyGroup:
         except OSError as error:
             log.debug("fanotify: cannot open %s: %s", point, error)
             return
+        os.close(mount_fd)
         if fsid in self.mounts or fsid == 0:  # 0: a filesystem without an fsid has no handles either
-            os.close(mount_fd)
             return
         if _libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, _AT_FDCWD, os.fsencode(point)):
             log.debug("fanotify: cannot mark %s: %s", point, os.strerror(ctypes.get_errno()))
-            os.close(mount_fd)
             return
-        self.mounts[fsid] = Mount(fsid, point, mount_fd)
+        self.mounts[fsid] = point
 
     def read(self) -> list[RawEvent]:
         """Every event queued now (none when the queue is empty)."""
+        if self._mount_changes.poll(0):
+            self._mark_mounts()
         events: list[RawEvent] = []
         while True:
             try:
@@ -199,16 +206,28 @@ class FanotifyGroup:
 
     def open_handle(self, key: HandleKey) -> int:
         """An O_PATH descriptor of the object, or -1 (gone, or on a filesystem not marked)."""
-        mount = self.mounts.get(key[0])
-        if mount is None:
-            return -1
+        mount_fd = self._open_mounts.get(key[0])
+        if mount_fd is None:
+            point = self.mounts.get(key[0])
+            if point is None:
+                return -1
+            try:
+                mount_fd = os.open(point, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                return -1
+            self._open_mounts[key[0]] = mount_fd
         flags = os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW
-        return int(_libc.open_by_handle_at(mount.fd, key[1], flags))
+        return int(_libc.open_by_handle_at(mount_fd, key[1], flags))
+
+    def release_mounts(self) -> None:
+        """Close the mount points opened since the last call (at the end of each drain)."""
+        for fd in self._open_mounts.values():
+            os.close(fd)
+        self._open_mounts.clear()
 
     def close(self) -> None:
-        for mount in self.mounts.values():
-            with contextlib.suppress(OSError):
-                os.close(mount.fd)
+        self._mountinfo.close()
+        self.release_mounts()
         self.mounts.clear()
         if self.fd >= 0:
             os.close(self.fd)

@@ -120,6 +120,12 @@ class FanWatch:
     def drain(self, reaped: int = 0) -> None:
         """Record every event queued now. ``reaped``: a pid whose process has just been
         reaped; an event under it from a live process is another process's."""
+        try:
+            self._drain(reaped)
+        finally:
+            self._group.release_mounts()
+
+    def _drain(self, reaped: int) -> None:
         if self._proc is not None:
             for pid, path in self._proc.read(self._in_hook):
                 self._files.record_read(pid, path)

@@ -54,6 +54,9 @@ class FakeGroup:
         path = self.now.get(key)
         return os.open(path, os.O_PATH) if path is not None else -1
 
+    def release_mounts(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
