@@ -212,7 +212,7 @@ class FanotifyGroup:
             if point is None:
                 return -1
             try:
-                mount_fd = os.open(point, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                mount_fd = os.open(point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:
                 return -1
             self._open_mounts[key[0]] = mount_fd
