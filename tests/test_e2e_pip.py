@@ -112,7 +112,9 @@ def test_the_build_write_is_recorded_and_attributed(install: PipInstall) -> None
     ]
     assert len(writes) == len(tree.hooks)
     for seq, write in writes:
-        assert write.op is FileOp.OPEN and write.flags is not None and write.flags & 0o1101 == 0o1101
+        assert write.op is FileOp.OPEN
+        if not install.record.header.capabilities.get("fanotify_file_events"):  # fanotify has no flags
+            assert write.flags is not None and write.flags & 0o1101 == 0o1101
         writer = tree.node_at(seq)
         assert writer is not None and writer.argv[:2] == ["sh", "-c"]
         assert writer.hook is not None and writer.hook.package == install.sdist.name

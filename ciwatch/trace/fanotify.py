@@ -70,7 +70,8 @@ _METADATA = struct.Struct("<IBBHQii")
 _INFO_HEADER = struct.Struct("<BBH")
 _FSID = struct.Struct("<ii")
 _HANDLE_HEADER = struct.Struct("<Ii")
-_READ_SIZE = 1 << 18
+#: Some hundred events a read: each brings a pidfd into this process until it is parsed.
+_READ_SIZE = 1 << 15
 _AT_FDCWD = -100
 #: Events of /proc whose file the kernel can no longer open, skipped in one read.
 _OPEN_FAILURES = 10_000
@@ -93,7 +94,8 @@ class RawEvent:
     pid: int
     mask: int
     pidfd: int
-    """The acting process's pidfd, or negative: FAN_EPIDFD (-2) when it had already exited
+    """The acting process's pidfd, kept open only for the pids ``read`` was asked to keep;
+    else negative: closed once read, FAN_EPIDFD (-2) when the process had already exited
     when the event was read, FAN_NOPIDFD (-1) when the kernel could not make one."""
     directory: HandleKey | None = None
     name: str = ""
@@ -190,8 +192,9 @@ class FanotifyGroup:
             return
         self.mounts[fsid] = point
 
-    def read(self) -> list[RawEvent]:
-        """Every event queued now (none when the queue is empty)."""
+    def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
+        """Every event queued now (none when the queue is empty), their pidfds closed but for
+        the pids ``keep`` names."""
         if self._mount_changes.poll(0):
             self._mark_mounts()
         events: list[RawEvent] = []
@@ -202,7 +205,7 @@ class FanotifyGroup:
                 return events
             if not data:
                 return events
-            parse_events(data, events)
+            parse_events(data, events, keep)
 
     def open_handle(self, key: HandleKey) -> int:
         """An O_PATH descriptor of the object, or -1 (gone, or on a filesystem not marked)."""
@@ -248,8 +251,8 @@ def _name(data: bytes, offset: int, end: int) -> str:
     return os.fsdecode(raw.split(b"\0", 1)[0])
 
 
-def parse_events(data: bytes, into: list[RawEvent]) -> None:
-    """Append the events of one read() to ``into``."""
+def parse_events(data: bytes, into: list[RawEvent], keep: Callable[[int], bool]) -> None:
+    """Append the events of one read() to ``into``; close their pidfds but ``keep``'s."""
     offset = 0
     while offset + _METADATA.size <= len(data):
         event_len, _version, _reserved, metadata_len, mask, _fd, pid = _METADATA.unpack_from(data, offset)
@@ -278,8 +281,18 @@ def parse_events(data: bytes, into: list[RawEvent]) -> None:
                 event.new_directory, after = _fid(data, body, stop)
                 event.new_name = _name(data, after, stop)
             info = stop
+        if event.pidfd >= 0 and not keep(pid):
+            os.close(event.pidfd)
+            event.pidfd = -1
         into.append(event)
         offset = end
+
+
+def has_exited(pidfd: int) -> bool:
+    """A pidfd is readable once its process has exited."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class ProcOpens:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from ciwatch.trace.fanotify import (
     FanotifyGroup,
     ProcOpens,
     RawEvent,
+    has_exited,
 )
 from ciwatch.trace.fanpaths import Located, PathResolver
 from ciwatch.trace.filewatch import FileWatch
@@ -130,7 +130,7 @@ class FanWatch:
             for pid, path in self._proc.read(self._in_hook):
                 self._files.record_read(pid, path)
         held = {id(raw) for raw in self._deferred}
-        batch = self._deferred + self._group.read()
+        batch = self._deferred + self._group.read(keep=lambda pid: pid == reaped)
         self._deferred = []
         if not batch:
             return
@@ -163,7 +163,7 @@ class FanWatch:
         process, which the build may yet introduce under that pid (its fork's event comes
         later). Its pidfd is kept open until then."""
         waiting = raw.pid == reaped or (held and not self._is_build(raw.pid))
-        if not waiting or raw.pidfd < 0 or _has_exited(raw.pidfd) or len(self._deferred) >= _DEFERRED_LIMIT:
+        if not waiting or raw.pidfd < 0 or has_exited(raw.pidfd) or len(self._deferred) >= _DEFERRED_LIMIT:
             return False
         self._deferred.append(raw)
         return True
@@ -231,12 +231,6 @@ class FanWatch:
         self._group.close()
         if self._proc is not None:
             self._proc.close()
-
-
-def _has_exited(pidfd: int) -> bool:
-    """A pidfd is readable once its process has exited."""
-    readable, _, _ = select.select([pidfd], [], [], 0)
-    return bool(readable)
 
 
 def open_fan_watch(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from ciwatch.record import read_record
 from ciwatch.record.events import FileRead, FileWrite
 from tests.support.attacks import (
     DEFAULT_POLICY,
@@ -66,10 +67,13 @@ def test_every_alias_is_judged_as_the_file_it_names(hooks: Hooks, tmp_path: Path
     else:
         assert watched.code == 0
         spelled = {e.path: e.as_written for e in watched.events(FileWrite)}
-        assert spelled[f"{home}/.bashrc"] == f"/proc/self/root{home}/.bashrc"
-        assert spelled[f"{home}/.profile"] == "/proc/self/cwd/.profile"
         read = [e for e in watched.events(FileRead) if e.path.endswith(".npmrc")]
-        assert read and read[0].as_written == f"/proc/self/root{home}/.npmrc"
+        assert read
+        if not read_record(watched.out).header.capabilities.get("fanotify_file_events"):
+            # The stops keep the spelling; fanotify reports the file itself, never its alias.
+            assert spelled[f"{home}/.bashrc"] == f"/proc/self/root{home}/.bashrc"
+            assert spelled[f"{home}/.profile"] == "/proc/self/cwd/.profile"
+            assert read[0].as_written == f"/proc/self/root{home}/.npmrc"
         assert not findings_of(watched, "exec-written-file")
     assert_replay_agrees(watched)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 from ciwatch.record.events import Event, FileWrite
@@ -46,8 +47,13 @@ class FakeGroup:
         self.now = now
         self.queue: list[RawEvent] = []
 
-    def read(self) -> list[RawEvent]:
+    def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
+        """The queue; the pidfds of events not kept are closed, as the group does."""
         events, self.queue = self.queue, []
+        for event in events:
+            if event.pidfd >= 0 and not keep(event.pid):
+                os.close(event.pidfd)
+                event.pidfd = -1
         return events
 
     def open_handle(self, key: HandleKey) -> int:
