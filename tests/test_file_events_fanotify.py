@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,7 +30,7 @@ from ciwatch.record.events import End, Event, FileHash, FileRead, FileWrite, Pro
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.trace.fanotify import unavailable_reason
 from tests.support.packages import make_npm_package, make_npm_project, npm_env
-from tests.support.runner import CiwatchRun, run_ciwatch
+from tests.support.runner import CiwatchRun, ciwatch_command, run_ciwatch
 from tests.test_recall_strace import _normaliser
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"fanotify: {unavailable_reason()}")
@@ -213,3 +214,8 @@ def test_run_says_which_source_it_used(tmp_path: Path) -> None:
         assert run.code == 0, run.stderr
         assert run.record.header.capabilities["fanotify_file_events"] is expected
     assert os.geteuid() == 0
+
+
+def test_doctor_says_which_source_a_run_uses() -> None:
+    done = subprocess.run([*ciwatch_command(), "doctor"], capture_output=True, text=True, timeout=120)
+    assert "file events: fanotify (writes are reported while the writer runs on)" in done.stdout, done.stdout

@@ -48,6 +48,7 @@ INIT_FLAGS = (
 )
 
 FAN_MARK_ADD = 0x1
+FAN_MARK_REMOVE = 0x2
 FAN_MARK_FILESYSTEM = 0x100
 
 FAN_MODIFY = 0x2
@@ -192,6 +193,14 @@ class FanotifyGroup:
             return
         self.mounts[fsid] = point
 
+    def watch_opens(self, on: bool) -> None:
+        """Add FAN_OPEN to every mark (and to those of filesystems mounted later), or remove it."""
+        self.mask = self.mask | FAN_OPEN if on else self.mask & ~FAN_OPEN
+        how = FAN_MARK_ADD if on else FAN_MARK_REMOVE
+        for point in self.mounts.values():
+            if _libc.fanotify_mark(self.fd, how | FAN_MARK_FILESYSTEM, FAN_OPEN, _AT_FDCWD, os.fsencode(point)):
+                log.debug("fanotify: cannot change the mark of %s: %s", point, os.strerror(ctypes.get_errno()))
+
     def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
         """Every event queued now (none when the queue is empty), their pidfds closed but for
         the pids ``keep`` names."""
@@ -308,10 +317,20 @@ class ProcOpens:
             code = ctypes.get_errno()
             raise OSError(code, f"fanotify_init: {os.strerror(code)}")
         self.fd = fd
-        if _libc.fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN, _AT_FDCWD, b"/proc"):
+        try:
+            self.watch(True)  # proves the mark can be made, before the build starts
+        except OSError:
+            self.close()
+            raise
+        self.watch(False)
+
+    def watch(self, on: bool) -> None:
+        """Mark /proc for open events (while a hook runs), or no longer."""
+        how = FAN_MARK_ADD if on else FAN_MARK_REMOVE
+        if _libc.fanotify_mark(self.fd, how | FAN_MARK_FILESYSTEM, FAN_OPEN, _AT_FDCWD, b"/proc"):
             code = ctypes.get_errno()
-            os.close(fd)
-            raise OSError(code, f"fanotify_mark /proc: {os.strerror(code)}")
+            if on:
+                raise OSError(code, f"fanotify_mark /proc: {os.strerror(code)}")
 
     def read(self, wanted: Callable[[int], bool]) -> list[tuple[int, str]]:
         """The (pid, path) of every open queued now by a process ``wanted`` says matters."""

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ciwatch.record.events import FileWrite
@@ -50,7 +50,7 @@ from ciwatch.trace.fanotify import (
 from ciwatch.trace.fanpaths import Located, PathResolver
 from ciwatch.trace.filewatch import FileWatch
 from ciwatch.trace.options import TracerOptions
-from ciwatch.trace.tasks import TracedThread
+from ciwatch.trace.tasks import TracedProcess, TracedThread
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,17 @@ class FanWatch:
         self,
         group: FanotifyGroup,
         files: FileWatch,
-        is_build_process: Callable[[int], bool],
-        in_hook: Callable[[int], bool],
+        processes: Mapping[int, TracedProcess],
         proc: ProcOpens | None = None,
     ) -> None:
         self._group = group
         self._proc = proc
         self._files = files
-        self._is_build = is_build_process
-        self._in_hook = in_hook
+        self._processes = processes
+        """The tracer's process table: only the build's running processes' events count."""
+        self._reading = False
+        """Whether open events are asked for now: only while a hook runs (every open on the
+        machine is an event, and only a hook's reads matter)."""
         self._paths = PathResolver(group.open_handle)
         self._expected: set[tuple[int, str]] = set()
         self._deferred: list[RawEvent] = []
@@ -117,13 +119,31 @@ class FanWatch:
 
         return handle
 
+    def _is_build(self, pid: int) -> bool:
+        process = self._processes.get(pid)
+        return process is not None and not process.exited
+
+    def _in_hook(self, pid: int) -> bool:
+        process = self._processes.get(pid)
+        return process is not None and process.in_hook and not process.exited
+
+    def watch_reads(self, on: bool) -> None:
+        """Ask for open events (a hook has started), or no longer (none runs now)."""
+        if self._proc is not None and on != self._reading:
+            self._reading = on
+            self._group.watch_opens(on)
+            self._proc.watch(on)
+
     def drain(self, reaped: int = 0) -> None:
         """Record every event queued now. ``reaped``: a pid whose process has just been
         reaped; an event under it from a live process is another process's."""
+        hook_ended = self._reading and self._in_hook(reaped)  # the reaped one isn't marked exited yet
         try:
             self._drain(reaped)
         finally:
             self._group.release_mounts()
+        if hook_ended and not any(p.in_hook and not p.exited and p.pid != reaped for p in self._processes.values()):
+            self.watch_reads(False)
 
     def _drain(self, reaped: int) -> None:
         if self._proc is not None:
@@ -233,15 +253,13 @@ class FanWatch:
             self._proc.close()
 
 
-def open_fan_watch(
-    options: TracerOptions, files: FileWatch, is_build_process: Callable[[int], bool], in_hook: Callable[[int], bool]
-) -> FanWatch | None:
+def open_fan_watch(options: TracerOptions, files: FileWatch, processes: Mapping[int, TracedProcess]) -> FanWatch | None:
     """The groups of a run that asks for them: writes on every writable filesystem (and
     opens, when a hook's reads matter), and opens in /proc when they do."""
     if not options.fanotify:
         return None
     reads = options.follow_hooks
-    group = FanotifyGroup(WRITE_MASK | (FAN_OPEN if reads else 0))
+    group = FanotifyGroup(WRITE_MASK)
     proc = None
     if reads:
         try:
@@ -249,4 +267,4 @@ def open_fan_watch(
         except OSError:
             group.close()
             raise
-    return FanWatch(group, files, is_build_process, in_hook, proc)
+    return FanWatch(group, files, processes, proc)

@@ -82,8 +82,7 @@ class Tracer:
         self._escape = escape = EscapeWatch(options, self._emit, lambda: self.root_pid)
         # This process (the tracer, the proxy's threads) and the front that forked it.
         self.guard = guard = SelfGuard((os.getpid(), os.getppid()), self._emit)
-        self.fan: FanWatch | None = open_fan_watch(options, files, self.is_build_process, self._in_hook)
-        """File events from fanotify (options.fanotify): opened now, before the build starts."""
+        self.fan: FanWatch | None = open_fan_watch(options, files, self.processes)
         handlers: dict[Action, _Handler] = {
             Action.FILE: files.on_file if self.fan is None else self.fan.after(files.on_file),
             Action.EXEC: self._on_exec,
@@ -146,10 +145,6 @@ class Tracer:
         """The build's processes still running: each confirmed to be the one we traced, not an
         unrelated process that was given its pid after it went."""
         return [pid for pid in self.build_pids() if procfs.traced_by(pid, os.getpid())]
-
-    def _in_hook(self, pid: int) -> bool:
-        process = self.processes.get(pid)
-        return process is not None and process.in_hook and not process.exited
 
     def drain_file_events(self, reaped: int = 0) -> None:
         """Record the file events fanotify has queued (nothing without fanotify)."""
@@ -238,8 +233,7 @@ class Tracer:
         ids = procfs.tgid_and_ppid(tid)
         tgid, ppid = ids if ids else (tid, 0)
         owner = self.processes.get(tgid if tgid != tid else ppid)
-        deep = bool(owner and owner.in_hook) and self.fan is None  # fanotify: reads need no stops
-        self.threads[tid] = thread = TracedThread(tid, tgid, deep=deep)
+        self.threads[tid] = thread = TracedThread(tid, tgid, deep=bool(owner and owner.in_hook) and self.fan is None)
         self.network.inherit(self.threads.get(tgid if tgid != tid else ppid), thread)  # forker unknown: its leader
         self._adopted_early[tid] = tgid if tgid != tid else ppid
         known = self.processes.get(tid)
@@ -334,7 +328,9 @@ class Tracer:
                 # From here on this process and its descendants stop at every syscall: a
                 # hook's reads of credentials are invisible to the write-only filter.
                 process.in_hook = True
-                if self.fan is None:  # with fanotify, a hook's reads are its open events
+                if self.fan is not None:
+                    self.fan.watch_reads(True)  # a hook's reads are its open events
+                else:
                     thread.injection = Injection()
         process.last_exec = event
         if event.exe.startswith("/memfd:"):
@@ -395,5 +391,6 @@ class Tracer:
 
     def _on_memory_read(self, thread: TracedThread, event: FileRead | None) -> None:
         # Only a hook's reads count (with fanotify, every process stops here: no hook filter).
-        if event is not None and self._in_hook(thread.tgid):
+        process = self.processes.get(thread.tgid)
+        if event is not None and process is not None and process.in_hook:
             self._emit(event)

@@ -29,6 +29,7 @@ from ciwatch.trace.fanwatch import FanWatch
 from ciwatch.trace.filewatch import FileWatch
 from ciwatch.trace.seccomp import build_filter
 from ciwatch.trace.table import TABLE, When
+from ciwatch.trace.tasks import TracedProcess
 
 ROOT: HandleKey = (1, b"root")
 A: HandleKey = (1, b"dir-a")
@@ -125,18 +126,22 @@ def test_nested_removed_directories_are_all_named(tmp_path: Path) -> None:
     assert _paths(group, batch)[2] == (f"{tmp_path}/a/b/f", None)
 
 
-def _watch(group: FakeGroup, build: set[int]) -> tuple[FanWatch, list[Event]]:
+def _watch(group: FakeGroup, build: dict[int, TracedProcess]) -> tuple[FanWatch, list[Event]]:
     events: list[Event] = []
     files = FileWatch("/home/user", events.append)
-    watch = FanWatch(group, files, build.__contains__, lambda pid: False)  # type: ignore[arg-type]
+    watch = FanWatch(group, files, build)  # type: ignore[arg-type]
     return watch, events
+
+
+def _processes(*pids: int) -> dict[int, TracedProcess]:
+    return {pid: TracedProcess(pid, 1) for pid in pids}
 
 
 def test_a_reused_pid_is_not_taken_for_the_process_that_had_it(tmp_path: Path) -> None:
     """An event under a pid just reaped, from a process still alive (its pidfd says so), is
     another process's: held back until that pid is introduced again, then recorded as its."""
     group = FakeGroup({ROOT: tmp_path})
-    build = {10}
+    build = _processes(10)
     watch, events = _watch(group, build)
     old = _event(WRITTEN, ROOT, "old")  # the reaped process's: its pidfd says it has exited
     new = _event(WRITTEN, ROOT, "new")
@@ -144,17 +149,17 @@ def test_a_reused_pid_is_not_taken_for_the_process_that_had_it(tmp_path: Path) -
     group.queue = [old, new]
     watch.drain(reaped=10)
     assert [e.path for e in events if isinstance(e, FileWrite)] == [f"{tmp_path}/old"]
-    build.discard(10)
+    build[10].exited = True
     watch.drain()  # not introduced yet: still held
     assert len(events) == 1
-    build.add(10)  # the new process under pid 10, introduced by its creator's fork
+    build.update(_processes(10))  # the new process under pid 10, introduced by its creator's fork
     watch.drain()
     assert [e.path for e in events if isinstance(e, FileWrite)] == [f"{tmp_path}/old", f"{tmp_path}/new"]
 
 
 def test_only_the_build_s_processes_count_and_a_write_is_one_open(tmp_path: Path) -> None:
     group = FakeGroup({ROOT: tmp_path})
-    watch, events = _watch(group, {10})
+    watch, events = _watch(group, _processes(10))
     group.queue = [
         _event(FAN_CREATE, ROOT, "f"),
         _event(FAN_MODIFY, ROOT, "f"),
@@ -171,7 +176,7 @@ def test_only_the_build_s_processes_count_and_a_write_is_one_open(tmp_path: Path
 
 def test_a_link_recorded_at_its_stop_is_not_recorded_again(tmp_path: Path) -> None:
     group = FakeGroup({ROOT: tmp_path})
-    watch, events = _watch(group, {10})
+    watch, events = _watch(group, _processes(10))
     watch.expect(10, f"{tmp_path}/hardlink")
     group.queue = [_event(FAN_CREATE, ROOT, "hardlink")]
     watch.drain()
