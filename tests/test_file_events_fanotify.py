@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from ciwatch.record import read_record
 from ciwatch.record.events import End, Event, FileHash, FileRead, FileWrite, ProcessExec, ProcessExit, ProcessStart
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.trace.fanotify import unavailable_reason
@@ -219,3 +220,31 @@ def test_run_says_which_source_it_used(tmp_path: Path) -> None:
 def test_doctor_says_which_source_a_run_uses() -> None:
     done = subprocess.run([*ciwatch_command(), "doctor"], capture_output=True, text=True, timeout=120)
     assert "file events: fanotify (writes are reported while the writer runs on)" in done.stdout, done.stdout
+
+
+def test_auto_keeps_the_stops_when_a_writable_filesystem_can_t_be_watched(tmp_path: Path) -> None:
+    """An overlayfs without file handles (a container's root) can't be marked: its writes would
+    go unseen, so ``auto`` takes the stops, and ``fanotify`` refuses to run (exit 69)."""
+    layers = {name: tmp_path / name for name in ("lower", "upper", "work", "merged")}
+    for layer in layers.values():
+        layer.mkdir()
+    options = f"lowerdir={layers['lower']},upperdir={layers['upper']},workdir={layers['work']}"
+    ciwatch = " ".join(ciwatch_command())
+    script = (
+        f"mount -t overlay overlay -o {options} {layers['merged']} || exit 99\n"
+        f"{ciwatch} run --net off --out {tmp_path}/auto -- true || exit 98\n"
+        f"{ciwatch} run --net off --file-events fanotify --out {tmp_path}/explicit -- true\n"
+        "echo explicit=$?\n"
+    )
+    # A mount namespace of its own: the overlay exists for this test only.
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "explicit=69" in done.stdout, done.stdout + done.stderr
+    assert f"{layers['merged']} (" in done.stderr  # the refusal names the filesystem
+    header = read_record(tmp_path / "auto").header
+    assert header.capabilities["fanotify_file_events"] is False

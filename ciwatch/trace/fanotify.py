@@ -124,6 +124,12 @@ def unavailable_reason() -> str | None:
             return "fanotify needs CAP_SYS_ADMIN in the initial user namespace (root outside a container)"
         return f"fanotify with FAN_REPORT_DFID_NAME is not available: {os.strerror(code)}"
     os.close(fd)
+    group = FanotifyGroup(WRITE_MASK)
+    group.close()
+    if group.unmarked:
+        # Writes there would go unseen: the stops see every filesystem.
+        unmarked = ", ".join(f"{point} ({why})" for point, why in sorted(group.unmarked.items()))
+        return f"fanotify can't watch every writable filesystem: {unmarked}"
     return None
 
 
@@ -162,6 +168,9 @@ class FanotifyGroup:
         self.mask = mask
         self.mounts: dict[int, str] = {}
         """The marked filesystems: fsid -> a mount point showing all of it."""
+        self.unmarked: dict[str, str] = {}
+        """Writable mount points that could not be marked (overlayfs without file handles, a
+        FUSE filesystem...), with why: writes there would be missed."""
         self._open_mounts: dict[int, int] = {}
         """Mount points opened for open_by_handle_at during one drain: not held longer, since
         an open directory would keep the build from unmounting its filesystem."""
@@ -183,13 +192,17 @@ class FanotifyGroup:
             mount_fd = os.open(point, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             fsid = os.fstatvfs(mount_fd).f_fsid
         except OSError as error:
-            log.debug("fanotify: cannot open %s: %s", point, error)
+            self.unmarked[point] = error.strerror or str(error)
             return
         os.close(mount_fd)
-        if fsid in self.mounts or fsid == 0:  # 0: a filesystem without an fsid has no handles either
+        if fsid in self.mounts:
+            return
+        if fsid == 0:
+            self.unmarked[point] = "no filesystem id, so no file handles"
             return
         if _libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, _AT_FDCWD, os.fsencode(point)):
-            log.debug("fanotify: cannot mark %s: %s", point, os.strerror(ctypes.get_errno()))
+            self.unmarked[point] = os.strerror(ctypes.get_errno())
+            log.debug("fanotify: cannot mark %s: %s", point, self.unmarked[point])
             return
         self.mounts[fsid] = point
 
