@@ -100,11 +100,13 @@ class FanWatch:
         self._expected: set[tuple[int, str]] = set()
         self._deferred: list[RawEvent] = []
         self.events = 0
-        """Events read from the group (all processes'), for the record's end line."""
+        """Events read from the group, every process's on the machine: what the watch cost."""
 
     def expect(self, pid: int, path: str) -> None:
         """A stop has recorded a write of ``path`` that fanotify also reports (a link's new
         name, a symlink, a truncate): its next create or modify event by ``pid`` is that one."""
+        if len(self._expected) >= _DEFERRED_LIMIT:  # never reported (an unmarked filesystem)
+            self._expected.clear()
         self._expected.add((pid, path))
 
     def after(self, on_file: _StopHandler) -> _StopHandler:
