@@ -153,8 +153,12 @@ class PathResolver:
         return located, complete, removed
 
     def _remember(self, batch: list[RawEvent], located: list[Located]) -> None:
+        seen: set[HandleKey] = set()
         for raw, where in zip(batch, located, strict=True):
-            if raw.directory is not None and where.path is not None and raw.name:
+            if raw.directory is None or raw.directory in seen:
+                continue
+            seen.add(raw.directory)
+            if where.path is not None and raw.name:
                 parent = os.path.dirname(where.path)
                 if parent:
                     self._last_known[raw.directory] = parent

@@ -49,6 +49,7 @@ from ciwatch.trace.fanotify import (
 )
 from ciwatch.trace.fanpaths import Located, PathResolver
 from ciwatch.trace.filewatch import FileWatch
+from ciwatch.trace.idlewait import IdleWaiter
 from ciwatch.trace.options import TracerOptions
 from ciwatch.trace.tasks import TracedProcess, TracedThread
 
@@ -101,6 +102,11 @@ class FanWatch:
         self._deferred: list[RawEvent] = []
         self.events = 0
         """Events read from the group, every process's on the machine: what the watch cost."""
+        self._waiter = IdleWaiter()
+
+    def wait(self, on_tick: Callable[[], None]) -> tuple[int, int]:
+        """``waitpid(-1, __WALL)``, calling ``on_tick`` (a drain) every few milliseconds."""
+        return self._waiter.wait(on_tick)
 
     def expect(self, pid: int, path: str) -> None:
         """A stop has recorded a write of ``path`` that fanotify also reports (a link's new
@@ -218,7 +224,7 @@ class FanWatch:
             if (pid, path) in self._expected:
                 self._expected.discard((pid, path))
                 wrote = False  # a link or symlink, recorded at its stop
-            elif self._is_regular(raw):
+            elif wrote or self._is_regular(raw):  # opened for writing: what the stop records too
                 wrote = True
         elif wrote and mask & FAN_MODIFY and not mask & FAN_CLOSE_WRITE and (pid, path) in self._expected:
             self._expected.discard((pid, path))  # a truncate, recorded at its stop
@@ -230,8 +236,8 @@ class FanWatch:
             self._files.record_read(pid, path)
 
     def _is_regular(self, raw: RawEvent) -> bool:
-        """A created object is a file written unless it is a fifo, a socket or a device (a
-        unix socket's bind, mknod); one already gone counts as a file."""
+        """An object created and not opened for writing is a file unless it is a fifo, a
+        socket or a device (a unix socket's bind, mknod); one already gone counts as a file."""
         if raw.obj is None:
             return True
         fd = self._group.open_handle(raw.obj)
@@ -250,6 +256,7 @@ class FanWatch:
             with contextlib.suppress(OSError):
                 os.close(raw.pidfd)
         self._deferred = []
+        self._waiter.close()
         self._group.close()
         if self._proc is not None:
             self._proc.close()

@@ -187,14 +187,18 @@ class Tracer:
         finally:
             self.flush()
 
+    def _idle(self) -> None:
+        """Nothing to do until the build stops again: record fanotify's events, write the record."""
+        self.drain_file_events()
+        self.flush()
+        self._on_idle()
+
     def _handle_stop(self) -> None:
         try:
             tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
             if tid == 0:
-                self.drain_file_events()
-                self.flush()
-                self._on_idle()  # nothing to do until the build stops again: write the record
-                tid, status = os.waitpid(-1, _WALL)
+                self._idle()
+                tid, status = self.fan.wait(self._idle) if self.fan else os.waitpid(-1, _WALL)
         except ChildProcessError:
             self.threads.clear()
             return
