@@ -43,6 +43,7 @@ from ciwatch.trace.fanotify import (
     FAN_RENAME,
     WRITE_MASK,
     FanotifyGroup,
+    HandleKey,
     ProcOpens,
     RawEvent,
     has_exited,
@@ -70,9 +71,8 @@ _RETRIES = 2
 
 @dataclass
 class _Batch:
-    """What one drain has recorded: an object written several times is one ``open``."""
+    """What one drain holds back to its end."""
 
-    opened: set[tuple[int, str]] = field(default_factory=set)
     removed_directories: list[FileWrite] = field(default_factory=list)
     """Directories removed: recorded at the batch's end, the deepest first. A directory made
     and removed within the batch is one merged event, queued where it was made: its removal
@@ -99,6 +99,9 @@ class FanWatch:
         machine is an event, and only a hook's reads matter)."""
         self._paths = PathResolver(group.open_handle)
         self._expected: set[tuple[int, str]] = set()
+        self._writing: set[tuple[int, HandleKey | str]] = set()
+        """(pid, file) of each open for writing seen and not yet closed: its later events are
+        the same open."""
         self._deferred: list[RawEvent] = []
         self.events = 0
         """Events read from the group, every process's on the machine: what the watch cost."""
@@ -204,13 +207,11 @@ class FanWatch:
         pid, mask = raw.pid, raw.mask
         if mask & FAN_RENAME:
             if where.target is not None:
-                recorded.opened.discard((pid, path))
                 self._files.record_write(pid, FileWrite(pid=pid, op=FileOp.RENAME, path=path, target=where.target))
             return
         if not mask & FAN_ONDIR:
             self._record_file(raw, path, recorded)
         if mask & FAN_DELETE:
-            recorded.opened.discard((pid, path))
             removal = FileWrite(pid=pid, op=FileOp.UNLINK, path=where.removed_as or path)
             if mask & FAN_ONDIR:
                 recorded.removed_directories.append(removal)
@@ -229,11 +230,23 @@ class FanWatch:
         elif wrote and mask & FAN_MODIFY and not mask & FAN_CLOSE_WRITE and (pid, path) in self._expected:
             self._expected.discard((pid, path))  # a truncate, recorded at its stop
             wrote = False
-        if wrote and (pid, path) not in recorded.opened:
-            recorded.opened.add((pid, path))
-            self._files.record_write(pid, FileWrite(pid=pid, op=FileOp.OPEN, path=path))
+        if wrote:
+            self._wrote(raw, path)
         elif mask & FAN_OPEN and not wrote and self._in_hook(pid):
             self._files.record_read(pid, path)
+
+    def _wrote(self, raw: RawEvent, path: str) -> None:
+        """One ``open`` per time a process has a file open for writing: its first event
+        (creation, change or close) is recorded, its later ones, in this drain or the next,
+        are the same open, until the close after writing ends it."""
+        writing = (raw.pid, raw.obj or path)
+        if writing not in self._writing:
+            self._files.record_write(raw.pid, FileWrite(pid=raw.pid, op=FileOp.OPEN, path=path))
+            if len(self._writing) >= _DEFERRED_LIMIT:  # closes never seen (by another process)
+                self._writing.clear()
+            self._writing.add(writing)
+        if raw.mask & FAN_CLOSE_WRITE:
+            self._writing.discard(writing)
 
     def _is_regular(self, raw: RawEvent) -> bool:
         """An object created and not opened for writing is a file unless it is a fifo, a
