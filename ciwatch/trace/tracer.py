@@ -206,8 +206,7 @@ class Tracer:
         if self.fan is not None and self.stops % DRAIN_EVERY == 0:
             self.fan.drain()
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-            # Its file events were all queued before it became a zombie: recorded before its exit.
-            self.drain_file_events(reaped=tid)
+            self.drain_file_events(reaped=tid)  # all queued before it became a zombie: before its exit
             self._on_gone(tid, status)
             return
         if not os.WIFSTOPPED(status):
