@@ -108,12 +108,14 @@ def to_install() -> Iterator[list[str]]:
     ).stdout
     removed = [line for line in plan.splitlines() if line.startswith("Remv ")]
     assert not removed, f"installing the corpus would remove packages of this machine: {removed}"
-    _LEFT_BEHIND.write_text(" ".join(wanted))
+    # What apt plans to install, dependencies included: only these are purged afterwards (not a
+    # package something else on the machine installs meanwhile).
+    planned = {line.split()[1] for line in plan.splitlines() if line.startswith("Inst ")}
+    _LEFT_BEHIND.write_text(" ".join(sorted(planned)))
     try:
         yield wanted
     finally:
-        brought = sorted(set(installed_packages()) - set(before))
-        purge(brought)
+        purge(sorted(planned & (set(installed_packages()) - set(before))))
         _LEFT_BEHIND.unlink(missing_ok=True)
 
 
