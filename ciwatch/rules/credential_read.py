@@ -17,6 +17,7 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.events import Anomaly, FileRead
 from ciwatch.record.vocabulary import AnomalyKind, ReadHow
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+from ciwatch.rules.maintainer_scripts import account_read_reason
 
 INFO = RuleInfo(
     id="credential-read",
@@ -123,10 +124,17 @@ class CredentialRead:
             elif isinstance(event, Anomaly) and event.anomaly is AnomalyKind.PTRACE:
                 target = event.detail
                 message = f"{node.hook.label} used ptrace on another process: {event.detail}"
-            if message is None or (target, node.hook.pid) in seen:
+            if message is None:
                 continue
-            seen.add((target, node.hook.pid))
-            yield context.finding(INFO, message, node, [seq])
+            reason = account_read_reason(context, target, node) if isinstance(event, FileRead) else None
+            # One finding per file and hook; a read that is not counted (adduser's) never hides a
+            # later one that is (the same script's ``cat /etc/shadow``).
+            key = (target, node.hook.pid) if reason is None else (f"{target}\0{reason}", node.hook.pid)
+            if key in seen:
+                continue
+            seen.add(key)
+            finding = context.finding(INFO, message, node, [seq])
+            yield finding if reason is None else replace(finding, excepted=reason)
         for node in context.tree.nodes:
             if node.hook is None:
                 continue
