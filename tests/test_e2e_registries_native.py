@@ -1,0 +1,107 @@
+"""cargo, gem, bundler and apt against registries of the test internet, end to end: the real
+tool fetches a fixture package over the network (not from a local file), under ``ciwatch run``
+with the default policy and the default ``--net redirect``, and the fixture's build hook runs
+the shared payload (tests/support/ecosystems.py).
+
+Each test checks the three things tests/test_e2e_native.py can't, as it installs from local files:
+
+- trust: the package came through ciwatch's proxy over HTTPS (an ``EgressFlow`` with a 200 and
+  the package's bytes), so the client trusted the run's CA through what ciwatch injected;
+- discovery: the registry's host was allowed before the build asked it (a ``RegistryAllowed``
+  of the ecosystem, or an ``AllowlistLearned`` for a download host an allowed index named),
+  and the only unfamiliar host is evil.test;
+- attribution: the payload's findings name the ecosystem, the package, its version and its hook.
+
+The registries: a cargo sparse index (tests/support/internet/crates.py), a gem source made by
+``gem generate_index`` (gems.py), an apt repository made by ``dpkg-scanpackages`` (apt_repo.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from ciwatch.record.events import AllowlistLearned, EgressFlow, RegistryAllowed
+from tests.conftest import require
+from tests.support.attacks import Watched, watch
+from tests.support.ecosystems import Payload, assert_findings_name_hook, assert_payload_ran
+from tests.support.internet import CRATES_FILES, CRATES_INDEX, TestInternet
+from tests.support.internet.crates import INDEX_URL, publish_crate
+from tests.test_e2e_native import BUILD_RS
+
+pytestmark = [pytest.mark.root]
+
+
+def _run(internet: TestInternet, tmp_path: Path, cwd: Path, command: list[str], env: dict[str, str]) -> Watched:
+    watched = watch(internet, tmp_path / "home", cwd, tmp_path / "out", command, env=env)
+    assert watched.code == 0, watched.output[-3000:]
+    return watched
+
+
+def assert_fetched_through_proxy(watched: Watched, host: str, path: str, body: bytes) -> None:
+    """``https://host/path`` went through ciwatch's proxy and came back whole: the client
+    trusted the run's CA (a client that didn't would have closed the handshake)."""
+    flows = [f for f in watched.events(EgressFlow) if f.host == host and f.url and f.url.endswith(path)]
+    assert flows, f"no flow to {host}{path}: {[(f.host, f.url) for f in watched.events(EgressFlow)]}"
+    (flow,) = flows[-1:]
+    assert (flow.scheme, flow.status, flow.sha256) == ("https", 200, hashlib.sha256(body).hexdigest()), flow
+
+
+def assert_discovered(watched: Watched, host: str, ecosystem: str) -> None:
+    """``host`` was allowed as a registry of ``ecosystem`` (not reported as unfamiliar)."""
+    allowed = [(r.host, r.ecosystem) for r in watched.events(RegistryAllowed)]
+    assert (host, ecosystem) in allowed, allowed
+
+
+def assert_learned(watched: Watched, host: str) -> None:
+    """``host`` was learned from an allowed index's answer (a download host)."""
+    learned = [event.host for event in watched.events(AllowlistLearned)]
+    assert host in learned, learned
+
+
+# -- cargo ---------------------------------------------------------------------------------
+
+CRATE = "cargo-reg-hooked"
+CRATE_VERSION = "0.7.1"
+
+#: Two ways a project names a registry: a named one its dependency picks, or a replacement of
+#: cargo's default (which then never asks the default index).
+CARGO_CONFIGS = {
+    "named-registry": f'[registries.testreg]\nindex = "{INDEX_URL}"\n',
+    "replace-default": f'[source.crates-io]\nreplace-with = "testreg"\n\n[source.testreg]\nregistry = "{INDEX_URL}"\n',
+}
+
+
+@pytest.mark.parametrize("config", sorted(CARGO_CONFIGS))
+def test_cargo_build_from_a_sparse_registry(internet: TestInternet, tmp_path: Path, config: str) -> None:
+    require("cargo")
+    payload = Payload(f"cargo-{config}", tmp_path / "home" / "bin")
+    manifest = f'[package]\nname = "{CRATE}"\nversion = "{CRATE_VERSION}"\nedition = "2021"\nbuild = "build.rs"\n'
+    crate = publish_crate(
+        internet,
+        CRATE,
+        CRATE_VERSION,
+        {"Cargo.toml": manifest, "src/lib.rs": "", "build.rs": BUILD_RS, "hook.sh": payload.script},
+    )
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / ".cargo").mkdir()
+    (app / ".cargo" / "config.toml").write_text(CARGO_CONFIGS[config])
+    registry = ', registry = "testreg"' if config == "named-registry" else ""
+    (app / "Cargo.toml").write_text(
+        '[package]\nname = "app"\nversion = "0.1.0"\nedition = "2021"\n\n'
+        f'[dependencies]\n{CRATE} = {{ version = "={CRATE_VERSION}"{registry} }}\n'
+    )
+    (app / "src" / "main.rs").write_text("fn main() {}\n")
+    # The run's HOME is a fresh one: rustup's toolchains stay where the machine keeps them.
+    rustup_home = os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup"))
+    env = {"RUSTUP_HOME": rustup_home, "CARGO_HOME": str(tmp_path / "cargo-home"), "CARGO_TERM_COLOR": "never"}
+    watched = _run(internet, tmp_path, app, ["cargo", "build"], env)
+    assert_payload_ran(payload, internet)
+    assert_fetched_through_proxy(watched, CRATES_FILES, crate.download_path, crate.data)
+    assert_discovered(watched, CRATES_INDEX, "cargo")
+    assert_learned(watched, CRATES_FILES)
+    assert_findings_name_hook(watched, "cargo", CRATE, CRATE_VERSION, "build.rs")
