@@ -28,9 +28,10 @@ from ciwatch.record.events import AllowlistLearned, EgressFlow, RegistryAllowed
 from tests.conftest import require
 from tests.support.attacks import Watched, watch
 from tests.support.ecosystems import Payload, assert_findings_name_hook, assert_payload_ran
-from tests.support.internet import CRATES_FILES, CRATES_INDEX, TestInternet
+from tests.support.internet import CRATES_FILES, CRATES_INDEX, GEMS, TestInternet
 from tests.support.internet.crates import INDEX_URL, publish_crate
-from tests.test_e2e_native import BUILD_RS
+from tests.support.internet.gems import SOURCE_URL, publish_gems
+from tests.test_e2e_native import BUILD_RS, GEM_VERSION, _gem, _gem_env
 
 pytestmark = [pytest.mark.root]
 
@@ -105,3 +106,43 @@ def test_cargo_build_from_a_sparse_registry(internet: TestInternet, tmp_path: Pa
     assert_discovered(watched, CRATES_INDEX, "cargo")
     assert_learned(watched, CRATES_FILES)
     assert_findings_name_hook(watched, "cargo", CRATE, CRATE_VERSION, "build.rs")
+
+
+# -- gem and bundler -----------------------------------------------------------------------
+
+GEM_NAME = "gem-reg-hooked"
+
+
+def _publish_gem(internet: TestInternet, tmp_path: Path, name: str, payload: Payload) -> tuple[str, bytes]:
+    """``name`` at GEM_VERSION on gems.test: its download path and bytes."""
+    gem = _gem(tmp_path, name, payload)
+    served = publish_gems(internet, [gem], tmp_path / "gem-server")
+    path = f"/gems/{gem.name}"
+    return path, served[path]
+
+
+def test_gem_install_from_a_gem_source(internet: TestInternet, tmp_path: Path) -> None:
+    require("gem")
+    payload = Payload("gem-source", tmp_path / "home" / "bin")
+    path, data = _publish_gem(internet, tmp_path, GEM_NAME, payload)
+    command = ["gem", "install", "--clear-sources", "--source", SOURCE_URL, "--no-document", GEM_NAME]
+    watched = _run(internet, tmp_path, tmp_path, command, _gem_env(tmp_path))
+    assert_payload_ran(payload, internet)
+    assert_fetched_through_proxy(watched, GEMS, path, data)
+    assert_discovered(watched, GEMS, "gem")
+    assert_findings_name_hook(watched, "gem", GEM_NAME, GEM_VERSION, "extconf.rb")
+
+
+def test_bundle_install_from_a_gem_source(internet: TestInternet, tmp_path: Path) -> None:
+    require("bundle")
+    name = "bundler-reg-hooked"
+    payload = Payload("bundler-source", tmp_path / "home" / "bin")
+    path, data = _publish_gem(internet, tmp_path, name, payload)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Gemfile").write_text(f'source "{SOURCE_URL.rstrip("/")}"\n\ngem "{name}", "{GEM_VERSION}"\n')
+    watched = _run(internet, tmp_path, project, ["bundle", "install"], _gem_env(tmp_path))
+    assert_payload_ran(payload, internet)
+    assert_fetched_through_proxy(watched, GEMS, path, data)
+    assert_discovered(watched, GEMS, "gem")
+    assert_findings_name_hook(watched, "gem", name, GEM_VERSION, "extconf.rb")

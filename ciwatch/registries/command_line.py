@@ -1,0 +1,115 @@
+"""Registries named on the build's own command line: ``gem install --source URL``, ``npm
+install --registry URL``, ``pip install --index-url URL``, ``cargo install --index URL``.
+
+A package manager's configuration is not only in its files: the command a CI job runs may name
+the registry itself, and then no tool's configuration knows it. The command ciwatch was given
+is the job's own word, as its configuration files are (whoever writes it writes the CI
+configuration), so the registries it names are the job's. The commands of a shell it runs
+with ``-c`` (``sh -c "apt-get update && apt-get install -y x"``) are its words too.
+
+Only that command: what runs under it (a hook's ``npm install --registry https://evil``) was
+written by no one the job trusts, and is judged, never learned from. apt's ``-o``/``-c``
+options change where apt reads its sources from; apt.py asks ``apt-get indextargets`` with them
+(``apt_options``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Iterator, Sequence
+
+from ciwatch.facts.ecosystems import Ecosystem
+from ciwatch.facts.programs import inline_code, is_shell, package_manager_of
+from ciwatch.registries._base import Context, RegistrySource, source_for
+
+#: The options of each package manager whose value is a registry's URL.
+_URL_OPTIONS: dict[Ecosystem, frozenset[str]] = {
+    Ecosystem.GEM: frozenset({"--source", "-s"}),
+    Ecosystem.NPM: frozenset({"--registry"}),
+    Ecosystem.YARN: frozenset({"--registry"}),
+    Ecosystem.PNPM: frozenset({"--registry"}),
+    Ecosystem.BUN: frozenset({"--registry"}),
+    Ecosystem.PIP: frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"}),
+    Ecosystem.UV: frozenset(
+        {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--index", "--default-index"}
+    ),
+    Ecosystem.CARGO: frozenset({"--index"}),
+}
+
+#: apt's options that change its configuration (and so its sources): ``-o Key=Value`` and
+#: ``-c file``.
+_APT_CONFIG_OPTIONS = frozenset({"-o", "--option", "-c", "--config-file"})
+
+#: The words that end one command of a shell line and start the next.
+_SEPARATORS = frozenset({"&&", "||", ";", "|", "&"})
+
+
+def commands(argv: Sequence[str]) -> list[list[str]]:
+    """The command itself, then each command of the code its shell runs with ``-c`` (split
+    the way the shell would split words; code it can't split names no registry)."""
+    found = [list(argv)]
+    code = inline_code(list(argv)) if argv and is_shell(list(argv)) else None
+    if code is None:
+        return found
+    try:
+        lexer = shlex.shlex(code, posix=True, punctuation_chars=";&|")
+        lexer.whitespace_split = True
+        words = list(lexer)
+    except ValueError:
+        return found
+    current: list[str] = []
+    for word in words:
+        if word in _SEPARATORS or word == "\n":
+            found.append(current)
+            current = []
+        else:
+            current.append(word)
+    found.append(current)
+    return [command for command in found if command]
+
+
+def option_values(argv: Sequence[str], names: frozenset[str]) -> Iterator[tuple[str, str]]:
+    """``(option, value)`` for each of ``names`` in ``argv``: ``--name value``, ``--name=value``
+    and, for a one-letter option, ``-nvalue``; nothing after ``--``."""
+    for index, arg in enumerate(argv[1:], start=1):
+        if arg == "--":
+            return
+        following = argv[index + 1] if index + 1 < len(argv) else None
+        if arg in names and following is not None:
+            yield arg, following
+        elif arg.startswith("--") and arg.partition("=")[0] in names:
+            yield arg.partition("=")[0], arg.partition("=")[2]
+        elif len(arg) > 2 and not arg.startswith("--") and arg[:2] in names:
+            yield arg[:2], arg[2:]
+
+
+def _url_of(value: str) -> str:
+    """uv's ``--index name=URL`` names its index: the URL is after the ``=``."""
+    name, equals, rest = value.partition("=")
+    return rest if equals and "://" not in name and "://" in rest else value
+
+
+def discover(ctx: Context) -> list[RegistrySource]:
+    found: list[RegistrySource | None] = []
+    for argv in commands(ctx.command):
+        ecosystem = package_manager_of(argv)
+        names = _URL_OPTIONS.get(ecosystem) if ecosystem is not None else None
+        if ecosystem is None or names is None:
+            continue
+        tool = os.path.basename(argv[0])
+        for option, value in option_values(argv, names):
+            found.append(source_for(ecosystem, f"the build's command line ({tool} {option})", _url_of(value)))
+    return [source for source in found if source is not None]
+
+
+def apt_options(ctx: Context) -> list[str]:
+    """The configuration options the build's apt commands are given, in order, each as
+    ``-o``/``-c`` and its value: apt asked with them lists the sources the build will use."""
+    options: list[str] = []
+    for argv in commands(ctx.command):
+        if package_manager_of(argv) is not Ecosystem.APT:
+            continue
+        for option, value in option_values(argv, _APT_CONFIG_OPTIONS):
+            options += ["-c" if option in ("-c", "--config-file") else "-o", value]
+    return options
