@@ -15,27 +15,27 @@ options change where apt reads its sources from; apt.py asks ``apt-get indextarg
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Iterator, Sequence
 
 from ciwatch.facts.ecosystems import Ecosystem
-from ciwatch.facts.programs import inline_code, is_shell, package_manager_of
+from ciwatch.facts.programs import inline_code, is_shell, package_manager_name
 from ciwatch.registries._base import Context, RegistrySource, source_for
 
-#: The options of each package manager whose value is a registry's URL.
-_URL_OPTIONS: dict[Ecosystem, frozenset[str]] = {
-    Ecosystem.GEM: frozenset({"--source", "-s"}),
-    Ecosystem.NPM: frozenset({"--registry"}),
-    Ecosystem.YARN: frozenset({"--registry"}),
-    Ecosystem.PNPM: frozenset({"--registry"}),
-    Ecosystem.BUN: frozenset({"--registry"}),
-    Ecosystem.PIP: frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"}),
-    Ecosystem.UV: frozenset(
-        {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--index", "--default-index"}
-    ),
-    Ecosystem.CARGO: frozenset({"--index"}),
+_PIP_INDEX_OPTIONS = frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"})
+
+#: The options of each package manager (as people name it) whose value is a registry's URL.
+_URL_OPTIONS: dict[str, tuple[Ecosystem, frozenset[str]]] = {
+    "gem": (Ecosystem.GEM, frozenset({"--source", "-s"})),
+    "npm": (Ecosystem.NPM, frozenset({"--registry"})),
+    "yarn": (Ecosystem.YARN, frozenset({"--registry"})),
+    "pnpm": (Ecosystem.PNPM, frozenset({"--registry"})),
+    "bun": (Ecosystem.BUN, frozenset({"--registry"})),
+    "pip": (Ecosystem.PIP, _PIP_INDEX_OPTIONS),
+    "uv": (Ecosystem.UV, _PIP_INDEX_OPTIONS | {"--index", "--default-index"}),
+    "cargo": (Ecosystem.CARGO, frozenset({"--index"})),
 }
+_APT_TOOLS = frozenset({"apt-get", "apt", "apt-cache"})
 
 #: apt's options that change its configuration (and so its sources): ``-o Key=Value`` and
 #: ``-c file``.
@@ -93,11 +93,10 @@ def _url_of(value: str) -> str:
 def discover(ctx: Context) -> list[RegistrySource]:
     found: list[RegistrySource | None] = []
     for argv in commands(ctx.command):
-        ecosystem = package_manager_of(argv)
-        names = _URL_OPTIONS.get(ecosystem) if ecosystem is not None else None
-        if ecosystem is None or names is None:
+        tool = package_manager_name(argv)
+        if tool not in _URL_OPTIONS:
             continue
-        tool = os.path.basename(argv[0])
+        ecosystem, names = _URL_OPTIONS[tool]
         for option, value in option_values(argv, names):
             found.append(source_for(ecosystem, f"the build's command line ({tool} {option})", _url_of(value)))
     return [source for source in found if source is not None]
@@ -108,7 +107,7 @@ def apt_options(ctx: Context) -> list[str]:
     ``-o``/``-c`` and its value: apt asked with them lists the sources the build will use."""
     options: list[str] = []
     for argv in commands(ctx.command):
-        if package_manager_of(argv) is not Ecosystem.APT:
+        if package_manager_name(argv) not in _APT_TOOLS:
             continue
         for option, value in option_values(argv, _APT_CONFIG_OPTIONS):
             options += ["-c" if option in ("-c", "--config-file") else "-o", value]
