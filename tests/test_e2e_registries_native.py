@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,10 +31,11 @@ from ciwatch.record.events import AllowlistLearned, EgressFlow, RegistryAllowed
 from tests.conftest import require
 from tests.support.attacks import Watched, watch
 from tests.support.ecosystems import Payload, assert_findings_name_hook, assert_payload_ran
-from tests.support.internet import CRATES_FILES, CRATES_INDEX, GEMS, TestInternet
+from tests.support.internet import APT_REPO, CRATES_FILES, CRATES_INDEX, GEMS, TestInternet
+from tests.support.internet.apt_repo import publish_debs, sources_line
 from tests.support.internet.crates import INDEX_URL, publish_crate
 from tests.support.internet.gems import SOURCE_URL, publish_gems
-from tests.test_e2e_native import BUILD_RS, GEM_VERSION, _gem, _gem_env
+from tests.test_e2e_native import BUILD_RS, DEB_VERSION, GEM_VERSION, _deb, _gem, _gem_env
 
 pytestmark = [pytest.mark.root]
 
@@ -42,13 +46,13 @@ def _run(internet: TestInternet, tmp_path: Path, cwd: Path, command: list[str], 
     return watched
 
 
-def assert_fetched_through_proxy(watched: Watched, host: str, path: str, body: bytes) -> None:
-    """``https://host/path`` went through ciwatch's proxy and came back whole: the client
-    trusted the run's CA (a client that didn't would have closed the handshake)."""
+def assert_fetched_through_proxy(watched: Watched, host: str, path: str, body: bytes, scheme: str = "https") -> None:
+    """``scheme://host/path`` went through ciwatch's proxy and came back whole: over HTTPS, the
+    client trusted the run's CA (a client that didn't would have closed the handshake)."""
     flows = [f for f in watched.events(EgressFlow) if f.host == host and f.url and f.url.endswith(path)]
     assert flows, f"no flow to {host}{path}: {[(f.host, f.url) for f in watched.events(EgressFlow)]}"
     (flow,) = flows[-1:]
-    assert (flow.scheme, flow.status, flow.sha256) == ("https", 200, hashlib.sha256(body).hexdigest()), flow
+    assert (flow.scheme, flow.status, flow.sha256) == (scheme, 200, hashlib.sha256(body).hexdigest()), flow
 
 
 def assert_discovered(watched: Watched, host: str, ecosystem: str) -> None:
@@ -146,3 +150,55 @@ def test_bundle_install_from_a_gem_source(internet: TestInternet, tmp_path: Path
     assert_fetched_through_proxy(watched, GEMS, path, data)
     assert_discovered(watched, GEMS, "gem")
     assert_findings_name_hook(watched, "gem", name, GEM_VERSION, "extconf.rb")
+
+
+# -- apt -----------------------------------------------------------------------------------
+
+APT_PACKAGE = "ciwatch-apt-repo-hooked"
+
+
+@pytest.fixture
+def apt_package() -> Iterator[str]:
+    """The package the test installs into the machine's dpkg database, purged afterwards."""
+    yield APT_PACKAGE
+    subprocess.run(["dpkg", "--purge", APT_PACKAGE], capture_output=True, check=False)
+
+
+def _private_apt(tmp_path: Path, scheme: str) -> list[str]:
+    """apt's options for a sources list, lists, archives and caches of the test's own: the
+    machine's apt setup is neither read nor changed (dpkg's database is the machine's)."""
+    state = tmp_path / "apt"
+    for directory in ("lists/partial", "archives/partial"):
+        (state / directory).mkdir(parents=True)
+    (state / "sources.list").write_text(sources_line(scheme))
+    settings = {
+        "Dir::Etc::SourceList": state / "sources.list",
+        "Dir::Etc::SourceParts": "/dev/null",
+        "Dir::State::Lists": state / "lists",
+        "Dir::Cache::Archives": state / "archives",
+        "Dir::Cache::pkgcache": "",
+        "Dir::Cache::srcpkgcache": "",
+    }
+    return [word for key, value in settings.items() for word in ("-o", f"{key}={value}")]
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_apt_get_update_and_install_from_a_repository(
+    internet: TestInternet, tmp_path: Path, apt_package: str, scheme: str
+) -> None:
+    """``apt-get update && apt-get install``, as a CI step runs them (one ``sh -c``): discovery
+    asks ``apt-get indextargets`` with the step's own ``-o`` options, so it knows the private
+    sources list; apt's SRV lookup of the repository (``_http._tcp.apt.test``) is no finding."""
+    require("apt-get")
+    payload = Payload(f"apt-{scheme}", tmp_path / "home" / "bin")
+    deb = _deb(tmp_path, apt_package, payload)
+    served = publish_debs(internet, [deb], tmp_path / "apt-repo")
+    options = " ".join(shlex.quote(option) for option in _private_apt(tmp_path, scheme))
+    step = f"apt-get {options} update && apt-get {options} install -y -q --no-install-recommends {apt_package}"
+    watched = _run(internet, tmp_path, tmp_path, ["sh", "-c", step], {"DEBIAN_FRONTEND": "noninteractive"})
+    assert_payload_ran(payload, internet)
+    deb_path = f"/pool/{deb.name}"
+    assert_fetched_through_proxy(watched, APT_REPO, deb_path, served[deb_path], scheme=scheme)
+    assert_discovered(watched, APT_REPO, "apt")
+    assert f"_http._tcp.{APT_REPO}" in internet.dns_queries() or scheme == "https"
+    assert_findings_name_hook(watched, "dpkg", apt_package, DEB_VERSION, "postinst")
