@@ -178,6 +178,8 @@ def _private_apt(tmp_path: Path, scheme: str) -> list[str]:
         "Dir::Cache::Archives": state / "archives",
         "Dir::Cache::pkgcache": "",
         "Dir::Cache::srcpkgcache": "",
+        # Other tests (and other jobs on the machine) may hold dpkg's lock for a while.
+        "DPkg::Lock::Timeout": "300",
     }
     return [word for key, value in settings.items() for word in ("-o", f"{key}={value}")]
 

@@ -5,7 +5,9 @@ A package manager's configuration is not only in its files: the command a CI job
 the registry itself, and then no tool's configuration knows it. The command ciwatch was given
 is the job's own word, as its configuration files are (whoever writes it writes the CI
 configuration), so the registries it names are the job's. The commands of a shell it runs
-with ``-c`` (``sh -c "apt-get update && apt-get install -y x"``) are its words too.
+with ``-c`` (``sh -c "apt-get update && apt-get install -y x"``) or of the script it is given
+(a CI step's script, ``bash -eo pipefail step.sh``: the job's words, written before the build
+starts) are its words too.
 
 Only that command: what runs under it (a hook's ``npm install --registry https://evil``) was
 written by no one the job trusts, and is judged, never learned from. apt's ``-o``/``-c``
@@ -15,11 +17,14 @@ options change where apt reads its sources from; apt.py asks ``apt-get indextarg
 
 from __future__ import annotations
 
+import os
+import re
 import shlex
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from ciwatch.facts.ecosystems import Ecosystem
-from ciwatch.facts.programs import inline_code, is_shell, package_manager_name
+from ciwatch.facts.programs import inline_code, is_shell, package_manager_name, shell_script
 from ciwatch.registries._base import Context, RegistrySource, source_for
 
 _PIP_INDEX_OPTIONS = frozenset({"-i", "--index-url", "--extra-index-url", "-f", "--find-links"})
@@ -42,31 +47,77 @@ _APT_TOOLS = frozenset({"apt-get", "apt", "apt-cache"})
 _APT_CONFIG_OPTIONS = frozenset({"-o", "--option", "-c", "--config-file"})
 
 #: The words that end one command of a shell line and start the next.
-_SEPARATORS = frozenset({"&&", "||", ";", "|", "&"})
+_SEPARATORS = frozenset({"&&", "||", ";", "|", "&", "(", ")", ";;", "|&"})
+#: Words before a command that run it: ``time npm ci``, ``exec gem install``...
+_PLAIN_PREFIXES = frozenset({"time", "exec", "command", "nohup", "then", "do", "else", "!", "{"})
+#: ... and those with options of their own (the options that take a value).
+_OPTION_PREFIXES: dict[str, frozenset[str]] = {
+    "sudo": frozenset({"-u", "-g", "-C", "-D", "-h", "-p", "-R", "-r", "-t", "-U", "-T"}),
+    "env": frozenset({"-u", "-C", "-S"}),
+    "nice": frozenset({"-n"}),
+}
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+#: More than any CI step's script; what is beyond is not read.
+_MAX_SCRIPT = 1024 * 1024
 
 
-def commands(argv: Sequence[str]) -> list[list[str]]:
-    """The command itself, then each command of the code its shell runs with ``-c`` (split
-    the way the shell would split words; code it can't split names no registry)."""
-    found = [list(argv)]
-    code = inline_code(list(argv)) if argv and is_shell(list(argv)) else None
-    if code is None:
-        return found
-    try:
-        lexer = shlex.shlex(code, posix=True, punctuation_chars=";&|")
-        lexer.whitespace_split = True
-        words = list(lexer)
-    except ValueError:
-        return found
-    current: list[str] = []
-    for word in words:
-        if word in _SEPARATORS or word == "\n":
-            found.append(current)
-            current = []
-        else:
-            current.append(word)
-    found.append(current)
+def commands(argv: Sequence[str], cwd: Path) -> list[list[str]]:
+    """The command itself, then each command of the shell code it runs: its ``-c`` code or its
+    script file (a CI step's script: ``bash -eo pipefail step.sh``), split the way the shell
+    would split words. Lines that can't be split (a quote left open) name nothing."""
+    found = [_without_prefixes(list(argv))]
+    for line in _code_lines(list(argv), cwd):
+        try:
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
+            lexer.whitespace_split = True
+            words = list(lexer)
+        except ValueError:
+            continue
+        current: list[str] = []
+        for word in [*words, ";"]:
+            if word in _SEPARATORS:
+                found.append(_without_prefixes(current))
+                current = []
+            else:
+                current.append(word)
     return [command for command in found if command]
+
+
+def _code_lines(argv: list[str], cwd: Path) -> list[str]:
+    """The lines of the shell code ``argv`` runs, a backslash-newline joining two."""
+    if not argv or not is_shell(argv):
+        return []
+    code = inline_code(argv)
+    script = shell_script(argv) if code is None else None
+    if script is not None:
+        code = _read_script(cwd / script)
+    return (code or "").replace("\\\n", " ").splitlines()
+
+
+def _read_script(path: Path) -> str | None:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(_MAX_SCRIPT).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _without_prefixes(argv: list[str]) -> list[str]:
+    """The command that ``sudo -E``, ``env -i X=1``, ``time``, ``exec`` or a leading
+    ``VAR=value`` run."""
+    words = list(argv)
+    while words:
+        name = os.path.basename(words[0])
+        if _ASSIGNMENT.match(words[0]) or name in _PLAIN_PREFIXES:
+            words = words[1:]
+        elif name in _OPTION_PREFIXES:
+            words = words[1:]
+            while words and (words[0].startswith("-") or _ASSIGNMENT.match(words[0])):
+                takes_value = words[0] in _OPTION_PREFIXES[name]
+                words = words[2:] if takes_value else words[1:]
+        else:
+            break
+    return words
 
 
 def option_values(argv: Sequence[str], names: frozenset[str]) -> Iterator[tuple[str, str]]:
@@ -92,7 +143,7 @@ def _url_of(value: str) -> str:
 
 def discover(ctx: Context) -> list[RegistrySource]:
     found: list[RegistrySource | None] = []
-    for argv in commands(ctx.command):
+    for argv in commands(ctx.command, ctx.project_dir):
         tool = package_manager_name(argv)
         if tool not in _URL_OPTIONS:
             continue
@@ -106,7 +157,7 @@ def apt_options(ctx: Context) -> list[str]:
     """The configuration options the build's apt commands are given, in order, each as
     ``-o``/``-c`` and its value: apt asked with them lists the sources the build will use."""
     options: list[str] = []
-    for argv in commands(ctx.command):
+    for argv in commands(ctx.command, ctx.project_dir):
         if package_manager_name(argv) not in _APT_TOOLS:
             continue
         for option, value in option_values(argv, _APT_CONFIG_OPTIONS):

@@ -45,6 +45,9 @@ def _hosts(tmp_path: Path, command: list[str]) -> list[tuple[str, str]]:
         ),
         (["uv", "pip", "install", "--index", "internal=https://py.example/simple", "x"], [("uv", "py.example")]),
         (["cargo", "install", "--index", "sparse+https://crates.example/index/", "x"], [("cargo", "crates.example")]),
+        # What sudo, env and a variable assignment run.
+        (["sudo", "-E", "-u", "ci", "gem", "install", "-s", "https://gems.example/", "x"], [("gem", "gems.example")]),
+        (["env", "-i", "A=1", "npm", "ci", "--registry", "https://npm.example/"], [("npm", "npm.example")]),
         # The commands of its shell's -c code are the job's too.
         (
             ["sh", "-c", "gem install -s https://gems.example/ x && npm i --registry=https://npm.example/;true"],
@@ -59,7 +62,7 @@ def test_registries_the_command_names(tmp_path: Path, command: list[str], expect
 @pytest.mark.parametrize(
     "command",
     [
-        # A script's contents are not the command line: what it runs is judged, not learned from.
+        # A script's arguments are not its options (and this script does not exist).
         ["sh", "ci.sh", "--registry", "https://evil.example/"],
         # Only a package manager's own registry options count.
         ["curl", "--registry", "https://evil.example/"],
@@ -83,6 +86,22 @@ def test_a_hook_naming_a_registry_teaches_nothing(tmp_path: Path) -> None:
     assert [source.host for source in found] == []
 
 
+def test_the_script_of_a_ci_step(tmp_path: Path) -> None:
+    """A CI step runs its script as ``bash -eo pipefail step.sh``: the script is the job's
+    words, read before the build starts (lines joined by a backslash, comments skipped)."""
+    (tmp_path / "step.sh").write_text(
+        "# npm ci --registry https://comment.example/\n"
+        "sudo apt-get update\n"
+        "if true; then gem install \\\n  --source https://gems.example/ x; fi\n"
+        "echo 'unterminated\n"
+        "FOO=1 pip install --index-url=https://py.example/simple y\n"
+    )
+    assert _hosts(tmp_path, ["bash", "--noprofile", "--norc", "-eo", "pipefail", "step.sh"]) == [
+        ("gem", "gems.example"),
+        ("pip", "py.example"),
+    ]
+
+
 def test_apt_options_from_the_build_command(tmp_path: Path) -> None:
     command = [
         "sh",
@@ -100,8 +119,8 @@ def test_apt_options_from_the_build_command(tmp_path: Path) -> None:
     ]
 
 
-def test_commands_split_like_the_shell() -> None:
-    assert commands(["bash", "-ec", "a 'b c'|d; e&&f"]) == [
+def test_commands_split_like_the_shell(tmp_path: Path) -> None:
+    assert commands(["bash", "-ec", "a 'b c'|d; e&&f"], tmp_path) == [
         ["bash", "-ec", "a 'b c'|d; e&&f"],
         ["a", "b c"],
         ["d"],
