@@ -61,6 +61,13 @@ def assert_discovered(watched: Watched, host: str, ecosystem: str) -> None:
     assert (host, ecosystem) in allowed, allowed
 
 
+def assert_only_the_hook_is_found(watched: Watched, package: str, version: str) -> None:
+    """Every finding is about the fixture's hook: fetching from the registry (its index, its
+    downloads, apt's SRV lookup) raised nothing of its own."""
+    others = [f for f in watched.findings if f["package"] != f"{package}@{version}"]
+    assert not others, watched.described()
+
+
 def assert_learned(watched: Watched, host: str) -> None:
     """``host`` was learned from an allowed index's answer (a download host)."""
     learned = [event.host for event in watched.events(AllowlistLearned)]
@@ -110,6 +117,7 @@ def test_cargo_build_from_a_sparse_registry(internet: TestInternet, tmp_path: Pa
     assert_discovered(watched, CRATES_INDEX, "cargo")
     assert_learned(watched, CRATES_FILES)
     assert_findings_name_hook(watched, "cargo", CRATE, CRATE_VERSION, "build.rs")
+    assert_only_the_hook_is_found(watched, CRATE, CRATE_VERSION)
 
 
 # -- gem and bundler -----------------------------------------------------------------------
@@ -130,11 +138,14 @@ def test_gem_install_from_a_gem_source(internet: TestInternet, tmp_path: Path) -
     payload = Payload("gem-source", tmp_path / "home" / "bin")
     path, data = _publish_gem(internet, tmp_path, GEM_NAME, payload)
     command = ["gem", "install", "--clear-sources", "--source", SOURCE_URL, "--no-document", GEM_NAME]
-    watched = _run(internet, tmp_path, tmp_path, command, _gem_env(tmp_path))
+    work = tmp_path / "work"
+    work.mkdir()
+    watched = _run(internet, tmp_path, work, command, _gem_env(tmp_path))
     assert_payload_ran(payload, internet)
     assert_fetched_through_proxy(watched, GEMS, path, data)
     assert_discovered(watched, GEMS, "gem")
     assert_findings_name_hook(watched, "gem", GEM_NAME, GEM_VERSION, "extconf.rb")
+    assert_only_the_hook_is_found(watched, GEM_NAME, GEM_VERSION)
 
 
 def test_bundle_install_from_a_gem_source(internet: TestInternet, tmp_path: Path) -> None:
@@ -150,6 +161,7 @@ def test_bundle_install_from_a_gem_source(internet: TestInternet, tmp_path: Path
     assert_fetched_through_proxy(watched, GEMS, path, data)
     assert_discovered(watched, GEMS, "gem")
     assert_findings_name_hook(watched, "gem", name, GEM_VERSION, "extconf.rb")
+    assert_only_the_hook_is_found(watched, name, GEM_VERSION)
 
 
 # -- apt -----------------------------------------------------------------------------------
@@ -204,3 +216,4 @@ def test_apt_get_update_and_install_from_a_repository(
     assert_discovered(watched, APT_REPO, "apt")
     assert f"_http._tcp.{APT_REPO}" in internet.dns_queries() or scheme == "https"
     assert_findings_name_hook(watched, "dpkg", apt_package, DEB_VERSION, "postinst")
+    assert_only_the_hook_is_found(watched, apt_package, DEB_VERSION)
