@@ -100,10 +100,15 @@ def sweep_stale_scratch(base: str | None = None) -> None:
 
 
 def discover_registries(
-    project_dir: Path, env: Mapping[str, str], *, timeout_s: float = 10.0, command: Sequence[str] = ()
+    project_dir: Path,
+    env: Mapping[str, str],
+    *,
+    timeout_s: float = 10.0,
+    commands: Sequence[Sequence[str]] = (),
 ) -> list[RegistrySource]:
     """The registries the job in ``project_dir`` with environment ``env`` may use, running
-    ``command`` (the registries its own options name are the job's: command_line.py).
+    ``commands`` (the build's command and the commands of its shell code, as
+    ``command_line.commands`` reads them: the registries their options name are the job's).
 
     The tools are asked concurrently, each in a subprocess that gets ``env`` (so the job's
     ``PATH``, ``HOME`` and ``npm_config_*``/``PIP_*``/… apply) and ends by the time budget
@@ -118,7 +123,7 @@ def discover_registries(
     found: list[RegistrySource] = []
     try:
         ctx = Context(
-            project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch), command=command
+            project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch), commands=commands
         )
         with ThreadPoolExecutor(max_workers=len(_DISCOVERERS), thread_name_prefix="registries") as pool:
             futures = [(d, pool.submit(d, ctx)) for d in _DISCOVERERS]

