@@ -135,14 +135,15 @@ def _publish_gem(internet: TestInternet, tmp_path: Path, name: str, payload: Pay
 
 @pytest.mark.parametrize("named_in", ["command-line", "gemrc"])
 def test_gem_install_from_a_gem_source(internet: TestInternet, tmp_path: Path, named_in: str) -> None:
-    """The source named on gem's command line (``--clear-sources --source``), or in the
-    user's ``~/.gemrc`` (which ``gem sources --list`` reports)."""
+    """The source named on gem's command line (``--source``: added to gem's default source,
+    whose index gem asks too, at the host bundler's fetcher names for it), or in the user's
+    ``~/.gemrc`` (which ``gem sources --list`` reports)."""
     require("gem")
     payload = Payload(f"gem-{named_in}", tmp_path / "home" / "bin")
     path, data = _publish_gem(internet, tmp_path, GEM_NAME, payload)
     command = ["gem", "install", "--no-document", GEM_NAME]
     if named_in == "command-line":
-        command[2:2] = ["--clear-sources", "--source", SOURCE_URL]
+        command[2:2] = ["--source", SOURCE_URL]
     else:
         (tmp_path / "home").mkdir()
         (tmp_path / "home" / ".gemrc").write_text(f":sources:\n- {SOURCE_URL}\n")
