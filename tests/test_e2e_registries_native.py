@@ -6,11 +6,14 @@ the shared payload (tests/support/ecosystems.py).
 Each test checks the three things tests/test_e2e_native.py can't, as it installs from local files:
 
 - trust: the package came through ciwatch's proxy over HTTPS (an ``EgressFlow`` with a 200 and
-  the package's bytes), so the client trusted the run's CA through what ciwatch injected;
+  the package's bytes), so the client trusted the run's CA through what ciwatch injected
+  (tests/unit/egress/test_trust_native_clients.py pins the variables); apt over plain HTTP too;
 - discovery: the registry's host was allowed before the build asked it (a ``RegistryAllowed``
-  of the ecosystem, or an ``AllowlistLearned`` for a download host an allowed index named),
-  and the only unfamiliar host is evil.test;
-- attribution: the payload's findings name the ecosystem, the package, its version and its hook.
+  of the ecosystem, from the tool's configuration or from the build's own command line, or an
+  ``AllowlistLearned`` for a download host an allowed index named), and the only unfamiliar
+  host is evil.test;
+- attribution: the payload's findings name the ecosystem, the package, its version and its
+  hook, and nothing else is found (fetching from the registry raises nothing of its own).
 
 The registries: a cargo sparse index (tests/support/internet/crates.py), a gem source made by
 ``gem generate_index`` (gems.py), an apt repository made by ``dpkg-scanpackages`` (apt_repo.py).
