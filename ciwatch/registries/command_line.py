@@ -57,8 +57,11 @@ _OPTION_PREFIXES: dict[str, frozenset[str]] = {
     "nice": frozenset({"-n"}),
 }
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-#: More than any CI step's script; what is beyond is not read.
-_MAX_SCRIPT = 1024 * 1024
+#: More than any CI step's script; what is beyond is not read (it is read before the build
+#: starts: the build waits for it).
+_MAX_SCRIPT = 256 * 1024
+#: A line that may run one of the tools above (their names, as words or in a path).
+_NAMES_A_TOOL = re.compile(r"\b(?:gem|npm|yarn|pnpm|bun|pip|uv|cargo|apt)")
 
 
 def commands(argv: Sequence[str], cwd: Path) -> list[list[str]]:
@@ -67,6 +70,8 @@ def commands(argv: Sequence[str], cwd: Path) -> list[list[str]]:
     would split words. Lines that can't be split (a quote left open) name nothing."""
     found = [_without_prefixes(list(argv))]
     for line in _code_lines(list(argv), cwd):
+        if not _NAMES_A_TOOL.search(line):
+            continue  # splitting is slow; most lines of a long script run nothing of ours
         try:
             lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()")
             lexer.whitespace_split = True

@@ -125,12 +125,13 @@ def test_apt_options_from_the_build_command(tmp_path: Path) -> None:
 
 
 def test_commands_split_like_the_shell(tmp_path: Path) -> None:
-    assert commands(["bash", "-ec", "a 'b c'|d; e&&f"], tmp_path) == [
-        ["bash", "-ec", "a 'b c'|d; e&&f"],
-        ["a", "b c"],
-        ["d"],
-        ["e"],
-        ["f"],
+    code = "npm 'b c'|gem; pip&&uv x\nmake all; echo done"
+    assert commands(["bash", "-ec", code], tmp_path) == [
+        ["bash", "-ec", code],
+        ["npm", "b c"],
+        ["gem"],
+        ["pip"],
+        ["uv", "x"],
     ]
     assert list(option_values(["x", "-sURL", "--s", "-s"], frozenset({"-s"}))) == [("-s", "URL")]
 
