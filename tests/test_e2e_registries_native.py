@@ -32,7 +32,7 @@ import pytest
 
 from ciwatch.record.events import AllowlistLearned, EgressFlow, RegistryAllowed
 from tests.conftest import require
-from tests.support.attacks import Watched, watch
+from tests.support.attacks import Watched, assert_replay_agrees, watch
 from tests.support.ecosystems import Payload, assert_findings_name_hook, assert_payload_ran
 from tests.support.internet import APT_REPO, CRATES_FILES, CRATES_INDEX, GEMS, TestInternet
 from tests.support.internet.apt_repo import publish_debs, sources_line
@@ -46,6 +46,9 @@ pytestmark = [pytest.mark.root]
 def _run(internet: TestInternet, tmp_path: Path, cwd: Path, command: list[str], env: dict[str, str]) -> Watched:
     watched = watch(internet, tmp_path / "home", cwd, tmp_path / "out", command, env=env)
     assert watched.code == 0, watched.output[-3000:]
+    # The registries discovered (from the command line too) are in the record: a replay
+    # judges with the same allowlist, without discovering anything again.
+    assert_replay_agrees(watched)
     return watched
 
 
