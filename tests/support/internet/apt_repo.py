@@ -19,7 +19,6 @@ from pathlib import Path
 
 from tests.support.internet.core import APT_REPO, TestInternet
 
-
 #: The flat repository's directory: its indexes are at ``/flat/Packages``... (``./`` would make
 #: apt ask for ``/./Packages``).
 FLAT = "flat"
