@@ -33,6 +33,7 @@ _PIP_INDEX_OPTIONS = frozenset({"-i", "--index-url", "--extra-index-url", "-f", 
 _URL_OPTIONS: dict[str, tuple[Ecosystem, frozenset[str]]] = {
     "gem": (Ecosystem.GEM, frozenset({"--source", "-s"})),
     "npm": (Ecosystem.NPM, frozenset({"--registry"})),
+    "npx": (Ecosystem.NPM, frozenset({"--registry"})),
     "yarn": (Ecosystem.YARN, frozenset({"--registry"})),
     "pnpm": (Ecosystem.PNPM, frozenset({"--registry"})),
     "bun": (Ecosystem.BUN, frozenset({"--registry"})),

@@ -36,6 +36,7 @@ def _hosts(tmp_path: Path, command: list[str]) -> list[tuple[str, str]]:
         (["gem", "install", "--source=https://gems.example/", "x"], [("gem", "gems.example")]),
         (["npm", "ci", "--registry", "https://npm.example/"], [("npm", "npm.example")]),
         (["pnpm", "install", "--registry=https://npm.example/"], [("pnpm", "npm.example")]),
+        (["npx", "--registry", "https://npm.example/", "create-x"], [("npm", "npm.example")]),
         (
             [
                 "python3",
