@@ -174,6 +174,18 @@ def inline_code(argv: list[str], path: str = "") -> str | None:
     return "\n".join(pieces) if pieces else None
 
 
+def shell_script(argv: list[str], path: str = "") -> str | None:
+    """The script file a shell runs (``bash -eo pipefail step.sh``); None for ``-c`` code, stdin
+    or anything that is not a shell."""
+    argv, path = _applet(argv, path)
+    if not is_shell(argv, path):
+        return None
+    options, operand = _shell_options(argv[1:])
+    if operand is None or operand == "-" or any(letter in _short_options(options) for letter in "cs"):
+        return None
+    return operand
+
+
 def is_fetching_one_liner(argv: list[str], path: str = "") -> bool:
     """An interpreter (or a shell using /dev/tcp) running inline code that reaches the network."""
     argv, path = _applet(argv, path)

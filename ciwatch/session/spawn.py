@@ -32,7 +32,7 @@ def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
         trace_receives=traits.tracer_redirects,
         new_network_namespace=traits.network_namespace,
     )
-    discovery = RegistryDiscovery(Path.cwd(), env) if plan.policy.allow.registries_auto else None
+    discovery = RegistryDiscovery(Path.cwd(), env, plan.command) if plan.policy.allow.registries_auto else None
     if not wait_ready(root):
         _, message = read_exec_error(root) or (0, "the build's process failed to start")
         os.waitpid(root.pid, 0)
