@@ -91,4 +91,3 @@ def assert_judged_ordinary(corpus: CorpusRun, expected_hooks: Iterable[str]) -> 
     missing = set(expected_hooks) - corpus.hooked_packages()
     assert not missing, f"no hook seen for {sorted(missing)}; hooks seen: {sorted(corpus.hooks())}"
     assert corpus.loud == [], corpus.explain()
-
