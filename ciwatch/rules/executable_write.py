@@ -3,6 +3,7 @@ home, or the project, outside the package manager's own install output."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.events import FileHash
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+from ciwatch.rules.project_choice import chosen_by_project
 
 INFO = RuleInfo(
     id="executable-write",
@@ -116,4 +118,8 @@ class ExecutableWrite:
                 continue
             reported.add(path)
             evidence = [s for s, _ in writes] + ([executables[path]] if path in executables else [])
-            yield context.finding(INFO, f"{node.hook.label} wrote the executable {path} {where}", node, evidence)
+            finding = context.finding(INFO, f"{node.hook.label} wrote the executable {path} {where}", node, evidence)
+            # The project's own script building into its tree (husky's .husky/_), an approved
+            # git-hook manager writing the project's .git/hooks: kept, with why, for audit.
+            chosen = chosen_by_project(context, node, path, git_only=False)
+            yield finding if chosen is None else dataclasses.replace(finding, excepted=chosen)

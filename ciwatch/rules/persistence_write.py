@@ -10,6 +10,7 @@ left alone: writing there is a build's job and runs nothing later."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 from ciwatch.rules.executable_write import own_directory
+from ciwatch.rules.project_choice import chosen_by_project
 
 INFO = RuleInfo(
     id="persistence-write",
@@ -211,7 +213,9 @@ class PersistenceWrite:
                 kind = f"the files of another package ({other})" if other else None
             if kind is None:
                 continue
-            yield context.finding(INFO, f"{node.hook.label} wrote {kind}: {path}", node, [s for s, _ in writes])
+            finding = context.finding(INFO, f"{node.hook.label} wrote {kind}: {path}", node, [s for s, _ in writes])
+            chosen = chosen_by_project(context, node, canonical, git_only=True)
+            yield finding if chosen is None else dataclasses.replace(finding, excepted=chosen)
         yield from self._hard_links(context, home, ci_files)
 
     def _hard_links(self, context: RuleContext, home: str, ci_files: tuple[str, ...]) -> Iterator[Finding]:
