@@ -8,11 +8,14 @@ import os
 from collections.abc import Iterator
 
 from ciwatch.analysis.tree import ProcessNode
+from ciwatch.facts.paths import INSTALL_OUTPUT_DIRS, is_install_output
 from ciwatch.policy.model import Severity
 from ciwatch.record.events import FileHash
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 from ciwatch.rules.project_choice import chosen_by_project
+
+__all__ = ["INFO", "INSTALL_OUTPUT_DIRS", "ExecutableWrite", "is_install_output", "own_directory"]
 
 INFO = RuleInfo(
     id="executable-write",
@@ -21,33 +24,6 @@ INFO = RuleInfo(
     hint="A package's hook should only write inside its own install directory; review the file (its SHA-256 "
     "is in the record) and except the package if it is expected.",
 )
-
-#: Where package managers put what they install: a hook writing there is doing its job.
-INSTALL_OUTPUT_DIRS = frozenset(
-    {
-        "node_modules",
-        ".pnpm-store",
-        ".yarn",
-        "site-packages",
-        "dist-packages",
-        ".venv",
-        "venv",
-        "target",
-        "vendor",
-        "__pycache__",
-        ".eggs",
-        "build",
-        ".gradle",
-        ".m2",
-        # The XDG cache: where hooks put the browsers and tools they download for the package
-        # (Playwright, Puppeteer, Cypress, Electron); nothing runs from it unless asked.
-        ".cache",
-    }
-)
-
-
-def is_install_output(path: str) -> bool:
-    return any(part in INSTALL_OUTPUT_DIRS for part in path.split("/"))
 
 
 def own_directory(node: ProcessNode, project: str, home: str = "") -> str | None:

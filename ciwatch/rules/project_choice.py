@@ -3,8 +3,8 @@
 Two borderline classes of hook writes are the user's choice, not a package's initiative:
 
 - **the project's own install-time script** (``"prepare": "husky"``): the package manager the
-  user ran starts it in the project's root, as the project's package, outside any package's
-  hook. What it writes into the project's tree, its repository's hooks and git configuration
+  user ran starts it in the project's root (or a workspace's), as the project's package, outside
+  any package's hook. What it writes into the project's tree, its repository's hooks and git configuration
   included, is what the user's own script was written to do. The same script started from
   inside a dependency's hook (a postinstall that runs ``npm run prepare``) is that hook's doing.
 - **a git-hook manager the project approved** (lefthook, simple-git-hooks): a dependency whose
@@ -23,6 +23,7 @@ import fnmatch
 import os
 
 from ciwatch.analysis.tree import ProcessNode
+from ciwatch.facts.paths import is_install_output
 from ciwatch.policy.model import PackageSpec
 from ciwatch.record.events import HooksAllowed
 from ciwatch.rules.base import RuleContext
@@ -38,13 +39,21 @@ def hook_start(node: ProcessNode) -> ProcessNode:
     return node
 
 
-def is_project_script(node: ProcessNode, project: str) -> bool:
-    """``node`` runs in the project's own install-time script, started in the project's root by
-    the package manager the user ran, not from inside any package's hook."""
-    start = hook_start(node)
-    if not start.starts_hook or not start.execs:
+def in_project_tree(cwd: str, project: str) -> bool:
+    """``cwd`` is the project or one of its workspaces (``packages/lib``), not what a package
+    manager installed there (``node_modules/...``, ``.yarn/unplugged/...``)."""
+    cwd = os.path.normpath(cwd)
+    if cwd != project and not cwd.startswith(project.rstrip("/") + "/"):
         return False
-    if os.path.normpath(start.execs[0][1].cwd) != project:
+    return not is_install_output(cwd[len(project) :])
+
+
+def is_project_script(node: ProcessNode, project: str) -> bool:
+    """``node`` runs in one of the project's own install-time scripts (its root's or a
+    workspace's), started by the package manager the user ran, not from inside any package's
+    hook (where its identity would be the package's choice, not the user's)."""
+    start = hook_start(node)
+    if not start.starts_hook or not start.execs or not in_project_tree(start.execs[0][1].cwd, project):
         return False
     return all(ancestor.hook is None for ancestor in start.ancestors())
 

@@ -112,3 +112,18 @@ def test_a_policy_that_ignores_the_projects_approvals_counts_them(build: Build) 
     policy = "version: 1\nhooks:\n  import: none\n"
     verdict = build.judge(policy)
     assert [f for f in found(verdict, "persistence-write") if f.excepted is None]
+
+
+def test_a_workspaces_own_prepare_building_its_cli_is_reported_not_counted(build: Build) -> None:
+    workspace = f"{PROJECT}/packages/cli"
+    prepare = build.hook("@app/cli", "1.0.0", "prepare", "tsc && chmod +x dist/cli.js", cwd=workspace)
+    _executable(build, prepare, f"{workspace}/dist/cli.js")
+    kept = found(build.judge(), "executable-write")
+    assert kept and all(f.excepted and "the project's own script" in f.excepted for f in kept)
+
+
+def test_a_dependency_placing_an_executable_in_the_project_still_counts(build: Build) -> None:
+    """The same write from a dependency's hook (its own folder is node_modules/evil)."""
+    writer = build.hook("evil", "1.0.0").spawn(["node", "install.js"])
+    _executable(build, writer, f"{PROJECT}/packages/cli/dist/cli.js")
+    assert _counted(build, "executable-write")
