@@ -8,12 +8,16 @@ import os
 from collections.abc import Iterator
 
 from ciwatch.analysis.tree import ProcessNode
+from ciwatch.facts.paths import INSTALL_OUTPUT_DIRS, is_install_output
 from ciwatch.policy.model import Severity
 from ciwatch.record.events import FileHash
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 from ciwatch.rules.maintainer_scripts import genuine_maintainer_script
+from ciwatch.rules.project_choice import chosen_by_project
 from ciwatch.rules.provenance import Provenance
+
+__all__ = ["INFO", "INSTALL_OUTPUT_DIRS", "ExecutableWrite", "is_install_output", "own_directory"]
 
 INFO = RuleInfo(
     id="executable-write",
@@ -22,33 +26,6 @@ INFO = RuleInfo(
     hint="A package's hook should only write inside its own install directory; review the file (its SHA-256 "
     "is in the record) and except the package if it is expected.",
 )
-
-#: Where package managers put what they install: a hook writing there is doing its job.
-INSTALL_OUTPUT_DIRS = frozenset(
-    {
-        "node_modules",
-        ".pnpm-store",
-        ".yarn",
-        "site-packages",
-        "dist-packages",
-        ".venv",
-        "venv",
-        "target",
-        "vendor",
-        "__pycache__",
-        ".eggs",
-        "build",
-        ".gradle",
-        ".m2",
-        # The XDG cache: where hooks put the browsers and tools they download for the package
-        # (Playwright, Puppeteer, Cypress, Electron); nothing runs from it unless asked.
-        ".cache",
-    }
-)
-
-
-def is_install_output(path: str) -> bool:
-    return any(part in INSTALL_OUTPUT_DIRS for part in path.split("/"))
 
 
 def own_directory(node: ProcessNode, project: str, home: str = "") -> str | None:
@@ -123,7 +100,12 @@ class ExecutableWrite:
             reported.add(path)
             evidence = [s for s, _ in writes] + ([executables[path]] if path in executables else [])
             finding = context.finding(INFO, f"{node.hook.label} wrote the executable {path} {where}", node, evidence)
-            reason = _mode_change_reason(context, provenance, path, writes, chmod_seqs)
+            # A maintainer script's mode change of its package's file; the project's own script
+            # building into its tree (husky's .husky/_), an approved git-hook manager writing
+            # the project's .git/hooks: kept, with why, for audit.
+            reason = _mode_change_reason(context, provenance, path, writes, chmod_seqs) or chosen_by_project(
+                context, node, path, git_only=False
+            )
             yield finding if reason is None else dataclasses.replace(finding, excepted=reason)
 
 

@@ -21,6 +21,7 @@ from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 from ciwatch.rules.executable_write import own_directory
 from ciwatch.rules.maintainer_scripts import setup_write_reason
+from ciwatch.rules.project_choice import chosen_by_project
 
 INFO = RuleInfo(
     id="persistence-write",
@@ -221,7 +222,9 @@ class PersistenceWrite:
             if kind is None:
                 continue
             finding = context.finding(INFO, f"{node.hook.label} wrote {kind}: {path}", node, [s for s, _ in writes])
-            reason = setup_write_reason(context, canonical, [writer for _, writer in writes])
+            reason = setup_write_reason(context, canonical, [writer for _, writer in writes]) or chosen_by_project(
+                context, node, canonical, git_only=True
+            )
             yield finding if reason is None else dataclasses.replace(finding, excepted=reason)
         yield from self._hard_links(context, home, ci_files)
 
