@@ -39,6 +39,8 @@ PYPI_INDEX = "pypi.test"
 PYPI_FILES = "files.pypi.test"
 EVIL = "evil.test"
 EXFIL = "exfil.test"
+VCS = "vcs.test"
+"""Serves only what tests publish on it (``serve``), 404 for the rest: a version control host."""
 UDP_PORT = 9999
 DNS_OCTET = 53
 
@@ -49,6 +51,7 @@ DEFAULT_HOSTS: tuple[tuple[str, str, int, bool], ...] = (
     (PYPI_FILES, "pypi-files", 12, False),
     (EVIL, "recorder", 13, True),
     (EXFIL, "recorder", 14, True),
+    (VCS, "static", 20, False),
 )
 
 
