@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Iterator
 
 from ciwatch.facts.buildservers import build_tool_among, known_server
 from ciwatch.net.address import SocketAddress, is_loopback
-from ciwatch.net.sockdiag import tcp_listener_inode
+from ciwatch.net.sockdiag import TcpListeners
 from ciwatch.record.events import BuildServer, Event
 from ciwatch.trace import procfs
 from ciwatch.trace.decode.network import UnixConnect
@@ -28,14 +28,21 @@ from ciwatch.trace.sockets import SocketInspector
 from ciwatch.trace.tasks import TracedThread
 
 _STREAM_TYPES = frozenset({int(socket.SOCK_STREAM), int(socket.SOCK_SEQPACKET)})
-_OWN_NETWORK = os.stat("/proc/self/ns/net").st_ino
 
 
 class BuildServerWatch:
     def __init__(
-        self, emit: Callable[[Event], None], is_traced: Callable[[int], bool], own_pids: Collection[int] = ()
+        self,
+        emit: Callable[[Event], None],
+        is_traced: Callable[[int], bool],
+        own_pids: Collection[int] = (),
+        own_loopback: bool = True,
     ) -> None:
         self._emit = emit
+        self._own_loopback = own_loopback
+        """False in ``--net sandbox``: the build's loopback is its namespace's, where only the
+        build is (a process that changes namespace otherwise is tracer-evasion's), so loopback
+        TCP can't reach a server outside; unix sockets (by path) still can."""
         self._is_traced = is_traced
         self._ignored = frozenset(own_pids) | _ancestors(os.getpid())
         """ciwatch's own processes (its proxy is a local server) and those that started it
@@ -46,13 +53,17 @@ class BuildServerWatch:
         self._servers: dict[int, str | None] = {}
         """Untraced process -> what build server it is (None: not one)."""
         self._reported: set[tuple[int, int]] = set()
+        self._listeners = TcpListeners()
+        self._unix_checked: set[str] = set()
+        """Unix socket names whose server is not an outside build server (or that nothing
+        listened on): later connects to them are not stopped at their return."""
 
     def on_tcp(self, tgid: int, destination: SocketAddress) -> None:
         """A TCP connect of ``tgid`` succeeded (or is in progress)."""
-        if not is_loopback(destination.address) or _network_of(tgid) != _OWN_NETWORK:
-            return  # the sandbox's namespace: only the build is in it
+        if not self._own_loopback or not is_loopback(destination.address):
+            return
         try:
-            inode = tcp_listener_inode((destination.address, destination.port))
+            inode = self._listeners.inode((destination.address, destination.port))
         except (OSError, ValueError):
             return
         if inode is None:
@@ -64,43 +75,55 @@ class BuildServerWatch:
             self._judge(tgid, holder, f"tcp {destination.address}:{destination.port}")
 
     def watch_unix_connect(self, thread: TracedThread, call: UnixConnect, sockets: SocketInspector) -> None:
-        """A unix connect's entry: its server is asked for once it has connected."""
+        """A unix connect's entry: its server is asked for once it has connected, unless that
+        socket's server was already found not to be an outside build server (nscd, dbus and
+        journald are connected to again and again: their connects then cost no extra stop)."""
+        if call.path in self._unix_checked:
+            return
 
         def connected(result: int) -> None:
+            found: list[bool] = []
             if result == 0:
-                sockets.with_duplicate(thread.tgid, call.fd, lambda fd: self.on_unix(thread.tgid, fd, call.path))
+                sockets.with_duplicate(
+                    thread.tgid, call.fd, lambda fd: found.append(self.on_unix(thread.tgid, fd, call.path))
+                )
+            if not any(found):
+                self._unix_checked.add(call.path)
 
         thread.pending_exit = connected
 
-    def on_unix(self, tgid: int, socket_fd: int, path: str) -> None:
+    def on_unix(self, tgid: int, socket_fd: int, path: str) -> bool:
         """A unix stream connect of ``tgid`` succeeded; ``socket_fd`` is a duplicate of its
         socket (the caller closes it). The kernel gave it the credentials of the process that
-        listened: the server, asked without searching anything."""
+        listened: the server, asked without searching anything. True: an outside build server."""
         try:
             duplicate = socket.socket(fileno=socket_fd)
             try:
                 if duplicate.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) not in _STREAM_TYPES:
-                    return
+                    return False
                 credentials = duplicate.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
             finally:
                 duplicate.detach()  # the caller closes it
         except OSError:
-            return
+            return False
         (server_pid,) = struct.unpack_from("=i", credentials)
-        if server_pid > 0 and not self._is_traced(server_pid) and server_pid not in self._ignored:
-            self._judge(tgid, server_pid, f"unix {path}")
+        if server_pid <= 0 or self._is_traced(server_pid) or server_pid in self._ignored:
+            return False
+        return self._judge(tgid, server_pid, f"unix {path}")
 
-    def _judge(self, tgid: int, server_pid: int, endpoint: str) -> None:
+    def _judge(self, tgid: int, server_pid: int, endpoint: str) -> bool:
+        """Record ``tgid``'s connect to ``server_pid`` if that is a build server (True)."""
         if (tgid, server_pid) in self._reported:
-            return
+            return True
         if server_pid not in self._servers:
             self._servers[server_pid] = _what_server(server_pid)
         server = self._servers[server_pid]
         if server is None:
-            return
+            return False
         self._reported.add((tgid, server_pid))
         argv = procfs.cmdline(server_pid)
         self._emit(BuildServer(pid=tgid, server_pid=server_pid, server=server, argv=argv, endpoint=endpoint))
+        return True
 
     def _outside_holder(self, inode: int) -> int | None:
         """The process outside the trace that holds the listening socket ``inode``; None when
@@ -143,13 +166,6 @@ def _ancestors(pid: int) -> frozenset[int]:
             break
         pid = parents[1]
     return frozenset(found)
-
-
-def _network_of(pid: int) -> int:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return 0
 
 
 def _pids_newest_first() -> list[int]:

@@ -78,7 +78,10 @@ class Tracer:
         self.root_pid = 0
         self.root_exit: BuildExit | None = None
         self.stops = 0
-        servers = BuildServerWatch(self._emit, self.is_build_process, (os.getpid(), os.getppid()))
+        own = (os.getpid(), os.getppid())
+        servers = BuildServerWatch(
+            self._emit, self.is_build_process, own, own_loopback=not options.own_network_namespace
+        )
         self.network = network = NetworkWatch(options, self._emit, servers)
         self._escape = escape = EscapeWatch(options, self._emit, lambda: self.root_pid)
         # This process (the tracer, the proxy's threads) and the front that forked it.
