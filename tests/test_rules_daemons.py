@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.facts.buildservers import build_tool_among, known_server
+from ciwatch.facts.buildservers import adopts_orphans, build_tool_among, known_server
 from ciwatch.policy.model import Severity
 from ciwatch.record.events import BuildServer
 from tests.test_rules import Build, found, only
@@ -114,3 +114,19 @@ def test_a_generic_server_is_one_caught_running_a_build_tool() -> None:
     )
     assert build_tool_among([["/usr/bin/rustc", "--crate-name", "x"]]) == "rustc"
     assert build_tool_among([["python3", "worker.py"], ["java", "-jar", "svc.jar"], ["sleep", "1"]]) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "adopts"),
+    [
+        (["/sbin/init"], True),
+        (["/lib/systemd/systemd", "--user"], True),
+        (["/usr/bin/tini", "--", "run.sh"], True),
+        (["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby"], True),
+        (["python3", "compile-server"], False),
+        (["/usr/bin/sccache"], False),
+    ],
+)
+def test_orphan_adopters_are_never_generic_build_servers(argv: list[str], adopts: bool) -> None:
+    """A build step's orphaned ``make`` is init's child: init is not a build server for it."""
+    assert adopts_orphans(argv) is adopts

@@ -109,6 +109,20 @@ def known_server(argv: list[str]) -> KnownServer | None:
     return next((server for server in KNOWN_SERVERS if server.matches(argv)), None)
 
 
+#: Processes that adopt orphans (and service managers that start anything): a compiler among
+#: their children says nothing about what they are (a build step's orphaned ``make``).
+ADOPTERS = frozenset(
+    {
+        "systemd", "init", "tini", "dumb-init", "docker-init", "catatonit", "s6-svscan", "runsvdir",
+        "supervisord", "containerd-shim", "containerd-shim-runc-v2", "conmon",
+    }
+)  # fmt: skip
+
+
+def adopts_orphans(argv: list[str]) -> bool:
+    return bool(set(_programs(argv)[:2]) & ADOPTERS)
+
+
 def build_tool_among(argvs: Iterable[list[str]]) -> str | None:
     """The first of ``argvs`` (a server's children) that is a compiler or build tool, by name."""
     for argv in argvs:

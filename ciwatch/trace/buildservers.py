@@ -18,7 +18,7 @@ import socket
 import struct
 from collections.abc import Callable, Collection, Iterator
 
-from ciwatch.facts.buildservers import build_tool_among, known_server
+from ciwatch.facts.buildservers import adopts_orphans, build_tool_among, known_server
 from ciwatch.net.address import SocketAddress, is_loopback
 from ciwatch.net.sockdiag import TcpListeners
 from ciwatch.record.events import BuildServer, Event
@@ -140,9 +140,12 @@ class BuildServerWatch:
 
 def _what_server(pid: int) -> str | None:
     """The known build server ``pid`` is, or what build tool it runs (its children now)."""
-    known = known_server(procfs.cmdline(pid))
+    argv = procfs.cmdline(pid)
+    known = known_server(argv)
     if known is not None:
         return known.name
+    if pid == 1 or adopts_orphans(argv):
+        return None  # its children are whatever was orphaned or started as a service
     tool = build_tool_among(procfs.cmdline(child) for child in _children(pid))
     return f"a server running {tool}" if tool is not None else None
 
