@@ -28,7 +28,7 @@ SERVER = """\
 import socket, subprocess, sys
 kind, where = sys.argv[1], sys.argv[2]
 if len(sys.argv) > 3:
-    subprocess.Popen(sys.argv[3:])
+    subprocess.Popen(sys.argv[3:], stdin=subprocess.PIPE)  # its work: waits for its input
 if kind == "tcp":
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -148,18 +148,17 @@ def test_a_server_of_no_known_name_is_a_build_server_when_it_runs_a_build_tool(
     servers: Servers, tmp_path: Path
 ) -> None:
     """A server not in the known list is one when it is running a compiler or build tool of its
-    own when the build connects (here ``make``, whose rule waits); one that runs none is not."""
-    (tmp_path / "Makefile").write_text("all:\n\tsleep 600\n")
-    builder = servers.start("compile-server", "unix", tmp_path / "builder.sock", "make", "-C", str(tmp_path))
+    own when the build connects (here ``gcc``, waiting for its source); one that runs none is not."""
+    builder = servers.start("compile-server", "unix", tmp_path / "builder.sock", "gcc", "-fsyntax-only", "-x", "c", "-")
     servers.start("dev-server", "tcp", tmp_path / "port")
-    while b"make" not in _children_argv0(builder.pid):
-        os.sched_yield()  # until its child runs make
+    while b"gcc" not in _children_argv0(builder.pid):
+        os.sched_yield()  # until its child runs gcc
     client = tmp_path / "client.py"
     client.write_text(CLIENT)
     command = [sys.executable, str(client), f"unix:{tmp_path / 'builder.sock'}", f"tcp:{tmp_path / 'port'}"]
     watched = _ciwatch(tmp_path, tmp_path, command)
     (finding,) = _daemon_findings(watched)
-    assert str(finding["message"]).startswith(f"a server running make (pid {builder.pid}"), watched.described()
+    assert str(finding["message"]).startswith(f"a server running gcc (pid {builder.pid}"), watched.described()
     assert str(finding["hint"]).startswith("A server started before `ciwatch run`")
 
 
