@@ -23,6 +23,7 @@ def new_tracer(plan: RunPlan, env: Mapping[str, str], recording: Recording) -> T
         follow_hooks=plan.policy.severities.get("credential-read") is not Severity.OFF,
         gate=recording.enforcer if blocking else None,
         gate_direct_tcp=blocking and plan.net.traits.tracer_gates_direct_tcp,
+        own_network_namespace=plan.net.traits.network_namespace,
         dns_via_namespace=blocking and plan.net.traits.dns is DnsRoute.NAMESPACE,
     )
     return Tracer(recording.sink, options)

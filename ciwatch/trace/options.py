@@ -28,6 +28,8 @@ class TracerOptions:
     """Set in block mode: refuses traffic that would not pass the proxy."""
     gate_direct_tcp: bool = False
     """Also gate TCP connects that aren't redirected (env mode: those bypass the proxy)."""
+    own_network_namespace: bool = False
+    """Set in sandbox mode: the build's loopback is its namespace's, where only it runs."""
     dns_via_namespace: bool = False
     """Set in sandbox mode: nftables sends the namespace's DNS to ciwatch's DNS listener,
     which judges each name, so DNS to the configured resolver is not the gate's to refuse."""

@@ -46,6 +46,8 @@ CRATES_INDEX = "crates.test"
 CRATES_FILES = "cratefiles.test"
 GEMS = "gems.test"
 APT_REPO = "apt.test"
+VCS = "vcs.test"
+"""Serves only what tests publish on it (``serve``), 404 for the rest: a version control host."""
 UDP_PORT = 9999
 DNS_OCTET = 53
 
@@ -60,6 +62,7 @@ DEFAULT_HOSTS: tuple[tuple[str, str, int, bool], ...] = (
     (CRATES_FILES, "static", 16, False),
     (GEMS, "static", 17, False),
     (APT_REPO, "static", 18, False),
+    (VCS, "static", 20, False),
 )
 
 

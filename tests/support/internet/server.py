@@ -229,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
         if role == "pypi-files":
             return _pypi_file(config.data, path)
         if role == "static":  # a registry made of published files only: anything else is missing
-            return 404, {"Content-Type": "text/plain"}, b"not found\n"
+            return _not_found()
         return 200, {"Content-Type": "text/plain"}, b"ok\n"
 
 
