@@ -133,3 +133,43 @@ def test_yarn_classic_esbuild(tmp_path: Path) -> None:
     project = _project(tmp_path / "app", {"dependencies": {"esbuild": "*"}})
     corpus = watch(["yarn", "install", "--non-interactive", "--no-progress"], project, tmp_path / "out")
     assert_judged_ordinary(corpus, ["esbuild"])
+
+
+def test_bun_trusted_dependencies(tmp_path: Path) -> None:
+    """bun runs a dependency's scripts only when ``trustedDependencies`` names it, and installs
+    esbuild's and sharp's platform packages without running their scripts at all (its own
+    optimisation): those two are installed, the other four run their hooks."""
+    require("bun")
+    hooked = {"@parcel/watcher": "*", "core-js": "*", "es5-ext": "*", "protobufjs": NPM_PROJECT["protobufjs"]}
+    dependencies = {**hooked, "esbuild": "*", "sharp": NPM_PROJECT["sharp"]}
+    project = _project(tmp_path / "app", {"dependencies": dependencies, "trustedDependencies": sorted(dependencies)})
+    corpus = watch(["bun", "install", "--no-progress"], project, tmp_path / "out")
+    assert_judged_ordinary(corpus, hooked)
+    assert (project / "node_modules" / "esbuild" / "bin" / "esbuild").exists()
+
+
+#: Where .ci/run puts yarn berry's release bundle (@yarnpkg/cli-dist, apart from yarn classic).
+YARN_BERRY = Path("/usr/local/lib/yarn-berry/node_modules/@yarnpkg/cli-dist/bin/yarn.js")
+
+
+def test_yarn_berry_esbuild_through_yarn_path(tmp_path: Path) -> None:
+    """Berry as projects pin it: the release checked in and named by ``yarnPath``."""
+    require("yarn")
+    if not YARN_BERRY.is_file():
+        pytest.fail(f"{YARN_BERRY} is missing; .ci/run installs @yarnpkg/cli-dist there")
+    project = _project(tmp_path / "app", {"dependencies": {"esbuild": "*"}})
+    release = project / ".yarn" / "releases" / "yarn-berry.cjs"
+    release.parent.mkdir(parents=True)
+    release.write_bytes(YARN_BERRY.read_bytes())
+    (project / ".yarnrc.yml").write_text(
+        f"yarnPath: .yarn/releases/{release.name}\n"
+        "nodeLinker: node-modules\n"
+        "enableTelemetry: false\n"
+        "enableGlobalCache: false\n"
+        # Berry 4.18 runs no dependency's build script unless the project lets it.
+        "enableScripts: true\n"
+        # CI=true makes every berry install --immutable; this one writes its first lockfile.
+        "enableImmutableInstalls: false\n"
+    )
+    corpus = watch(["yarn", "install"], project, tmp_path / "out")
+    assert_judged_ordinary(corpus, ["esbuild"])
