@@ -1,0 +1,143 @@
+"""The rule changes the PyPI corpus asked for, each shown on a built record (tests/test_rules.py's
+Build): the ordinary case of a real sdist build is not counted (and stays in the verdict with the
+reason), while the attack the rule is there for is still counted.
+
+- exec-written-file: meson's compiler sanity check (``sanity_check_for_c.exe``, linked by ``ld``
+  and run by meson) in every meson-python build; a dropper compiled from fetched source is not.
+- credential-read: meson reads ~/.netrc as its own configuration at every ``meson setup``; the
+  hook's own code reading it is not meson."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_rules import HOME, Build, Proc, found, only
+
+BUILD_DIR = "/tmp/pip-install-x1y2/pycairo_" + "0" * 32
+PRIVATE = f"{BUILD_DIR}/.mesonpy-abc/meson-private"
+SANITY = f"{PRIVATE}/sanity_check_for_c.exe"
+ENV_BIN = "/tmp/pip-build-env-q1w2/overlay/bin"
+LD = "/usr/bin/x86_64-linux-gnu-ld.bfd"
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Build:
+    return Build(tmp_path)
+
+
+def _meson(build: Build) -> Proc:
+    """pip's build_wheel hook of pycairo running meson from the isolated build environment."""
+    pip = build.pip_root()
+    build.root.write(f"{ENV_BIN}/meson")  # the build environment is installed by pip, not a hook
+    hook = build.pip_hook(pip, "pycairo", "1.29.2")
+    return hook.spawn(["/venv/bin/python", f"{ENV_BIN}/meson", "setup", BUILD_DIR], path=f"{ENV_BIN}/meson")
+
+
+def _link(compiler_parent: Proc, output: str) -> int:
+    """``cc -o output`` through collect2 and ld, which writes the output."""
+    driver = compiler_parent.spawn(["cc", "-o", output, f"{PRIVATE}/sanity_check_for_c.c"], path="/usr/bin/cc")
+    collect2 = driver.spawn(["/usr/lib/gcc/x86_64-linux-gnu/12/collect2", "-o", output])
+    ld = collect2.spawn(["/usr/bin/ld", "-o", output], path=LD)
+    ld.write(output)
+    return ld.write(output, flags=0o755)
+
+
+# -- exec-written-file: a program the build compiled here ------------------------------------
+
+
+def test_meson_running_its_compiler_sanity_check_is_kept_but_not_counted(build: Build) -> None:
+    meson = _meson(build)
+    meson.write(f"{PRIVATE}/sanity_check_for_c.c")  # meson writes the test source itself
+    _link(meson, SANITY)
+    meson.spawn([SANITY], path=SANITY)
+    verdict = build.judge()
+    finding = only(verdict, "exec-written-file")
+    assert finding.package == "pycairo@1.29.2" and finding.excepted is not None
+    assert "linked here by" in finding.excepted and "no hook reached the network" in finding.excepted
+    assert [f for f in verdict.findings if f.excepted is None and f.rule == "exec-written-file"] == []
+
+
+@pytest.mark.parametrize("contact", ["request", "dns"])
+def test_a_program_compiled_after_the_hook_reached_the_network_counts(build: Build, contact: str) -> None:
+    meson = _meson(build)
+    fetcher = meson.spawn(["/venv/bin/python", "-c", "fetch the payload's source"])
+    if contact == "request":
+        fetcher.request("payload.example")
+    else:
+        fetcher.dns("payload.example")
+    fetcher.write(f"{PRIVATE}/sanity_check_for_c.c")
+    _link(meson, SANITY)
+    meson.spawn([SANITY], path=SANITY)
+    assert only(build.judge(), "exec-written-file").excepted is None
+
+
+def test_a_download_by_another_packages_hook_counts_too(build: Build) -> None:
+    """One hook stages the source, a later hook (of another package, or the same one's next
+    hook) compiles and runs it: any hook's contact before the run counts."""
+    pip = build.pip_root()
+    build.pip_hook(pip, "stager", "1.0.0", "prepare_metadata_for_build_wheel").request("files.example")
+    compiler = build.pip_hook(pip, "runner", "1.0.0")
+    _link(compiler, "/tmp/runner/dropper")
+    compiler.spawn(["/tmp/runner/dropper"], path="/tmp/runner/dropper")
+    assert only(build.judge(), "exec-written-file").excepted is None
+
+
+def test_a_file_the_hook_wrote_itself_counts_even_if_ld_wrote_it_too(build: Build) -> None:
+    meson = _meson(build)
+    _link(meson, SANITY)
+    meson.spawn(["/venv/bin/python", "-c", "open(...).write(payload)"]).write(SANITY)
+    meson.spawn([SANITY], path=SANITY)
+    assert only(build.judge(), "exec-written-file").excepted is None
+
+
+def test_a_process_that_wrote_before_it_became_ld_did_not_write_as_ld(build: Build) -> None:
+    meson = _meson(build)
+    writer = meson.spawn(["/venv/bin/python", "-c", "drop"])
+    writer.write(SANITY)
+    writer.exec(["/usr/bin/ld", "--version"], path=LD)
+    meson.spawn([SANITY], path=SANITY)
+    assert only(build.judge(), "exec-written-file").excepted is None
+
+
+def test_a_linker_the_hook_wrote_is_the_hooks_own_code(build: Build) -> None:
+    meson = _meson(build)
+    fake_ld = f"{BUILD_DIR}/bin/ld"
+    meson.spawn(["/venv/bin/python", "-c", "write ld"]).write(fake_ld)
+    meson.spawn([fake_ld, "-o", SANITY], path=fake_ld).write(SANITY)
+    meson.spawn([SANITY], path=SANITY)
+    findings = [f for f in found(build.judge(), "exec-written-file") if SANITY in f.message]
+    assert len(findings) == 1 and findings[0].excepted is None
+
+
+# -- credential-read: meson's own ~/.netrc --------------------------------------------------
+
+
+def test_meson_reading_netrc_as_its_configuration_is_kept_but_not_counted(build: Build) -> None:
+    _meson(build).read(f"{HOME}/.netrc")
+    finding = only(build.judge(), "credential-read")
+    assert finding.excepted is not None and "meson reads" in finding.excepted
+    assert finding.package == "pycairo@1.29.2"
+
+
+def test_the_hooks_own_read_of_netrc_still_counts_after_meson_read_it(build: Build) -> None:
+    meson = _meson(build)
+    meson.read(f"{HOME}/.netrc")
+    meson.spawn(["/venv/bin/python", "-c", "steal"]).read(f"{HOME}/.netrc")
+    findings = found(build.judge(), "credential-read")
+    assert sorted(f.excepted is None for f in findings) == [False, True]
+
+
+def test_a_meson_the_hook_wrote_is_not_meson(build: Build) -> None:
+    hook = build.pip_hook(build.pip_root(), "evil", "1.0.0")
+    fake = f"{BUILD_DIR}/meson"
+    hook.write(fake)
+    hook.spawn(["/venv/bin/python", fake, "setup"], path="/venv/bin/python").read(f"{HOME}/.netrc")
+    assert only(build.judge(), "credential-read").excepted is None
+
+
+def test_a_process_only_calling_itself_meson_is_not_meson(build: Build) -> None:
+    hook = build.pip_hook(build.pip_root(), "evil", "1.0.0")
+    hook.spawn(["meson", "-c", "steal"], path="/usr/bin/python3").read(f"{HOME}/.netrc")
+    assert only(build.judge(), "credential-read").excepted is None
