@@ -5,14 +5,22 @@ reason), while the attack the rule is there for is still counted.
 - exec-written-file: meson's compiler sanity check (``sanity_check_for_c.exe``, linked by ``ld``
   and run by meson) in every meson-python build; a dropper compiled from fetched source is not.
 - credential-read: meson reads ~/.netrc as its own configuration at every ``meson setup``; the
-  hook's own code reading it is not meson."""
+  hook's own code reading it is not meson.
+
+The last test is the exec-written-file case end to end: real pip building a local sdist whose
+setup.py compiles a program with gcc and runs it (``--net off``, no registry)."""
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from tests.support.packages import make_venv, pip_env
+from tests.support.runner import run_ciwatch
 from tests.test_rules import HOME, Build, Proc, found, only
 
 BUILD_DIR = "/tmp/pip-install-x1y2/pycairo_" + "0" * 32
@@ -141,3 +149,59 @@ def test_a_process_only_calling_itself_meson_is_not_meson(build: Build) -> None:
     hook = build.pip_hook(build.pip_root(), "evil", "1.0.0")
     hook.spawn(["meson", "-c", "steal"], path="/usr/bin/python3").read(f"{HOME}/.netrc")
     assert only(build.judge(), "credential-read").excepted is None
+
+
+# -- the same, end to end: real pip, real gcc ------------------------------------------------
+
+#: setup.py of a local sdist whose build compiles a C program with gcc and runs it (a configure
+#: check). With SEND_FIRST set, the build first sends a datagram to a documentation address: a
+#: hook that reached the network before compiling (a dropper shipped as source).
+_COMPILING_SETUP_PY = """\
+import os, socket, subprocess, tempfile
+from setuptools import setup
+
+work = tempfile.mkdtemp()
+source = os.path.join(work, "conftest.c")
+with open(source, "w") as handle:
+    handle.write("int main(void) { return 0; }\\n")
+if os.environ.get("SEND_FIRST"):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"x", ("192.0.2.1", 9))
+subprocess.run(["gcc", "-o", os.path.join(work, "conftest"), source], check=True)
+subprocess.run([os.path.join(work, "conftest")], check=True)
+setup(name="compiles", version="0.1.0", py_modules=["compiles"])
+"""
+
+
+def _compiling_sdist(root: Path) -> Path:
+    files = {
+        "PKG-INFO": "Metadata-Version: 2.1\nName: compiles\nVersion: 0.1.0\n",
+        "setup.py": _COMPILING_SETUP_PY,
+        "compiles.py": "VALUE = 1\n",
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "compiles-0.1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for relative, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"compiles-0.1.0/{relative}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("send_first", [False, True], ids=["configure-check", "after-the-network"])
+def test_a_real_build_running_what_gcc_linked(tmp_path: Path, send_first: bool) -> None:
+    python = make_venv(tmp_path / "venv")
+    sdist = _compiling_sdist(tmp_path / "dist")
+    env = {**pip_env(tmp_path / "marks", tmp_path / "cache"), **({"SEND_FIRST": "1"} if send_first else {})}
+    command = [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", str(sdist)]
+    run = run_ciwatch(["--net", "off", "--", *command], tmp_path / "out", cwd=tmp_path, env=env)
+    assert run.code in (0, 1), run.stderr
+    verdict = json.loads((tmp_path / "out" / "verdict.json").read_text())
+    ran = [f for f in verdict["findings"] if f["rule"] == "exec-written-file" and "conftest" in f["message"]]
+    assert ran and all(f["package"] == "compiles@0.1.0" for f in ran), verdict["findings"]
+    if send_first:
+        assert all(f["excepted"] is None for f in ran)
+    else:
+        assert all("linked here by ld" in (f["excepted"] or "") for f in ran)
