@@ -119,7 +119,8 @@ def test_pnpm_esbuild_and_git_hook_managers(tmp_path: Path) -> None:
     # cache): a hook that writes only outside its package (simple-git-hooks) would run once per
     # machine. A CI runner's store is fresh; so is what this test asks for.
     command = ["pnpm", "install", "--reporter=append-only", "--config.side-effects-cache=false"]
-    corpus = watch(command, project, tmp_path / "out")
+    # lefthook sets itself up nowhere CI is set (as in .ci/run) unless LEFTHOOK says so.
+    corpus = watch(command, project, tmp_path / "out", env={"LEFTHOOK": "1"})
     assert_judged_ordinary(corpus, allowed)
     assert (project / ".git" / "hooks" / "pre-push").is_file(), "simple-git-hooks did not install its hook"
     # Both wrote the project's hooks (simple-git-hooks then removes the hooks its configuration
