@@ -174,20 +174,29 @@ class BuildPeers:
     def identify(self, peer: Address, protocol: str, listener: Address | None = None) -> BuildPeer | None:
         """The build's process behind ``peer`` (connected to ``listener``, when known), or
         None: no process of the build holds its socket."""
+        return self._identify(peer, protocol, listener)[0]
+
+    def admit(self, peer: Address, protocol: str, counted_as: str, listener: Address | None = None) -> BuildPeer | None:
+        """``identify``, counting a refused peer as ``counted_as`` (the listener's name), or as
+        ``<counted_as> (sender gone)`` when no socket has the peer's address any more: a query
+        read late (the listener still starting on a loaded machine) whose sender gave up and
+        closed its socket can't be told from anyone's, and is no sign of a foreign process.
+        Either way it gets no answer."""
+        found, exists = self._identify(peer, protocol, listener)
+        if found is None:
+            self.foreign.count(counted_as if exists else f"{counted_as} (sender gone)")
+        return found
+
+    def _identify(self, peer: Address, protocol: str, listener: Address | None) -> tuple[BuildPeer | None, bool]:
+        """The build's process behind ``peer``, and whether any socket has its address."""
         pids = self.build_pids()
         if self.namespace_pids():
             inodes = self._in_namespace(peer, protocol, pids)
             if inodes:
-                return BuildPeer(holder_of(inodes, pids))
-        pid = holder_of(self._host_sockets(peer, protocol, listener), pids)
-        return BuildPeer(pid) if pid is not None else None
-
-    def admit(self, peer: Address, protocol: str, counted_as: str, listener: Address | None = None) -> BuildPeer | None:
-        """``identify``, counting a refused peer as ``counted_as`` (the listener's name)."""
-        found = self.identify(peer, protocol, listener)
-        if found is None:
-            self.foreign.count(counted_as)
-        return found
+                return BuildPeer(holder_of(inodes, pids)), True
+        inodes = self._host_sockets(peer, protocol, listener)
+        pid = holder_of(inodes, pids)
+        return (BuildPeer(pid) if pid is not None else None), bool(inodes)
 
     @staticmethod
     def _host_sockets(peer: Address, protocol: str, listener: Address | None) -> list[int]:
