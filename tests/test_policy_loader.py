@@ -783,6 +783,7 @@ def test_rule_ids_and_their_defaults() -> None:
         "credential-read",
         "unapproved-hook",
         "record-tamper",
+        "daemon-outside-trace",
     )
     assert all(re.fullmatch(r"[a-z]+(-[a-z]+)*", rule) for rule in RULE_IDS)
     assert RULE_CATALOGUE["leftover-process"] is Severity.LOW

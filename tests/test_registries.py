@@ -617,6 +617,38 @@ def test_bunfig(tmp_path: Path) -> None:
     }
 
 
+def test_bun_reads_npmrc_and_learns_its_default_from_npm(tmp_path: Path) -> None:
+    """bun's default is npm's: npm is asked with no config file read (none exists where it is
+    pointed, and its working directory is empty), so a project's .npmrc can't pose as it."""
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "bun", "exit 0\n")
+    fake_tool(
+        bin_dir,
+        "npm",
+        """
+        case "$*" in
+        "config get registry")
+            [ -e "$npm_config_userconfig" ] || [ -e "$npm_config_globalconfig" ] || [ -n "$(ls -A .)" ] &&
+                echo https://npm-saw-config.example.internal/ || echo https://npm-default.example.internal/ ;;
+        "config list --json") echo '{}' ;;
+        esac
+        """,
+    )
+    root = project(tmp_path, {".npmrc": "registry=https://project-npmrc.example.internal/\n"})
+    found = discover_registries(root, isolated_env(tmp_path, bin_dir))
+    assert {(s.host, s.source) for s in of(found, "bun")} == {
+        ("project-npmrc.example.internal", ".npmrc (registry)"),
+        ("npm-default.example.internal", "bun's default registry, as npm knows it"),
+    }
+
+
+def test_bun_not_installed_asks_npm_nothing(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "npm", 'echo https://npm-default.example.internal/; echo "$*" >> "$HOME/asked"\n')
+    found = discover_registries(project(tmp_path, {}), isolated_env(tmp_path, bin_dir))
+    assert of(found, "bun") == []
+
+
 def test_maven_settings_mirror_and_pom(tmp_path: Path) -> None:
     env = isolated_env(tmp_path)
     settings = Path(env["HOME"], ".m2", "settings.xml")

@@ -15,29 +15,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
-import struct
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from ciwatch.egress.origdst import parse_proc_net_address
+from ciwatch.net.sockdiag import tcp_socket_inode
 
 Address = tuple[str, int]
 
 _WILDCARDS = frozenset({"0.0.0.0", "::"})
 _HOST_TABLES = "/proc/net"
 """The socket tables of ciwatch's own network namespace (the listeners')."""
-
-# sock_diag (linux/sock_diag.h, linux/inet_diag.h): one TCP socket looked up by its addresses.
-_NETLINK_SOCK_DIAG = 4
-_SOCK_DIAG_BY_FAMILY = 20
-_NLM_F_REQUEST = 1
-_NO_COOKIE = 0xFFFFFFFF
-_ALL_STATES = 0xFFFFFFFF
-_NLMSG_HEADER = 16
-_INODE_OFFSET = 4 + 48 + 16
-"""In inet_diag_msg: family, state, timer, retrans; the socket id; expires, queues, uid."""
 
 
 @dataclass(frozen=True)
@@ -70,30 +59,9 @@ def _is_loopback(address: str) -> bool:
 
 
 def tcp_client_inode(peer: Address, listener: Address) -> int | None:
-    """The inode of the TCP socket at ``peer`` connected to ``listener``, asked of the kernel
-    by its addresses (sock_diag): a hash look-up, where reading /proc/net/tcp walks the whole
-    connection table (12 ms on a 2-core VM with an idle table). None: no such socket. Raises
-    OSError when sock_diag can't be used (then the tables are read)."""
-    family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
-    socket_id = (
-        struct.pack(">HH", peer[1], listener[1])
-        + ipaddress.ip_address(peer[0]).packed.ljust(16, b"\0")
-        + ipaddress.ip_address(listener[0]).packed.ljust(16, b"\0")
-        + struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
-    )
-    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, _ALL_STATES) + socket_id
-    header = struct.pack("=IHHII", _NLMSG_HEADER + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0)
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as diag:
-        diag.settimeout(1.0)
-        diag.send(header + request)
-        reply = diag.recv(65536)
-    if len(reply) < _NLMSG_HEADER + _INODE_OFFSET + 4:
-        return None  # an NLMSG_ERROR: no socket has these addresses
-    (message_type,) = struct.unpack_from("=H", reply, 4)
-    if message_type != _SOCK_DIAG_BY_FAMILY:
-        return None
-    (inode,) = struct.unpack_from("=I", reply, _NLMSG_HEADER + _INODE_OFFSET)
-    return inode or None
+    """The inode of the TCP socket at ``peer`` connected to ``listener`` (sock_diag). None: no
+    such socket. Raises OSError when sock_diag can't be used (then the tables are read)."""
+    return tcp_socket_inode(peer, listener)
 
 
 def sockets_of_peer(peer: Address, protocol: str, tables: str = _HOST_TABLES) -> list[int]:
@@ -206,20 +174,29 @@ class BuildPeers:
     def identify(self, peer: Address, protocol: str, listener: Address | None = None) -> BuildPeer | None:
         """The build's process behind ``peer`` (connected to ``listener``, when known), or
         None: no process of the build holds its socket."""
+        return self._identify(peer, protocol, listener)[0]
+
+    def admit(self, peer: Address, protocol: str, counted_as: str, listener: Address | None = None) -> BuildPeer | None:
+        """``identify``, counting a refused peer as ``counted_as`` (the listener's name), or as
+        ``<counted_as> (sender gone)`` when no socket has the peer's address any more: a query
+        read late (the listener still starting on a loaded machine) whose sender gave up and
+        closed its socket can't be told from anyone's, and is no sign of a foreign process.
+        Either way it gets no answer."""
+        found, exists = self._identify(peer, protocol, listener)
+        if found is None:
+            self.foreign.count(counted_as if exists else f"{counted_as} (sender gone)")
+        return found
+
+    def _identify(self, peer: Address, protocol: str, listener: Address | None) -> tuple[BuildPeer | None, bool]:
+        """The build's process behind ``peer``, and whether any socket has its address."""
         pids = self.build_pids()
         if self.namespace_pids():
             inodes = self._in_namespace(peer, protocol, pids)
             if inodes:
-                return BuildPeer(holder_of(inodes, pids))
-        pid = holder_of(self._host_sockets(peer, protocol, listener), pids)
-        return BuildPeer(pid) if pid is not None else None
-
-    def admit(self, peer: Address, protocol: str, counted_as: str, listener: Address | None = None) -> BuildPeer | None:
-        """``identify``, counting a refused peer as ``counted_as`` (the listener's name)."""
-        found = self.identify(peer, protocol, listener)
-        if found is None:
-            self.foreign.count(counted_as)
-        return found
+                return BuildPeer(holder_of(inodes, pids)), True
+        inodes = self._host_sockets(peer, protocol, listener)
+        pid = holder_of(inodes, pids)
+        return (BuildPeer(pid) if pid is not None else None), bool(inodes)
 
     @staticmethod
     def _host_sockets(peer: Address, protocol: str, listener: Address | None) -> list[int]:

@@ -194,8 +194,7 @@ class EgressProxy:
 
     def _thread_main(self) -> None:
         try:
-            # asyncio and the DNS forwarder are imported on this thread too: the build waits
-            # for neither.
+            # asyncio is imported on this thread: the build doesn't wait for it.
             import asyncio
 
             asyncio.run(self._main())
@@ -203,11 +202,30 @@ class EgressProxy:
             self._fail(error)
 
     async def _main(self) -> None:
+        import asyncio
+
+        from ciwatch.egress.dns import DnsForwarder
+
+        # DNS first: the build runs already, and a resolver gives up on a query within seconds
+        # (glibc after 5 s, Go after two tries), where a TCP client waits in the backlog. Loading
+        # mitmproxy takes seconds on a loaded machine: it is imported on a worker thread while
+        # this loop answers the build's queries.
+        self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.peers)
+        if self.enforcer is not None and self.enforcer.blocking:
+            self.dns.gate = self.enforcer.dns_allowed
+        await self.dns.serve(self._listeners.dns)
+        try:
+            await asyncio.to_thread(_load_mitmproxy)
+            await self._run_mitmproxy()
+        finally:
+            self.dns.close()
+
+    async def _run_mitmproxy(self) -> None:
         from mitmproxy import master, options, platform
         from mitmproxy import version as mitmproxy_version
         from mitmproxy.addons import default_addons
 
-        from ciwatch.egress.addons import ClientPids, egress_addons  # imports mitmproxy: on this thread too
+        from ciwatch.egress.addons import ClientPids, egress_addons
         from ciwatch.egress.addons.forward import Forward, UpstreamRoute
         from ciwatch.egress.addons.peers import BuildOnly
 
@@ -275,17 +293,8 @@ class EgressProxy:
             return linux_original_addr(sock)  # type: ignore[no-any-return]
 
         platform.original_addr = original_addr
-        from ciwatch.egress.dns import DnsForwarder
-
-        self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.peers)
-        if self.enforcer is not None and self.enforcer.blocking:
-            self.dns.gate = self.enforcer.dns_allowed
-        await self.dns.serve(self._listeners.dns)
         self._master = instance
-        try:
-            await instance.run()
-        finally:
-            self.dns.close()
+        await instance.run()
 
     def on_running(self) -> None:
         """Called on the proxy's loop once mitmproxy's listeners are up."""
@@ -357,3 +366,11 @@ def _regular_mode(listener: tuple[str, int], job: JobProxy | None) -> str:
     if job is None:
         return f"regular@{host}:{port}"
     return f"upstream:{job.upstream.scheme}://{job.upstream.hostport}@{host}:{port}"
+
+
+def _load_mitmproxy() -> None:
+    """Import mitmproxy and ciwatch's addons (the slow part of the proxy's start)."""
+    import mitmproxy.addons
+    import mitmproxy.master  # noqa: F401
+
+    import ciwatch.egress.addons  # noqa: F401

@@ -1,5 +1,5 @@
-"""Files that hold credentials: what the tracer watches a hook's reads for, and what the
-credential-read rule judges."""
+"""Files that hold credentials (what the tracer watches a hook's reads for, and what the
+credential-read rule judges), and the directories where package managers put what they install."""
 
 from __future__ import annotations
 
@@ -92,3 +92,31 @@ def is_fd_alias(path: str) -> bool:
     if len(parts) < 5 or parts[1] != "proc":
         return False
     return parts[3] == "fd" or (parts[3] == "task" and len(parts) > 6 and parts[5] == "fd")
+
+
+#: Where package managers put what they install: a hook writing there is doing its job.
+INSTALL_OUTPUT_DIRS = frozenset(
+    {
+        "node_modules",
+        ".pnpm-store",
+        ".yarn",
+        "site-packages",
+        "dist-packages",
+        ".venv",
+        "venv",
+        "target",
+        "vendor",
+        "__pycache__",
+        ".eggs",
+        "build",
+        ".gradle",
+        ".m2",
+        # The XDG cache: where hooks put the browsers and tools they download for the package
+        # (Playwright, Puppeteer, Cypress, Electron); nothing runs from it unless asked.
+        ".cache",
+    }
+)
+
+
+def is_install_output(path: str) -> bool:
+    return any(part in INSTALL_OUTPUT_DIRS for part in path.split("/"))

@@ -174,6 +174,18 @@ def inline_code(argv: list[str], path: str = "") -> str | None:
     return "\n".join(pieces) if pieces else None
 
 
+def shell_script(argv: list[str], path: str = "") -> str | None:
+    """The script file a shell runs (``bash -eo pipefail step.sh``); None for ``-c`` code, stdin
+    or anything that is not a shell."""
+    argv, path = _applet(argv, path)
+    if not is_shell(argv, path):
+        return None
+    options, operand = _shell_options(argv[1:])
+    if operand is None or operand == "-" or any(letter in _short_options(options) for letter in "cs"):
+        return None
+    return operand
+
+
 def is_fetching_one_liner(argv: list[str], path: str = "") -> bool:
     """An interpreter (or a shell using /dev/tcp) running inline code that reaches the network."""
     argv, path = _applet(argv, path)
@@ -244,6 +256,8 @@ _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
 #: (``node .yarn/releases/yarn-4.4.1.cjs``) or Corepack caches (``yarn-4.4.1.cjs``): the
 #: version in the name is why the plain names above don't match it.
 _YARN_RELEASE = re.compile(r"^yarn-\d[\w.+-]*\.c?js$")
+#: ``yarnPath`` may name any file: one under a project's ``.yarn/releases`` is berry's release.
+_YARN_RELEASES_DIR = re.compile(r"(^|/)\.yarn/releases/[^/]+\.c?js$")
 
 
 def package_manager_of(argv: list[str]) -> Ecosystem | None:
@@ -273,6 +287,8 @@ def _package_manager(argv: list[str]) -> tuple[str, Ecosystem] | None:
         return None
     candidates = [os.path.basename(argv[0])]
     if len(argv) > 1:
+        if _YARN_RELEASES_DIR.search(argv[1]):
+            return "yarn", Ecosystem.YARN
         candidates.append(os.path.basename(argv[1]))
         if argv[1] == "-m" and len(argv) > 2:
             candidates.append(argv[2])

@@ -337,6 +337,21 @@ class Leftover(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class BuildServer(Event):
+    """A process of the build connected to a local build server outside the traced tree (a
+    Gradle daemon started before ciwatch): what the server does for it is not in the record."""
+
+    kind: ClassVar[EventKind] = EventKind.BUILD_SERVER
+    pid: int
+    server_pid: int
+    server: str
+    """The known server's name (``Gradle daemon``), or what makes it one (``runs gcc``)."""
+    argv: list[str]
+    endpoint: str
+    """Where the build reached it: ``tcp 127.0.0.1:41234``, ``unix /path``, ``unix @abstract``."""
+
+
+@dataclass(frozen=True, slots=True)
 class End(Event):
     kind: ClassVar[EventKind] = EventKind.END
     exit_code: int

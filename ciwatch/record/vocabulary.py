@@ -27,6 +27,8 @@ class EventKind(StrEnum):
     FILE_READ = "file-read"
     ANOMALY = "anomaly"
     LEFTOVER = "leftover-process"
+    BUILD_SERVER = "build-server"
+    """A build connected to a local build server that is not traced (started before ciwatch)."""
     END = "end"
     AFTER_BUILD = "after-build"
     """Opens the record's second segment, after ``end``: what processes left running did."""

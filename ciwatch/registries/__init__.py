@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from ciwatch.registries import (
     apt,
     bun,
     cargo,
+    command_line,
     gem,
     go,
     gradle,
@@ -63,6 +64,7 @@ _DISCOVERERS: tuple[Callable[[Context], list[RegistrySource]], ...] = (
     bun.discover,
     maven.discover,
     lockfiles.discover,
+    command_line.discover,
 )
 
 
@@ -97,8 +99,16 @@ def sweep_stale_scratch(base: str | None = None) -> None:
             shutil.rmtree(entry.path, ignore_errors=True)
 
 
-def discover_registries(project_dir: Path, env: Mapping[str, str], *, timeout_s: float = 10.0) -> list[RegistrySource]:
-    """The registries the job in ``project_dir`` with environment ``env`` may use.
+def discover_registries(
+    project_dir: Path,
+    env: Mapping[str, str],
+    *,
+    timeout_s: float = 10.0,
+    commands: Sequence[Sequence[str]] = (),
+) -> list[RegistrySource]:
+    """The registries the job in ``project_dir`` with environment ``env`` may use, running
+    ``commands`` (the build's command and the commands of its shell code, as
+    ``command_line.commands`` reads them: the registries their options name are the job's).
 
     The tools are asked concurrently, each in a subprocess that gets ``env`` (so the job's
     ``PATH``, ``HOME`` and ``npm_config_*``/``PIP_*``/… apply) and ends by the time budget
@@ -112,7 +122,9 @@ def discover_registries(project_dir: Path, env: Mapping[str, str], *, timeout_s:
     scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
     found: list[RegistrySource] = []
     try:
-        ctx = Context(project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch))
+        ctx = Context(
+            project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch), commands=commands
+        )
         with ThreadPoolExecutor(max_workers=len(_DISCOVERERS), thread_name_prefix="registries") as pool:
             futures = [(d, pool.submit(d, ctx)) for d in _DISCOVERERS]
             for discoverer, future in futures:

@@ -180,6 +180,9 @@ class Context:
     """``time.monotonic()`` value by which every tool query must have ended."""
     scratch: Path
     """A private temporary directory (neutral working directory, throwaway tool homes)."""
+    commands: Sequence[Sequence[str]] = ()
+    """The build's command as ciwatch was given it, and the commands of the shell code it
+    runs (registries they name are the job's: ``command_line.commands``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _shared: dict[str, _Once] = field(default_factory=dict, repr=False)
 

@@ -6,7 +6,8 @@ image, or a source added by the job); without it apt lists only the ones it alre
 The sites then come from the sources alone, so apt is pointed at an empty lists directory:
 otherwise it first builds its package cache from the downloaded lists (0.6 s on an image that
 disables pkgcache.bin, against 0.03 s). ``mirror+file:`` sites are resolved to the mirrors
-their list names.
+their list names. The build's own ``-o``/``-c`` options (a job that points apt at a private
+sources list on its command line) are given to the query too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ciwatch.registries._base import Context, RegistrySource, read_text, source_for
+from ciwatch.registries.command_line import apt_options
 
 ECOSYSTEM = "apt"
 
@@ -26,7 +28,10 @@ def discover(ctx: Context) -> list[RegistrySource]:
         return []
     lists = ctx.scratch / "apt-lists"
     (lists / "partial").mkdir(parents=True, exist_ok=True)
-    argv = [apt_get, "-o", f"Dir::State::Lists={lists}", "indextargets", "--no-release-info", "--format", FORMAT]
+    # The build's own -o/-c options first (a private sources list, say), ours after: apt
+    # lets the last setting of a key win, and the lists directory must stay the empty one.
+    options = [*apt_options(ctx), "-o", f"Dir::State::Lists={lists}"]
+    argv = [apt_get, *options, "indextargets", "--no-release-info", "--format", FORMAT]
     out = ctx.output(argv)
     return parse_indextargets(out) if out else []
 

@@ -1,6 +1,13 @@
 """gem and bundler: ``gem sources --list`` (rubygems' configured sources, its default
 included), the Gemfile's ``source`` and ``git:`` URLs, and bundler mirrors
-(``BUNDLE_MIRROR__*`` variables, ``.bundle/config``). Without gem, ``~/.gemrc``."""
+(``BUNDLE_MIRROR__*`` variables, ``.bundle/config``). Without gem, ``~/.gemrc``.
+
+A source is not always the host gem and bundler fetch its index from: both rewrite some
+sources' host for the compact index (``/versions``, ``/info/<name>``). Which ones is their
+code's business, so ciwatch asks bundler's fetcher (``Bundler::Fetcher::CompactIndex#fetch_uri``,
+the rule rubygems' own ``Gem::Source`` applies too) for each source found, and adds the host it
+answers when it differs.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,44 @@ def discover(ctx: Context) -> list[RegistrySource]:
         found += _from_gemrc(ctx)
     found += _from_gemfile(ctx)
     found += _from_bundler(ctx)
+    known = [s for s in found if s is not None]
+    return known + fetch_hosts(ctx, known)
+
+
+#: Prints ``<source>\t<the URI bundler fetches its compact index from>`` for each source in ARGV.
+FETCH_URI_SCRIPT = """
+require "bundler"
+require "bundler/fetcher"
+ARGV.each do |source|
+  remote = Bundler::Source::Rubygems::Remote.new(URI(source))
+  puts "#{source}\\t#{Bundler::Fetcher::CompactIndex.new(nil, remote, source).fetch_uri}"
+rescue StandardError, ScriptError => e
+  warn "#{source}: #{e.class}"
+end
+"""
+
+
+def fetch_hosts(ctx: Context, sources: list[RegistrySource]) -> list[RegistrySource]:
+    """The hosts bundler (and gem) fetch the sources' indexes from, where they differ from
+    the sources' own."""
+    urls = sorted({source.url for source in sources if source.url and source.url.startswith(("http:", "https:"))})
+    ruby = ctx.which("ruby")
+    if not urls or ruby is None:
+        return []
+    out = ctx.output([ruby, "-e", FETCH_URI_SCRIPT, *urls], cwd=ctx.scratch)
+    return parse_fetch_uris(out or "", {source.url: source for source in sources if source.url})
+
+
+def parse_fetch_uris(text: str, by_url: dict[str, RegistrySource]) -> list[RegistrySource]:
+    found: list[RegistrySource | None] = []
+    for line in text.splitlines():
+        url, _, fetch_uri = line.strip().partition("\t")
+        origin = by_url.get(url)
+        if origin is None or not fetch_uri:
+            continue
+        fetched = source_for(ECOSYSTEM, f"{origin.source}: its index, as bundler's fetcher names it", fetch_uri)
+        if fetched is not None and fetched.host != origin.host:
+            found.append(fetched)
     return [s for s in found if s is not None]
 
 

@@ -6,6 +6,7 @@ from types import MappingProxyType
 from ciwatch.policy.model import Severity
 from ciwatch.rules.base import Finding, Rule, RuleContext, RuleInfo
 from ciwatch.rules.credential_read import CredentialRead
+from ciwatch.rules.daemon_outside_trace import DaemonOutsideTrace
 from ciwatch.rules.dns_tunnel import DnsTunnel
 from ciwatch.rules.exec_written_file import ExecWrittenFile
 from ciwatch.rules.executable_write import ExecutableWrite
@@ -33,6 +34,7 @@ ALL_RULES: tuple[Rule, ...] = (
     CredentialRead(),
     UnapprovedHook(),
     RecordTamper(),
+    DaemonOutsideTrace(),
 )
 RULES_BY_ID = {rule.info.id: rule for rule in ALL_RULES}
 RULE_CATALOGUE: Mapping[str, Severity] = MappingProxyType(

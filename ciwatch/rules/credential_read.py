@@ -7,7 +7,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 
 from ciwatch.analysis.tree import ProcessNode
@@ -17,6 +17,8 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.events import Anomaly, FileRead
 from ciwatch.record.vocabulary import AnomalyKind, ReadHow
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+from ciwatch.rules.exec_written_file import script_operands
+from ciwatch.rules.maintainer_scripts import account_read_reason
 
 INFO = RuleInfo(
     id="credential-read",
@@ -37,6 +39,13 @@ _OWN_CONFIG: dict[str, tuple[str, ...]] = {
     "maven": ("~/.m2/settings*.xml",),
     "gradle": ("~/.gradle/gradle.properties",),
 }
+#: Build tools that read a credential file as their own configuration, to authenticate their own
+#: downloads: meson loads ~/.netrc whenever it sets up a project (its wrap resolver, for the
+#: subprojects it may download), so every meson-python sdist build reads it. Known by the script
+#: or binary that runs (not argv[0], the caller's choice), which must not be a file a hook wrote.
+#: Such a read is kept in the verdict, not counted: meson's ``fs.read()`` in a meson.build reads
+#: in the same process, and a reviewer can tell the two apart only from the package's sources.
+TOOL_CONFIG: dict[str, tuple[str, ...]] = {"meson": ("~/.netrc",)}
 _PRINTS_CONFIG = frozenset({"config", "c", "get", "token", "whoami", "auth"})
 #: What separates the words of a command line, or of the code a shell runs (``cat ~/.npmrc | curl ...``).
 _WORD_SEPARATORS = re.compile(r"[\s'\"|;&<>()`,]+")
@@ -49,6 +58,20 @@ def _reads_own_config(node: ProcessNode, path: str, home: str) -> bool:
         return False
     own = (home.rstrip("/") + pattern[1:] for pattern in _OWN_CONFIG.get(ecosystem, ()))
     return any(fnmatch.fnmatchcase(path, pattern) for pattern in own)
+
+
+def _tool_reading_own_config(node: ProcessNode, path: str, home: str, written: Mapping[str, object]) -> str | None:
+    """The build tool (``TOOL_CONFIG``) reading ``path`` as its own configuration, if that is what runs."""
+    if not node.execs or not home:
+        return None
+    event = node.execs[-1][1]
+    candidates = [event.path, *script_operands(event.argv, event.exe)[:1]]
+    for program in candidates:
+        name = os.path.basename(program)
+        patterns = (home.rstrip("/") + pattern[1:] for pattern in TOOL_CONFIG.get(name, ()))
+        if program.startswith("/") and program not in written and any(fnmatch.fnmatchcase(path, p) for p in patterns):
+            return name
+    return None
 
 
 def _mentioned_credential(argv: list[str], home: str) -> str | None:
@@ -105,6 +128,7 @@ class CredentialRead:
     def check(self, context: RuleContext) -> Iterator[Finding]:
         home = context.record.header.home
         seen: set[tuple[str, int]] = set()
+        tool_reads: set[tuple[str, int]] = set()
         for seq, event in context.record.events.of(FileRead, Anomaly):
             node = context.tree.node_at(seq)
             if node is None or node.hook is None:
@@ -120,13 +144,28 @@ class CredentialRead:
                     continue
                 target = event.path
                 message = f"{node.hook.label} read {event.path}" + (f" ({event.how})" if event.how != "open" else "")
+                tool = _tool_reading_own_config(node, event.path, home, context.written_by_hooks)
+                if event.how == ReadHow.OPEN and tool is not None:
+                    # Kept apart from ``seen``: the hook's own read of the same file still counts.
+                    if (target, node.pid) not in tool_reads:
+                        tool_reads.add((target, node.pid))
+                        why = f"not counted: {tool} reads {event.path} as its own configuration (for its downloads)"
+                        yield replace(context.finding(INFO, message, node, [seq]), excepted=why)
+                    continue
             elif isinstance(event, Anomaly) and event.anomaly is AnomalyKind.PTRACE:
                 target = event.detail
                 message = f"{node.hook.label} used ptrace on another process: {event.detail}"
-            if message is None or (target, node.hook.pid) in seen:
+            if message is None:
                 continue
-            seen.add((target, node.hook.pid))
-            yield context.finding(INFO, message, node, [seq])
+            reason = account_read_reason(context, target, node) if isinstance(event, FileRead) else None
+            # One finding per file and hook; a read that is not counted (adduser's) never hides a
+            # later one that is (the same script's ``cat /etc/shadow``).
+            key = (target, node.hook.pid) if reason is None else (f"{target}\0{reason}", node.hook.pid)
+            if key in seen:
+                continue
+            seen.add(key)
+            finding = context.finding(INFO, message, node, [seq])
+            yield finding if reason is None else replace(finding, excepted=reason)
         for node in context.tree.nodes:
             if node.hook is None:
                 continue

@@ -5,7 +5,9 @@ script of an interpreter or shell (``sh x``, ``python x.py``, ``node x.js``, ``p
 FILE``, its ``--preload``). Code run from memory (a memfd) or by a file descriptor
 (``/proc/self/fd/N``, ``/dev/fd/N``: a memfd, a pipe or a deleted file) counts too. A file
 whose bytes are an installed file's (linked, renamed or copied into place by the hook: esbuild's
-platform binary) is reported with the reason it is not counted (``provenance.py``)."""
+platform binary) is reported with the reason it is not counted (``provenance.py``), and so is
+a program the build linked here and ran while no hook had reached the network (meson's and
+configure's compiler checks: ``compiled_here.py``)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.events import Anomaly, ProcessExec
 from ciwatch.record.vocabulary import AnomalyKind, FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+from ciwatch.rules.compiled_here import linked_here
 from ciwatch.rules.provenance import Provenance
 
 INFO = RuleInfo(
@@ -227,8 +230,9 @@ class ExecWrittenFile:
                 how = "was executed" if path in (event.path, event.exe) else f"was run by {node.name}"
                 finding = context.finding(INFO, f"{path}, written by {writer.hook.label}, {how}", writer, [w_seq, seq])
                 origin = provenance.installed_origin(path, seq)
+                why = origin.reason(path) if origin is not None else linked_here(context, path, seq)
                 # Reported all the same, with the reason it is not counted, for a reviewer to audit.
-                yield finding if origin is None else dataclasses.replace(finding, excepted=origin.reason(path))
+                yield finding if why is None else dataclasses.replace(finding, excepted=why)
                 return
         if node.hook is not None and not event.exe.startswith("/memfd:"):
             by_fd = next((path for path in files if is_fd_alias(path) and path != "/dev/stdin"), None)

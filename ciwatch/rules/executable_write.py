@@ -3,14 +3,21 @@ home, or the project, outside the package manager's own install output."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
 from ciwatch.analysis.tree import ProcessNode
+from ciwatch.facts.paths import INSTALL_OUTPUT_DIRS, is_install_output
 from ciwatch.policy.model import Severity
 from ciwatch.record.events import FileHash
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
+from ciwatch.rules.maintainer_scripts import genuine_maintainer_script
+from ciwatch.rules.project_choice import chosen_by_project
+from ciwatch.rules.provenance import Provenance
+
+__all__ = ["INFO", "INSTALL_OUTPUT_DIRS", "ExecutableWrite", "is_install_output", "own_directory"]
 
 INFO = RuleInfo(
     id="executable-write",
@@ -19,33 +26,6 @@ INFO = RuleInfo(
     hint="A package's hook should only write inside its own install directory; review the file (its SHA-256 "
     "is in the record) and except the package if it is expected.",
 )
-
-#: Where package managers put what they install: a hook writing there is doing its job.
-INSTALL_OUTPUT_DIRS = frozenset(
-    {
-        "node_modules",
-        ".pnpm-store",
-        ".yarn",
-        "site-packages",
-        "dist-packages",
-        ".venv",
-        "venv",
-        "target",
-        "vendor",
-        "__pycache__",
-        ".eggs",
-        "build",
-        ".gradle",
-        ".m2",
-        # The XDG cache: where hooks put the browsers and tools they download for the package
-        # (Playwright, Puppeteer, Cypress, Electron); nothing runs from it unless asked.
-        ".cache",
-    }
-)
-
-
-def is_install_output(path: str) -> bool:
-    return any(part in INSTALL_OUTPUT_DIRS for part in path.split("/"))
 
 
 def own_directory(node: ProcessNode, project: str, home: str = "") -> str | None:
@@ -86,9 +66,12 @@ class ExecutableWrite:
         executables = {path: seq for path, (seq, kind) in hashed.items() if kind != "executable"}
         inert = {path for path, (_, kind) in hashed.items() if kind == "executable"}
         chmod_x: set[str] = set()
-        for _, event in context.record.events.file_writes({FileOp.CHMOD}):
+        chmod_seqs: set[int] = set()
+        for seq, event in context.record.events.file_writes({FileOp.CHMOD}):
+            chmod_seqs.add(seq)
             if (event.flags or 0) & 0o111:
                 chmod_x.add(event.path)
+        provenance = Provenance(context)
         path_dirs = [os.path.normpath(d) for d in header.path_dirs]
         project = os.path.normpath(header.cwd)
         reported: set[str] = set()
@@ -116,4 +99,35 @@ class ExecutableWrite:
                 continue
             reported.add(path)
             evidence = [s for s, _ in writes] + ([executables[path]] if path in executables else [])
-            yield context.finding(INFO, f"{node.hook.label} wrote the executable {path} {where}", node, evidence)
+            finding = context.finding(INFO, f"{node.hook.label} wrote the executable {path} {where}", node, evidence)
+            # A maintainer script's mode change of its package's file; the project's own script
+            # building into its tree (husky's .husky/_), an approved git-hook manager writing
+            # the project's .git/hooks: kept, with why, for audit.
+            reason = _mode_change_reason(context, provenance, path, writes, chmod_seqs) or chosen_by_project(
+                context, node, path, git_only=False
+            )
+            yield finding if reason is None else dataclasses.replace(finding, excepted=reason)
+
+
+def _mode_change_reason(
+    context: RuleContext,
+    provenance: Provenance,
+    path: str,
+    writes: list[tuple[int, ProcessNode]],
+    chmod_seqs: set[int],
+) -> str | None:
+    """Why a maintainer script's mode change is not counted: dpkg's maintainer scripts set the
+    mode of their package's files (``dpkg-statoverride --update`` makes ``crontab`` setgid),
+    and no new bytes are written. Only when every hook write was a chmod by a genuine
+    maintainer script and a package manager installed the bytes in this run (a file that was
+    on disk before, ``/bin/bash`` made setuid, is not the package's own)."""
+    if not all(seq in chmod_seqs and genuine_maintainer_script(context, node) for seq, node in writes):
+        return None
+    installer = provenance.installed_in_run(path, writes[0][0])
+    if installer is None:
+        return None
+    labels = ", ".join(sorted({node.hook.label for _, node in writes if node.hook is not None}))
+    return (
+        f"not counted: dpkg maintainer script ({labels}) changed the mode of {path}, {installer} "
+        "in this run: a mode change of the package's own file, not new bytes"
+    )

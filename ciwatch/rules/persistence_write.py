@@ -10,6 +10,7 @@ left alone: writing there is a build's job and runs nothing later."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from ciwatch.policy.model import Severity
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
 from ciwatch.rules.executable_write import own_directory
+from ciwatch.rules.maintainer_scripts import setup_write_reason
+from ciwatch.rules.project_choice import chosen_by_project
 
 INFO = RuleInfo(
     id="persistence-write",
@@ -33,6 +36,7 @@ _PM = "package-manager configuration (runs code or redirects installs)"
 _GIT = "the git configuration"
 _CRON = "a cron or at job"
 _SERVICE = "a service or autostart entry"
+_ACCOUNTS = "the system's users and groups (an account to log in with later)"
 
 #: (pattern on the canonical path, what it is). ``~`` is the job's home directory; ``*``
 #: crosses directories (fnmatch), so ``*/.npmrc`` is every .npmrc: project, user, global.
@@ -109,6 +113,12 @@ PERSISTENCE_PATTERNS = (
     ("~/.config/autostart/*", _SERVICE),
     ("/etc/xdg/autostart/*", _SERVICE),
     ("/etc/update-motd.d/*", _SERVICE),
+    ("/etc/passwd*", _ACCOUNTS),
+    ("/etc/shadow*", _ACCOUNTS),
+    ("/etc/group*", _ACCOUNTS),
+    ("/etc/gshadow*", _ACCOUNTS),
+    ("/etc/subuid*", _ACCOUNTS),
+    ("/etc/subgid*", _ACCOUNTS),
     ("/etc/sudoers", "sudo's rules"),
     ("/etc/sudoers.d/*", "sudo's rules"),
     ("*/.ssh/authorized_keys*", "SSH authorized keys"),
@@ -211,7 +221,11 @@ class PersistenceWrite:
                 kind = f"the files of another package ({other})" if other else None
             if kind is None:
                 continue
-            yield context.finding(INFO, f"{node.hook.label} wrote {kind}: {path}", node, [s for s, _ in writes])
+            finding = context.finding(INFO, f"{node.hook.label} wrote {kind}: {path}", node, [s for s, _ in writes])
+            reason = setup_write_reason(context, canonical, [writer for _, writer in writes]) or chosen_by_project(
+                context, node, canonical, git_only=True
+            )
+            yield finding if reason is None else dataclasses.replace(finding, excepted=reason)
         yield from self._hard_links(context, home, ci_files)
 
     def _hard_links(self, context: RuleContext, home: str, ci_files: tuple[str, ...]) -> Iterator[Finding]:
@@ -223,4 +237,7 @@ class PersistenceWrite:
             if node is None or node.hook is None or kind is None:
                 continue
             message = f"{node.hook.label} made a hard link to {kind}: {event.path} as {event.target}"
-            yield context.finding(INFO, message, node, [seq])
+            finding = context.finding(INFO, message, node, [seq])
+            # (useradd locks /etc/passwd by linking its own new file /etc/passwd.PID to .lock)
+            reason = setup_write_reason(context, os.path.normpath(event.path), [node])
+            yield finding if reason is None else dataclasses.replace(finding, excepted=reason)

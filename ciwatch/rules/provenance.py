@@ -72,6 +72,13 @@ class Provenance:
             current = source
         return None
 
+    def installed_in_run(self, path: str, before_seq: int) -> str | None:
+        """Who put ``path``'s bytes there in this run, before ``before_seq`` (package managers,
+        named: "installed by dpkg"); None when a writer is not a package manager's process, or
+        when nothing wrote it in this run (a file on disk before the run may be anything)."""
+        installer = self._installer(path, before_seq)
+        return None if installer == _BEFORE_THE_RUN else installer
+
     def _move_into(self, path: str, seq: int) -> tuple[FileOp, str] | None:
         """The link or rename that the hook write at ``seq`` was, when it made ``path``."""
         if self._moves is None:

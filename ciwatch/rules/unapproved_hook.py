@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from ciwatch.policy.model import PackageSpec, Severity
 from ciwatch.record.events import HooksAllowed
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
-from ciwatch.rules.executable_write import is_install_output
+from ciwatch.rules.project_choice import in_project_tree
 
 INFO = RuleInfo(
     id="unapproved-hook",
@@ -36,7 +36,7 @@ class UnapprovedHook:
         reported: set[tuple[str, str]] = set()
         for hook in context.tree.hooks:
             node = next((n for n in context.tree.nodes if n.pid == hook.pid and n.starts_hook), None)
-            if node is not None and node.execs and _is_project_script(node.execs[0][1].cwd, project):
+            if node is not None and node.execs and in_project_tree(node.execs[0][1].cwd, project):
                 continue  # the project's own script (npm run build, its own postinstall, a workspace's)
             if any(spec.matches(hook.ecosystem, hook.package, hook.version) for spec in allowed):
                 continue
@@ -46,12 +46,3 @@ class UnapprovedHook:
             reported.add(key)
             message = f"{hook.package_ref} ran its {hook.hook} hook but is not allowed to run hooks"
             yield context.finding(INFO, message, node, [hook.seq])
-
-
-def _is_project_script(cwd: str, project: str) -> bool:
-    """A hook that runs in the project or one of its workspaces (``packages/lib``), not in what a
-    package manager installed there (``node_modules/...``, ``.yarn/unplugged/...``)."""
-    cwd = os.path.normpath(cwd)
-    if cwd != project and not cwd.startswith(project.rstrip("/") + "/"):
-        return False
-    return not is_install_output(cwd[len(project) :])

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +26,17 @@ log = logging.getLogger(__name__)
 class RegistryDiscovery:
     """Asks the package managers for their registries on a thread, while the proxy starts."""
 
-    def __init__(self, project_dir: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, project_dir: Path, env: Mapping[str, str], command: Sequence[str] = ()) -> None:
+        from ciwatch.registries.command_line import commands
+
         self._found: list[Any] = []
-        self._thread = threading.Thread(target=self._discover, args=(project_dir, dict(env)), daemon=True)
+        # Read now, before the build is released: a script the build could rewrite is read as
+        # the job wrote it, never as a hook left it.
+        args = (project_dir, dict(env), commands(command, project_dir))
+        self._thread = threading.Thread(target=self._discover, args=args, daemon=True)
         self._thread.start()
 
-    def _discover(self, project_dir: Path, env: dict[str, str]) -> None:
+    def _discover(self, project_dir: Path, env: dict[str, str], commands: list[list[str]]) -> None:
         # The package managers asked (npm is a node start-up) compete with the build for the
         # CPU: this thread, and the processes it starts, yield to it.
         with contextlib.suppress(OSError):
@@ -39,7 +44,7 @@ class RegistryDiscovery:
         try:
             from ciwatch.registries import discover_registries
 
-            self._found = discover_registries(project_dir, env)
+            self._found = discover_registries(project_dir, env, commands=commands)
         except Exception:
             log.warning("could not discover the job's registries", exc_info=True)
 

@@ -18,7 +18,7 @@ from ptrace.binding.func import ptrace_getregs, ptrace_setregs
 from ciwatch.record.events import Anomaly, Event
 from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace.decode.escapes import Escape
-from ciwatch.trace.decode.network import Messages
+from ciwatch.trace.decode.network import Messages, UnixConnect
 from ciwatch.trace.options import TracerOptions
 from ciwatch.trace.refuse import refuse_as_evasion
 from ciwatch.trace.table import ACTED_ON
@@ -93,6 +93,8 @@ class EscapeWatch:
 
 
 def _has_destination(call: object) -> bool:
+    if isinstance(call, UnixConnect):
+        return False  # a local socket, whatever the namespace
     if isinstance(call, Messages):
         return any(message.destination is not None for message in call.messages)
     return True  # a connect or a sendto with an address

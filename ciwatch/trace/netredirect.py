@@ -18,6 +18,7 @@ from ciwatch.net.address import SocketAddress, encode_sockaddr, is_loopback
 from ciwatch.net.dns import decode_dns_query
 from ciwatch.record.events import Anomaly, DnsQuery, Event, NetConnect, NetSend, Refusal
 from ciwatch.record.vocabulary import AnomalyKind, ConnectVia, RefusedWhat, Transport
+from ciwatch.trace.buildservers import BuildServerWatch
 from ciwatch.trace.decode import Args, signed32
 from ciwatch.trace.decode.network import (
     DNS_PORT,
@@ -28,6 +29,7 @@ from ciwatch.trace.decode.network import (
     Receive,
     ReceiveMsg,
     SockaddrArg,
+    UnixConnect,
     looks_like_netlink,
     read_iovecs,
     read_sockaddr,
@@ -51,8 +53,9 @@ DNS_WATCH_BUDGET = 64
 class NetworkWatch:
     """The network half of the tracer; the tracer hands it the decoded network syscalls."""
 
-    def __init__(self, options: TracerOptions, emit: Callable[[Event], None]) -> None:
+    def __init__(self, options: TracerOptions, emit: Callable[[Event], None], servers: BuildServerWatch | None = None):
         self._emit = emit
+        self._servers = servers  # finds the build servers outside the trace the build connects to
         self.redirect: Redirector | None = None
         """Set in redirect mode: connect()s and DNS go to the proxy's listeners."""
         self._gate = options.gate
@@ -93,10 +96,14 @@ class NetworkWatch:
 
     # -- syscall handlers ----------------------------------------------------------------
 
-    def on_connect(self, thread: TracedThread, call: SockaddrArg | None, fast_open: bool = False) -> None:
+    def on_connect(self, thread: TracedThread, call: SockaddrArg | UnixConnect | None, fast_open: bool = False) -> None:
         """A connect, or a TCP Fast Open send (sendto/sendmsg with a destination on a TCP
         socket: it connects as it sends, so it is redirected, registered and judged alike)."""
         if call is None:
+            return
+        if isinstance(call, UnixConnect):
+            if self._servers is not None:
+                self._servers.watch_unix_connect(thread, call, self._sockets)
             return
         fd, destination = call.fd, call.destination
         protocol, inode = self._socket_info(thread, fd)
@@ -313,6 +320,8 @@ class NetworkWatch:
     ) -> None:
         via = ConnectVia.PROXY if redirected else ConnectVia.DIRECT
         self._emit(_connect_event(thread.tgid, destination, protocol, result, via, inode))
+        if self._servers is not None and protocol == Transport.TCP and result in (0, -errno.EINPROGRESS):
+            self._servers.on_tcp(thread.tgid, destination)
         if destination.port == DNS_PORT and result in (0, -errno.EINPROGRESS):
             thread.dns_sockets[fd] = destination
             if protocol == Transport.TCP:

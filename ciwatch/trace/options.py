@@ -31,6 +31,8 @@ class TracerOptions:
     fanotify: bool = False
     """File writes (and a hook's reads) from fanotify, not from stops: the build's filter
     must then be built without the table's fanotify rows (:func:`ciwatch.trace.seccomp.build_filter`)."""
+    own_network_namespace: bool = False
+    """Set in sandbox mode: the build's loopback is its namespace's, where only it runs."""
     dns_via_namespace: bool = False
     """Set in sandbox mode: nftables sends the namespace's DNS to ciwatch's DNS listener,
     which judges each name, so DNS to the configured resolver is not the gate's to refuse."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ciwatch.net.address import SocketAddress, is_loopback
 from ciwatch.record.events import Event, NetConnect
 from ciwatch.record.vocabulary import ConnectVia, Transport
-from ciwatch.trace.decode.network import Datagram, Messages, SockaddrArg
+from ciwatch.trace.decode.network import Datagram, Messages, SockaddrArg, UnixConnect
 from ciwatch.trace.netredirect import NetworkWatch, refuse_syscall
 from ciwatch.trace.redirect import TrafficGate
 from ciwatch.trace.table import TABLE, Action
@@ -62,8 +62,9 @@ class SealedNetwork:
         refuse_syscall(thread, errno.EPERM)
         return True
 
-    def on_connect(self, thread: TracedThread, call: SockaddrArg | None) -> None:
-        if call is None:
+    def on_connect(self, thread: TracedThread, call: SockaddrArg | UnixConnect | None) -> None:
+        if call is None or isinstance(call, UnixConnect):
+            self._network.on_connect(thread, call)
             return
         protocol = self._network._socket_info(thread, call.fd)[0]
         destination = call.destination

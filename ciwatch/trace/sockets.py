@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+from collections.abc import Callable
 
 from ciwatch.record.vocabulary import Transport
 
@@ -33,6 +34,19 @@ class SocketInspector:
             pidfd = os.pidfd_open(pid)
             self._pidfds[pid] = pidfd
         return int(_libc.syscall(_SYS_PIDFD_GETFD, pidfd, fd, 0))
+
+    def with_duplicate(self, pid: int, fd: int, use: Callable[[int], None]) -> None:
+        """``use`` a duplicate of the tracee's ``fd`` (closed afterwards); nothing if it's gone."""
+        try:
+            dup = self._duplicate(pid, fd)
+        except OSError:
+            return
+        if dup < 0:
+            return
+        try:
+            use(dup)
+        finally:
+            os.close(dup)
 
     def transport(self, pid: int, fd: int) -> tuple[Transport, int]:
         """(tcp, udp or raw; the socket's inode)."""

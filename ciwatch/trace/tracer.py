@@ -30,6 +30,7 @@ from ciwatch.record.events import Anomaly, Event, FileRead, ProcessExit, Process
 from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
+from ciwatch.trace.buildservers import BuildServerWatch
 from ciwatch.trace.escape import EscapeWatch
 from ciwatch.trace.fanwatch import DRAIN_EVERY, FanWatch, open_fan_watch
 from ciwatch.trace.filewatch import FileWatch
@@ -78,7 +79,11 @@ class Tracer:
         self.root_pid = 0
         self.root_exit: BuildExit | None = None
         self.stops = 0
-        self.network = network = NetworkWatch(options, self._emit)
+        own = (os.getpid(), os.getppid())
+        servers = BuildServerWatch(
+            self._emit, self.is_build_process, own, own_loopback=not options.own_network_namespace
+        )
+        self.network = network = NetworkWatch(options, self._emit, servers)
         self._escape = escape = EscapeWatch(options, self._emit, lambda: self.root_pid)
         # This process (the tracer, the proxy's threads) and the front that forked it.
         self.guard = guard = SelfGuard((os.getpid(), os.getppid()), self._emit)

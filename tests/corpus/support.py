@@ -91,4 +91,5 @@ def assert_judged_ordinary(corpus: CorpusRun, expected_hooks: Iterable[str]) -> 
     missing = set(expected_hooks) - corpus.hooked_packages()
     assert not missing, f"no hook seen for {sorted(missing)}; hooks seen: {sorted(corpus.hooks())}"
     assert corpus.loud == [], corpus.explain()
-
+    for finding in corpus.not_counted:  # shown with -s / -rP: what a reviewer audits
+        print(f"not counted: {finding['severity']} {finding['rule']} {finding['package']}: {finding['excepted']}")

@@ -33,3 +33,20 @@ def test_script_after_interpreter_options(argv: list[str], name: str) -> None:
 )
 def test_not_a_package_manager(argv: list[str]) -> None:
     assert package_manager_of(argv) is None
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["/usr/bin/node", "/work/app/.yarn/releases/yarn-4.4.1.cjs", "install"],
+        ["node", ".yarn/releases/yarn-berry.cjs", "install"],  # yarnPath may name any file there
+        ["node", "/home/u/.cache/node/corepack/yarn/4.5.0/yarn-4.5.0.cjs"],
+    ],
+)
+def test_yarn_berry_release_bundles(argv: list[str]) -> None:
+    assert package_manager_of(argv) is Ecosystem.YARN
+    assert package_manager_name(argv) == "yarn"
+
+
+def test_a_script_beside_yarn_releases_is_not_yarn() -> None:
+    assert package_manager_of(["node", "/work/app/.yarn/plugins/x.cjs"]) is None

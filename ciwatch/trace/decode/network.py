@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from ciwatch.net.address import SocketAddress, decode_sockaddr
+from ciwatch.net.address import AF_UNIX, SocketAddress, decode_sockaddr
 from ciwatch.net.dns import DnsQuestion, decode_dns_query
 from ciwatch.trace.decode import Args, MemoryReader, signed32
 
@@ -28,6 +28,13 @@ MMSG_LIMIT = 1024
 _MMSGHDR_SIZE = 64
 _MSGHDR_SIZE = 56
 _NLMSGHDR_SIZE = 16
+
+
+class UnixConnect(NamedTuple):
+    """A connect to a unix socket: not network traffic, but maybe a local build server's."""
+
+    fd: int
+    path: str
 
 
 class SockaddrArg(NamedTuple):
@@ -108,12 +115,21 @@ class ReceiveMsg(NamedTuple):
     msghdr: int
 
 
-def decode_connect(pid: int, args: Args, mem: MemoryReader) -> SockaddrArg | None:
+def decode_connect(pid: int, args: Args, mem: MemoryReader) -> SockaddrArg | UnixConnect | None:
     raw = mem.read_bytes(args[1], min(args[2], _SOCKADDR_LIMIT))
     destination = decode_sockaddr(raw)
     if destination is None:
-        return None  # AF_UNIX, AF_NETLINK, ...: not network traffic
+        if raw[:2] == AF_UNIX.to_bytes(2, "little"):
+            return UnixConnect(signed32(args[0]), unix_path(raw[2:]))
+        return None  # AF_NETLINK, ...: not network traffic
     return SockaddrArg(signed32(args[0]), args[1], raw, destination)
+
+
+def unix_path(sun_path: bytes) -> str:
+    """A unix socket's name as a person writes it: the path, or ``@name`` for an abstract one."""
+    if sun_path[:1] == b"\0":
+        return "@" + sun_path[1:].rstrip(b"\0").decode("utf-8", "surrogateescape")
+    return sun_path.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
 def decode_sendto(pid: int, args: Args, mem: MemoryReader) -> Datagram | NetlinkSend | None:

@@ -14,17 +14,24 @@ fixture (tests/support/internet/fixture.py).
         assert internet.requests_to("evil.test")[0].method == "POST"
 
 Hosts: registry.npm.test (npm registry), pypi.test (PEP 503 simple index), files.pypi.test
-(its files), evil.test and exfil.test (record everything; every subdomain resolves to them;
-UDP recorder on port 9999). The DNS server is at ``dns_server`` (198.18.0.53 in slot 0).
+(its files), crates.test and cratefiles.test (a cargo sparse index and its downloads),
+gems.test (a gem source), apt.test (an apt repository), evil.test and exfil.test (record
+everything; every subdomain resolves to them; UDP recorder on port 9999).
+The DNS server is at ``dns_server`` (198.18.0.53 in slot 0).
 """
 
 from tests.support.internet.core import (
+    APT_REPO,
+    CRATES_FILES,
+    CRATES_INDEX,
     EVIL,
     EXFIL,
+    GEMS,
     NPM_REGISTRY,
     PYPI_FILES,
     PYPI_INDEX,
     UDP_PORT,
+    VCS,
     DnsQuery,
     HostAddresses,
     NpmPackage,
@@ -37,12 +44,17 @@ from tests.support.internet.core import (
 )
 
 __all__ = [
+    "APT_REPO",
+    "CRATES_FILES",
+    "CRATES_INDEX",
     "EVIL",
     "EXFIL",
+    "GEMS",
     "NPM_REGISTRY",
     "PYPI_FILES",
     "PYPI_INDEX",
     "UDP_PORT",
+    "VCS",
     "DnsQuery",
     "HostAddresses",
     "NpmPackage",

@@ -39,6 +39,15 @@ PYPI_INDEX = "pypi.test"
 PYPI_FILES = "files.pypi.test"
 EVIL = "evil.test"
 EXFIL = "exfil.test"
+#: Registries served from static files (``serve``): a cargo sparse index and the host its
+#: ``config.json`` names for downloads, a gem source, an apt repository (tests/support/internet/
+#: crates.py, gems.py, apt_repo.py).
+CRATES_INDEX = "crates.test"
+CRATES_FILES = "cratefiles.test"
+GEMS = "gems.test"
+APT_REPO = "apt.test"
+VCS = "vcs.test"
+"""Serves only what tests publish on it (``serve``), 404 for the rest: a version control host."""
 UDP_PORT = 9999
 DNS_OCTET = 53
 
@@ -49,6 +58,11 @@ DEFAULT_HOSTS: tuple[tuple[str, str, int, bool], ...] = (
     (PYPI_FILES, "pypi-files", 12, False),
     (EVIL, "recorder", 13, True),
     (EXFIL, "recorder", 14, True),
+    (CRATES_INDEX, "static", 15, False),
+    (CRATES_FILES, "static", 16, False),
+    (GEMS, "static", 17, False),
+    (APT_REPO, "static", 18, False),
+    (VCS, "static", 20, False),
 )
 
 

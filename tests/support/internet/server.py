@@ -228,6 +228,8 @@ class Handler(BaseHTTPRequestHandler):
             return _simple(config.data, path, host["files_base"])
         if role == "pypi-files":
             return _pypi_file(config.data, path)
+        if role == "static":  # a registry made of published files only: anything else is missing
+            return _not_found()
         return 200, {"Content-Type": "text/plain"}, b"ok\n"
 
 

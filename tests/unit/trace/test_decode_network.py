@@ -42,10 +42,15 @@ def test_connect_decodes_the_destination_and_keeps_its_bytes() -> None:
     assert call == n.SockaddrArg(-1, address, raw, SocketAddress("inet6", PEER6, 443))
 
 
-def test_connect_of_a_unix_socket_is_not_network() -> None:
+def test_connect_of_a_unix_socket_is_not_network_but_names_its_socket() -> None:
+    """Not network traffic; its path (or abstract name) is what a local build server is found by."""
     mem = FakeMemory()
     raw = struct.pack("<H", socket.AF_UNIX) + b"/run/socket\0"
-    assert n.decode_connect(PID, args(3, mem.put(raw), len(raw)), mem) is None
+    assert n.decode_connect(PID, args(3, mem.put(raw), len(raw)), mem) == n.UnixConnect(3, "/run/socket")
+    abstract = struct.pack("<H", socket.AF_UNIX) + b"\0turbod"
+    assert n.decode_connect(PID, args(4, mem.put(abstract), len(abstract)), mem) == n.UnixConnect(4, "@turbod")
+    netlink = struct.pack("<H", socket.AF_NETLINK) + b"\0" * 10
+    assert n.decode_connect(PID, args(5, mem.put(netlink), len(netlink)), mem) is None
 
 
 def test_sendto_reads_the_start_of_a_datagram_to_any_port() -> None:
