@@ -240,10 +240,13 @@ class Tracer:
         an event from a process it hasn't introduced."""
         ids = procfs.tgid_and_ppid(tid)
         tgid, ppid = ids if ids else (tid, 0)
-        owner = self.processes.get(tgid if tgid != tid else ppid)
-        self.threads[tid] = thread = TracedThread(tid, tgid, deep=bool(owner and owner.in_hook) and self.fan is None)
-        self.network.inherit(self.threads.get(tgid if tgid != tid else ppid), thread)  # forker unknown: its leader
-        self._adopted_early[tid] = tgid if tgid != tid else ppid
+        creator = tgid if tgid != tid else ppid
+        # Followed the way its creator is (a hook's filter is inherited: a child needs stepping
+        # only if its creator did); which of the creator's threads forked isn't known yet.
+        deep = any(t.deep for t in self.threads.values() if t.tgid == creator)
+        self.threads[tid] = thread = TracedThread(tid, tgid, deep=deep)
+        self.network.inherit(self.threads.get(creator), thread)  # forker unknown: its leader
+        self._adopted_early[tid] = creator
         known = self.processes.get(tid)
         if tgid == tid and (known is None or known.exited):
             parent = self.processes.get(ppid)
