@@ -16,6 +16,7 @@ Needs root (fanotify's filesystem marks): skipped elsewhere.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -248,3 +249,32 @@ def test_auto_keeps_the_stops_when_a_writable_filesystem_can_t_be_watched(tmp_pa
     assert f"{layers['merged']} (" in done.stderr  # the refusal names the filesystem
     header = read_record(tmp_path / "auto").header
     assert header.capabilities["fanotify_file_events"] is False
+
+
+def test_an_executable_is_hashed_when_closed_after_writing(tmp_path: Path) -> None:
+    """A script and an ELF written, then replaced or removed before the end and never run: the
+    stops can only hash what is left at the end; fanotify hashes each as it was closed."""
+    workspace = tmp_path.resolve()
+    elf = Path("/bin/true").read_bytes()
+    script = textwrap.dedent(
+        """\
+        import os, shutil
+        with open("dropped.sh", "w") as f:
+            f.write("#!/bin/sh\\necho first\\n")
+        shutil.copyfile("/bin/true", "dropped-elf")
+        with open("notes.txt", "w") as f:
+            f.write("not a program")
+        with open("replaced.tmp", "w") as f:
+            f.write("plain text")
+        os.rename("replaced.tmp", "dropped.sh")
+        os.unlink("dropped-elf")
+        """
+    )
+    run = run_ciwatch(
+        ["--net", "off", "--file-events", "fanotify", "--", "python3", "-c", script], workspace / "out", cwd=workspace
+    )
+    hashes = {(e.path, e.sha256, e.file_type) for e in _events(run) if isinstance(e, FileHash)}
+    first = hashlib.sha256(b"#!/bin/sh\necho first\n").hexdigest()
+    assert (str(workspace / "dropped.sh"), first, "script") in hashes
+    assert (str(workspace / "dropped-elf"), hashlib.sha256(elf).hexdigest(), "elf") in hashes
+    assert not any(path.endswith(("notes.txt", "replaced.tmp")) for path, _, _ in hashes), hashes

@@ -17,20 +17,35 @@ class ExecutableFile:
     file_type: str
 
 
-def inspect_executable(path: str) -> ExecutableFile | None:
-    """The file's type and hash if it is an ELF, a ``#!`` script or has an execute bit;
-    None for anything else (or a file that is gone)."""
+#: What a file's inspection depends on: when these are the same, so is its content's hash
+#: (a write, even through a shared mapping, moves the mtime; a replacement, the inode).
+FileState = tuple[int, int, int, int, int]
+
+
+def file_state(info: os.stat_result) -> FileState:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode)
+
+
+def inspect_executable(path: str, fd: int | None = None) -> tuple[ExecutableFile, FileState] | None:
+    """The file's type and hash if it is an ELF, a ``#!`` script or has an execute bit, with
+    the state it was read in; None for anything else (or a file that is gone). ``fd``: the
+    file already open for reading (left open), else ``path`` is opened."""
     # os-level calls: thousands of files are looked at when a build ends (npm writes one per
     # file of every package), and ciwatch returns only after.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
-    except OSError:
-        return None
+    if fd is None:
+        try:
+            own = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block us
+        except OSError:
+            return None
+        try:
+            return inspect_executable(path, own)
+        finally:
+            os.close(own)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
-        head = os.read(fd, 4)
+        head = os.pread(fd, 4, 0)
         if head.startswith(b"\x7fELF"):
             file_type = "elf"
         elif head.startswith(b"#!"):
@@ -40,10 +55,11 @@ def inspect_executable(path: str) -> ExecutableFile | None:
         else:
             return None
         digest = hashlib.sha256(head)
-        while chunk := os.read(fd, 1 << 20):
+        offset = len(head)
+        while chunk := os.pread(fd, 1 << 20, offset):
             digest.update(chunk)
+            offset += len(chunk)
     except OSError:
         return None
-    finally:
-        os.close(fd)
-    return ExecutableFile(path, digest.hexdigest(), info.st_size, stat.S_IMODE(info.st_mode), file_type)
+    found = ExecutableFile(path, digest.hexdigest(), info.st_size, stat.S_IMODE(info.st_mode), file_type)
+    return found, file_state(info)

@@ -19,7 +19,7 @@ import logging
 import os
 import select
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ciwatch.capabilities import user_namespace
@@ -74,6 +74,8 @@ _HANDLE_HEADER = struct.Struct("<Ii")
 #: Some hundred events a read: each brings a pidfd into this process until it is parsed.
 _READ_SIZE = 1 << 15
 _AT_FDCWD = -100
+#: A read of the closes' group: each event there brings a descriptor into this process.
+_CLOSED_READ_SIZE = _METADATA.size * 64
 #: Events of /proc whose file the kernel can no longer open, skipped in one read.
 _OPEN_FAILURES = 10_000
 
@@ -315,6 +317,63 @@ def has_exited(pidfd: int) -> bool:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(0))
+
+
+class ClosedFiles:
+    """A group for files closed after writing, without file handles: each event carries a
+    descriptor the kernel opened for ciwatch, and the event holds the file from the moment it
+    is queued, so an executable written and removed (or replaced) before ciwatch reads the
+    queue is still hashed as it was closed."""
+
+    def __init__(self, mounts: Iterable[str]) -> None:
+        flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE
+        # O_NONBLOCK: the kernel opening a fifo for the event must not wait for a writer.
+        fd = _libc.fanotify_init(flags, os.O_RDONLY | os.O_LARGEFILE | os.O_NONBLOCK | os.O_CLOEXEC)
+        if fd < 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"fanotify_init: {os.strerror(code)}")
+        self.fd = fd
+        self.mark(mounts)
+
+    def mark(self, mounts: Iterable[str]) -> None:
+        for point in mounts:
+            if _libc.fanotify_mark(
+                self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_CLOSE_WRITE, _AT_FDCWD, os.fsencode(point)
+            ):
+                log.debug("fanotify: cannot mark %s for closes: %s", point, os.strerror(ctypes.get_errno()))
+
+    def read(self, wanted: Callable[[int], bool], each: Callable[[int, str, int], None]) -> None:
+        """``each(pid, path, fd)`` for every close queued now by a process ``wanted`` says
+        matters; the descriptor is closed after."""
+        while True:
+            try:
+                data = os.read(self.fd, _CLOSED_READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as error:  # the file of the event at the head could not be opened
+                log.debug("fanotify: closes: %s", error)
+                continue
+            if not data:
+                return
+            offset = 0
+            while offset + _METADATA.size <= len(data):
+                event_len, _v, _r, _m, _mask, fd, pid = _METADATA.unpack_from(data, offset)
+                offset += max(event_len, _METADATA.size)
+                if fd < 0:
+                    continue
+                try:
+                    if wanted(pid):
+                        path = os.readlink(f"/proc/self/fd/{fd}")
+                        each(pid, path.removesuffix(" (deleted)"), fd)
+                except OSError:
+                    pass
+                finally:
+                    os.close(fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class ProcOpens:

@@ -31,7 +31,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ciwatch.record.events import FileWrite
+from ciwatch.record.events import FileHash, FileWrite
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.trace.fanotify import (
     FAN_CLOSE_WRITE,
@@ -42,6 +42,7 @@ from ciwatch.trace.fanotify import (
     FAN_OPEN,
     FAN_RENAME,
     WRITE_MASK,
+    ClosedFiles,
     FanotifyGroup,
     HandleKey,
     ProcOpens,
@@ -88,9 +89,12 @@ class FanWatch:
         files: FileWatch,
         processes: Mapping[int, TracedProcess],
         proc: ProcOpens | None = None,
+        closed: ClosedFiles | None = None,
     ) -> None:
         self._group = group
         self._proc = proc
+        self._closed = closed
+        self._closed_marks = len(group.mounts)
         self._files = files
         self._processes = processes
         """The tracer's process table: only the build's running processes' events count."""
@@ -160,6 +164,28 @@ class FanWatch:
         if self._proc is not None:
             for pid, path in self._proc.read(self._in_hook):
                 self._files.record_read(pid, path)
+        # Closes first, their hashes recorded last: each close read now had its write queued
+        # in the other group before it, so the write is in the record before the hash.
+        hashes: list[FileHash] = []
+        if self._closed is not None:
+            if len(self._group.mounts) != self._closed_marks:  # a filesystem mounted since
+                self._closed_marks = len(self._group.mounts)
+                self._closed.mark(self._group.mounts.values())
+            self._closed.read(self._is_build, lambda pid, path, fd: self._hash_closed(pid, path, fd, hashes))
+        try:
+            self._drain_writes(reaped)
+        finally:
+            for found in hashes:
+                self._files.record_hash(found)
+
+    def _hash_closed(self, pid: int, path: str, fd: int, into: list[FileHash]) -> None:
+        """An executable is hashed as it is closed after writing: it may be run, changed or
+        removed before the end of the run."""
+        found = self._files.hash_of(path, pid, fd)
+        if found is not None:
+            into.append(found)
+
+    def _drain_writes(self, reaped: int) -> None:
         held = {id(raw) for raw in self._deferred}
         batch = self._deferred + self._group.read(keep=lambda pid: pid == reaped)
         self._deferred = []
@@ -273,20 +299,25 @@ class FanWatch:
         self._group.close()
         if self._proc is not None:
             self._proc.close()
+        if self._closed is not None:
+            self._closed.close()
 
 
 def open_fan_watch(options: TracerOptions, files: FileWatch, processes: Mapping[int, TracedProcess]) -> FanWatch | None:
     """The groups of a run that asks for them: writes on every writable filesystem (and
-    opens, when a hook's reads matter), and opens in /proc when they do."""
+    opens, when a hook's reads matter), closes after writing on the same (to hash
+    executables as they are closed), and opens in /proc when a hook's reads matter."""
     if not options.fanotify:
         return None
-    reads = options.follow_hooks
     group = FanotifyGroup(WRITE_MASK)
-    proc = None
-    if reads:
-        try:
+    proc = closed = None
+    try:
+        closed = ClosedFiles(group.mounts.values())
+        if options.follow_hooks:
             proc = ProcOpens()
-        except OSError:
-            group.close()
-            raise
-    return FanWatch(group, files, processes, proc)
+    except OSError:
+        group.close()
+        if closed is not None:
+            closed.close()
+        raise
+    return FanWatch(group, files, processes, proc, closed)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from ciwatch.facts.paths import is_credential_path
 from ciwatch.record.events import Event, FileHash, FileRead, FileWrite
 from ciwatch.record.vocabulary import FileOp, ReadHow
-from ciwatch.trace.executables import inspect_executable
+from ciwatch.trace.executables import FileState, inspect_executable
 from ciwatch.trace.table import WRITE_OPEN_FLAGS
 from ciwatch.trace.tasks import TracedThread
 
@@ -20,6 +20,8 @@ class FileWatch:
         self._emit = emit
         self.written: dict[str, int] = {}
         """Paths written during the run (after renames), with the pid that wrote them last."""
+        self._hashed: dict[str, FileState] = {}
+        """Executables hashed, with the state of the file their hash was read from."""
 
     def on_file(self, thread: TracedThread, event: FileWrite) -> None:
         if event.op is FileOp.OPEN and not (event.flags or 0) & WRITE_OPEN_FLAGS:
@@ -54,16 +56,31 @@ class FileWatch:
             self._emit(FileRead(pid=pid, path=path, how=ReadHow.OPEN, as_written=as_written))
 
     def hash_written(self, path: str) -> None:
-        """Record the digest of a written file, if it is an executable or a script."""
-        found = inspect_executable(path)
+        """Record the digest of a written file, if it is an executable or a script (when it
+        is run, and at the end of the run)."""
+        found = self.hash_of(path, self.written.get(path, 0))
         if found is not None:
-            self._emit(
-                FileHash(
-                    path=found.path,
-                    sha256=found.sha256,
-                    size=found.size,
-                    mode=found.mode,
-                    file_type=found.file_type,
-                    written_by=self.written.get(path, 0),
-                )
-            )
+            self._emit(found)
+
+    def record_hash(self, found: FileHash) -> None:
+        self._emit(found)
+
+    def hash_of(self, path: str, written_by: int, fd: int | None = None) -> FileHash | None:
+        """The digest event of a written executable or script (read from ``fd`` if given: a
+        file fanotify reports closed after writing), or None: not one, or hashed already in
+        the state it is in now."""
+        found = inspect_executable(path, fd)
+        if found is None:
+            return None
+        executable, state = found
+        if self._hashed.get(path) == state:
+            return None
+        self._hashed[path] = state
+        return FileHash(
+            path=executable.path,
+            sha256=executable.sha256,
+            size=executable.size,
+            mode=executable.mode,
+            file_type=executable.file_type,
+            written_by=written_by,
+        )

@@ -47,6 +47,7 @@ class FakeGroup:
     def __init__(self, now: dict[HandleKey, Path]) -> None:
         self.now = now
         self.queue: list[RawEvent] = []
+        self.mounts: dict[int, str] = {}
 
     def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
         """The queue; the pidfds of events not kept are closed, as the group does."""
