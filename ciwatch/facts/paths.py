@@ -49,6 +49,18 @@ def is_credential_path(path: str, home: str, own_pid: int | None = None) -> bool
     return False
 
 
+#: The system's account databases, and the backups and temporary copies their tools write
+#: beside them (``passwd-``, ``shadow+``, ``group.lock``...): who may log in, as whom.
+ACCOUNT_FILE_PATTERNS = (
+    "/etc/passwd*",
+    "/etc/shadow*",
+    "/etc/group*",
+    "/etc/gshadow*",
+    "/etc/subuid*",
+    "/etc/subgid*",
+)
+
+
 #: The CI provider's files that carry into later steps of the job: what a step appends to
 #: ``$GITHUB_ENV`` is in the environment of every later step, ``$GITHUB_PATH`` prepends to their
 #: PATH, ``$GITHUB_OUTPUT``/``$GITHUB_STATE`` feed later steps' inputs and the action's post

@@ -32,6 +32,7 @@ import re
 from ciwatch.analysis.tree import ProcessNode
 from ciwatch.attribution.hooks import HookAttribution
 from ciwatch.facts.ecosystems import Ecosystem
+from ciwatch.facts.paths import ACCOUNT_FILE_PATTERNS
 from ciwatch.rules.base import RuleContext
 
 #: Where dpkg keeps the maintainer scripts it runs (its default admin directory).
@@ -60,12 +61,7 @@ SYSTEM_SETUP_PATTERNS = (
     ("/var/spool/cron/*", _SCHEDULER),
     ("/var/spool/at", _SCHEDULER),
     ("/var/spool/at/*", _SCHEDULER),
-    ("/etc/passwd*", _ACCOUNTS),
-    ("/etc/shadow*", _ACCOUNTS),
-    ("/etc/group*", _ACCOUNTS),
-    ("/etc/gshadow*", _ACCOUNTS),
-    ("/etc/subuid*", _ACCOUNTS),
-    ("/etc/subgid*", _ACCOUNTS),
+    *((pattern, _ACCOUNTS) for pattern in ACCOUNT_FILE_PATTERNS),
     ("/etc/.pwd.lock", _ACCOUNTS),
 )
 #: A job in a scheduler's spool: a user's crontab, an at job. cron and atd skip dot files

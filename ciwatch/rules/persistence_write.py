@@ -15,7 +15,7 @@ import fnmatch
 import os
 from collections.abc import Iterator
 
-from ciwatch.facts.paths import proc_alias
+from ciwatch.facts.paths import ACCOUNT_FILE_PATTERNS, proc_alias
 from ciwatch.policy.model import Severity
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
@@ -113,12 +113,7 @@ PERSISTENCE_PATTERNS = (
     ("~/.config/autostart/*", _SERVICE),
     ("/etc/xdg/autostart/*", _SERVICE),
     ("/etc/update-motd.d/*", _SERVICE),
-    ("/etc/passwd*", _ACCOUNTS),
-    ("/etc/shadow*", _ACCOUNTS),
-    ("/etc/group*", _ACCOUNTS),
-    ("/etc/gshadow*", _ACCOUNTS),
-    ("/etc/subuid*", _ACCOUNTS),
-    ("/etc/subgid*", _ACCOUNTS),
+    *((pattern, _ACCOUNTS) for pattern in ACCOUNT_FILE_PATTERNS),
     ("/etc/sudoers", "sudo's rules"),
     ("/etc/sudoers.d/*", "sudo's rules"),
     ("*/.ssh/authorized_keys*", "SSH authorized keys"),
