@@ -278,3 +278,51 @@ def test_an_executable_is_hashed_when_closed_after_writing(tmp_path: Path) -> No
     assert (str(workspace / "dropped.sh"), first, "script") in hashes
     assert (str(workspace / "dropped-elf"), hashlib.sha256(elf).hexdigest(), "elf") in hashes
     assert not any(path.endswith(("notes.txt", "replaced.tmp")) for path, _, _ in hashes), hashes
+
+
+#: Reads credentials three ways: a file in a credential directory that existed before the run,
+#: one the build made before the hook started (in a directory made then too), and a hard link
+#: to the home's .netrc under another name; then reads ordinary files.
+_READER_SH = textwrap.dedent(
+    """\
+    set -eu
+    cat "$HOME/.aws/credentials" "$HOME/.docker/config.json" "$INIT_CWD/../innocent-name" > /dev/null
+    cat /etc/hostname package.json > /dev/null
+    """
+)
+
+
+@pytest.mark.npm
+def test_a_hook_s_credential_reads_are_watched_by_inode(tmp_path: Path) -> None:
+    """Opens of the credential files (and of the directories holding them) are the only open
+    events: whatever name a file is opened by, it is the credential; one made during the run
+    before the hook started is watched too; nothing else a hook opens is an event."""
+    template = make_npm_package(tmp_path / "package", "reader", "1.0.0", {"postinstall": "sh ./hook.sh"}, {
+        "hook.sh": _READER_SH
+    })  # fmt: skip
+    workspace = tmp_path.resolve() / "w"
+    home = workspace / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws" / "credentials").write_text("[default]\n")
+    (home / ".netrc").write_text("machine example.test\n")
+    os.link(home / ".netrc", workspace / "innocent-name")
+    tarball = workspace / template.tarball.name
+    shutil.copy(template.tarball, tarball)
+    make_npm_project(workspace / "project", allow_scripts_from=[tarball])
+    env = {**npm_env(workspace / "cache"), "HOME": str(home)}
+    command = (
+        f"mkdir -p {home}/.docker && echo '{{}}' > {home}/.docker/config.json && "
+        f"cd project && npm install --no-audit --no-fund {tarball}"
+    )
+    run = run_ciwatch(
+        ["--net", "off", "--file-events", "fanotify", "--", "sh", "-c", command],
+        workspace / "out",
+        cwd=workspace,
+        env=env,
+    )
+    reads = {(e.path, e.as_written) for e in _events(run) if isinstance(e, FileRead)}
+    assert reads == {
+        (f"{home}/.aws/credentials", None),
+        (f"{home}/.docker/config.json", None),
+        (f"{home}/.netrc", str(workspace / "innocent-name")),
+    }, reads

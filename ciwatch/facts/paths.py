@@ -4,6 +4,8 @@ credential-read rule judges), and the directories where package managers put wha
 from __future__ import annotations
 
 import fnmatch
+import glob
+import os
 from collections.abc import Mapping
 
 #: ``~`` is the job's home directory.
@@ -47,6 +49,31 @@ def is_credential_path(path: str, home: str, own_pid: int | None = None) -> bool
         if fnmatch.fnmatchcase(path, pattern):
             return True
     return False
+
+
+def credential_places(home: str, limit: int = 500) -> list[str]:
+    """The files and directories ``CREDENTIAL_PATTERNS`` name that exist now, outside /proc:
+    what can be watched for opens instead of judging every open's path. A directory in the
+    home stands for the files made in it later; ``*`` spans directories in a pattern, so a
+    pattern's directory brings its subdirectories and their files (at most ``limit`` places)."""
+    places: list[str] = []
+    for pattern in CREDENTIAL_PATTERNS:
+        if pattern.startswith("/proc/") or (pattern.startswith("~") and not home):
+            continue
+        in_home = pattern.startswith("~")
+        path = home.rstrip("/") + pattern[1:] if in_home else pattern
+        directory, name = os.path.split(path)
+        if name == "*":
+            for root, _dirs, files in os.walk(directory):
+                places.append(root)
+                places.extend(os.path.join(root, file) for file in files)
+                if len(places) >= limit:
+                    return places[:limit]
+            continue
+        if in_home:
+            places.append(directory)
+        places.extend(sorted(glob.glob(glob.escape(directory) + "/" + name)) if glob.has_magic(name) else [path])
+    return list(dict.fromkeys(places))[:limit]
 
 
 #: The system's account databases, and the backups and temporary copies their tools write

@@ -12,14 +12,13 @@ by :mod:`ciwatch.trace.fanpaths`.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import logging
 import os
 import select
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ciwatch.capabilities import user_namespace
@@ -58,7 +57,7 @@ FAN_CREATE = 0x100
 FAN_DELETE = 0x200
 FAN_RENAME = 0x10000000
 FAN_ONDIR = 0x40000000
-#: What every group asks for: the writes. FAN_OPEN is added when a hook's reads matter.
+#: What the group asks for: the writes (a hook's reads come from the groups of fandescriptors.py).
 WRITE_MASK = FAN_MODIFY | FAN_CLOSE_WRITE | FAN_CREATE | FAN_DELETE | FAN_RENAME | FAN_ONDIR
 
 _INFO_FID = 1
@@ -67,17 +66,13 @@ _INFO_DFID = 3
 _INFO_PIDFD = 4
 _INFO_OLD_DFID_NAME = 10
 _INFO_NEW_DFID_NAME = 12
-_METADATA = struct.Struct("<IBBHQii")
+METADATA = struct.Struct("<IBBHQii")
 _INFO_HEADER = struct.Struct("<BBH")
 _FSID = struct.Struct("<ii")
 _HANDLE_HEADER = struct.Struct("<Ii")
 #: Some hundred events a read: each brings a pidfd into this process until it is parsed.
 _READ_SIZE = 1 << 15
-_AT_FDCWD = -100
-#: A read of the closes' group: each event there brings a descriptor into this process.
-_CLOSED_READ_SIZE = _METADATA.size * 64
-#: Events of /proc whose file the kernel can no longer open, skipped in one read.
-_OPEN_FAILURES = 10_000
+AT_FDCWD = -100
 
 #: Filesystems that hold no file a build writes (or whose handles mean nothing).
 _NOT_MARKED = frozenset(
@@ -110,16 +105,16 @@ class RawEvent:
     """The object's own handle (the file, or the directory of an ONDIR event)."""
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
-_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 
 
 def unavailable_reason() -> str | None:
     """None when this process can open the group ciwatch needs; else why not."""
     if user_namespace():
         return "inside a user namespace (a rootless container): fanotify's filesystem marks need the initial one"
-    fd = _libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
+    fd = libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
     if fd < 0:
         code = ctypes.get_errno()
         if code == errno.EPERM:
@@ -162,7 +157,7 @@ class FanotifyGroup:
     """The group: opened and marked once per run, read in batches, closed at the end."""
 
     def __init__(self, mask: int) -> None:
-        fd = _libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
+        fd = libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
         if fd < 0:
             code = ctypes.get_errno()
             raise OSError(code, f"fanotify_init: {os.strerror(code)}")
@@ -202,19 +197,11 @@ class FanotifyGroup:
         if fsid == 0:
             self.unmarked[point] = "no filesystem id, so no file handles"
             return
-        if _libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, _AT_FDCWD, os.fsencode(point)):
+        if libc.fanotify_mark(self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, os.fsencode(point)):
             self.unmarked[point] = os.strerror(ctypes.get_errno())
             log.debug("fanotify: cannot mark %s: %s", point, self.unmarked[point])
             return
         self.mounts[fsid] = point
-
-    def watch_opens(self, on: bool) -> None:
-        """Add FAN_OPEN to every mark (and to those of filesystems mounted later), or remove it."""
-        self.mask = self.mask | FAN_OPEN if on else self.mask & ~FAN_OPEN
-        how = FAN_MARK_ADD if on else FAN_MARK_REMOVE
-        for point in self.mounts.values():
-            if _libc.fanotify_mark(self.fd, how | FAN_MARK_FILESYSTEM, FAN_OPEN, _AT_FDCWD, os.fsencode(point)):
-                log.debug("fanotify: cannot change the mark of %s: %s", point, os.strerror(ctypes.get_errno()))
 
     def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
         """Every event queued now (none when the queue is empty), their pidfds closed but for
@@ -244,7 +231,7 @@ class FanotifyGroup:
                 return -1
             self._open_mounts[key[0]] = mount_fd
         flags = os.O_PATH | os.O_CLOEXEC | os.O_NOFOLLOW
-        return int(_libc.open_by_handle_at(mount_fd, key[1], flags))
+        return int(libc.open_by_handle_at(mount_fd, key[1], flags))
 
     def release_mounts(self) -> None:
         """Close the mount points opened since the last call (at the end of each drain)."""
@@ -278,8 +265,8 @@ def _name(data: bytes, offset: int, end: int) -> str:
 def parse_events(data: bytes, into: list[RawEvent], keep: Callable[[int], bool]) -> None:
     """Append the events of one read() to ``into``; close their pidfds but ``keep``'s."""
     offset = 0
-    while offset + _METADATA.size <= len(data):
-        event_len, _version, _reserved, metadata_len, mask, _fd, pid = _METADATA.unpack_from(data, offset)
+    while offset + METADATA.size <= len(data):
+        event_len, _version, _reserved, metadata_len, mask, _fd, pid = METADATA.unpack_from(data, offset)
         if event_len < metadata_len:
             return
         end = offset + event_len
@@ -317,123 +304,3 @@ def has_exited(pidfd: int) -> bool:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-class ClosedFiles:
-    """A group for files closed after writing, without file handles: each event carries a
-    descriptor the kernel opened for ciwatch, and the event holds the file from the moment it
-    is queued, so an executable written and removed (or replaced) before ciwatch reads the
-    queue is still hashed as it was closed."""
-
-    def __init__(self, mounts: Iterable[str]) -> None:
-        flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE
-        # O_NONBLOCK: the kernel opening a fifo for the event must not wait for a writer.
-        fd = _libc.fanotify_init(flags, os.O_RDONLY | os.O_LARGEFILE | os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"fanotify_init: {os.strerror(code)}")
-        self.fd = fd
-        self.mark(mounts)
-
-    def mark(self, mounts: Iterable[str]) -> None:
-        for point in mounts:
-            if _libc.fanotify_mark(
-                self.fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_CLOSE_WRITE, _AT_FDCWD, os.fsencode(point)
-            ):
-                log.debug("fanotify: cannot mark %s for closes: %s", point, os.strerror(ctypes.get_errno()))
-
-    def read(self, wanted: Callable[[int], bool], each: Callable[[int, str, int], None]) -> None:
-        """``each(pid, path, fd)`` for every close queued now by a process ``wanted`` says
-        matters; the descriptor is closed after."""
-        while True:
-            try:
-                data = os.read(self.fd, _CLOSED_READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as error:  # the file of the event at the head could not be opened
-                log.debug("fanotify: closes: %s", error)
-                continue
-            if not data:
-                return
-            offset = 0
-            while offset + _METADATA.size <= len(data):
-                event_len, _v, _r, _m, _mask, fd, pid = _METADATA.unpack_from(data, offset)
-                offset += max(event_len, _METADATA.size)
-                if fd < 0:
-                    continue
-                try:
-                    if wanted(pid):
-                        path = os.readlink(f"/proc/self/fd/{fd}")
-                        each(pid, path.removesuffix(" (deleted)"), fd)
-                except OSError:
-                    pass
-                finally:
-                    os.close(fd)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class ProcOpens:
-    """A second group, for opens in /proc: procfs has no file handles, so the FID group can't
-    mark it, but a hook reading another process's environ or memory there is reading
-    credentials. Its events carry a descriptor (opened by the kernel for ciwatch), whose link
-    is the path."""
-
-    def __init__(self) -> None:
-        flags = FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_UNLIMITED_QUEUE
-        fd = _libc.fanotify_init(flags, os.O_RDONLY | os.O_LARGEFILE)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"fanotify_init: {os.strerror(code)}")
-        self.fd = fd
-        try:
-            self.watch(True)  # proves the mark can be made, before the build starts
-        except OSError:
-            self.close()
-            raise
-        self.watch(False)
-
-    def watch(self, on: bool) -> None:
-        """Mark /proc for open events (while a hook runs), or no longer."""
-        how = FAN_MARK_ADD if on else FAN_MARK_REMOVE
-        if _libc.fanotify_mark(self.fd, how | FAN_MARK_FILESYSTEM, FAN_OPEN, _AT_FDCWD, b"/proc"):
-            code = ctypes.get_errno()
-            if on:
-                raise OSError(code, f"fanotify_mark /proc: {os.strerror(code)}")
-
-    def read(self, wanted: Callable[[int], bool]) -> list[tuple[int, str]]:
-        """The (pid, path) of every open queued now by a process ``wanted`` says matters."""
-        opens: list[tuple[int, str]] = []
-        failures = 0
-        while True:
-            try:
-                data = os.read(self.fd, _READ_SIZE)
-            except BlockingIOError:
-                return opens
-            except OSError as error:
-                # The kernel could not open the file of the event at the head of the queue
-                # (its process is gone: ESRCH); that event is dropped, the next ones remain.
-                failures += 1
-                if failures > _OPEN_FAILURES:
-                    log.debug("fanotify: /proc opens: %s", error)
-                    return opens
-                continue
-            if not data:
-                return opens
-            offset = 0
-            while offset + _METADATA.size <= len(data):
-                event_len, _v, _r, _m, _mask, fd, pid = _METADATA.unpack_from(data, offset)
-                if fd >= 0:
-                    with contextlib.suppress(OSError):
-                        if wanted(pid):
-                            opens.append((pid, os.readlink(f"/proc/self/fd/{fd}")))
-                    os.close(fd)
-                offset += max(event_len, _METADATA.size)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1

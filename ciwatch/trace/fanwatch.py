@@ -31,21 +31,20 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ciwatch.facts.paths import credential_places
 from ciwatch.record.events import FileHash, FileWrite
 from ciwatch.record.vocabulary import FileOp
+from ciwatch.trace.fandescriptors import ClosedFiles, HookReads
 from ciwatch.trace.fanotify import (
     FAN_CLOSE_WRITE,
     FAN_CREATE,
     FAN_DELETE,
     FAN_MODIFY,
     FAN_ONDIR,
-    FAN_OPEN,
     FAN_RENAME,
     WRITE_MASK,
-    ClosedFiles,
     FanotifyGroup,
     HandleKey,
-    ProcOpens,
     RawEvent,
     has_exited,
 )
@@ -88,11 +87,11 @@ class FanWatch:
         group: FanotifyGroup,
         files: FileWatch,
         processes: Mapping[int, TracedProcess],
-        proc: ProcOpens | None = None,
+        reads: HookReads | None = None,
         closed: ClosedFiles | None = None,
     ) -> None:
         self._group = group
-        self._proc = proc
+        self._reads = reads
         self._closed = closed
         self._closed_marks = len(group.mounts)
         self._files = files
@@ -143,11 +142,10 @@ class FanWatch:
         return process is not None and process.in_hook and not process.exited
 
     def watch_reads(self, on: bool) -> None:
-        """Ask for open events (a hook has started), or no longer (none runs now)."""
-        if self._proc is not None and on != self._reading:
+        """Ask for opens in /proc (a hook has started), or no longer (none runs now)."""
+        if self._reads is not None and on != self._reading:
             self._reading = on
-            self._group.watch_opens(on)
-            self._proc.watch(on)
+            self._reads.watch(on)
 
     def drain(self, reaped: int = 0) -> None:
         """Record every event queued now. ``reaped``: a pid whose process has just been
@@ -161,9 +159,9 @@ class FanWatch:
             self.watch_reads(False)
 
     def _drain(self, reaped: int) -> None:
-        if self._proc is not None:
-            for pid, path in self._proc.read(self._in_hook):
-                self._files.record_read(pid, path)
+        if self._reads is not None:
+            for pid, path, opened_as in self._reads.read(self._in_hook):
+                self._files.record_read(pid, path, opened_as)
         # Closes first, their hashes recorded last: each close read now had its write queued
         # in the other group before it, so the write is in the record before the hash.
         hashes: list[FileHash] = []
@@ -234,6 +232,8 @@ class FanWatch:
         if mask & FAN_RENAME:
             if where.target is not None:
                 self._files.record_write(pid, FileWrite(pid=pid, op=FileOp.RENAME, path=path, target=where.target))
+                if self._reads is not None:
+                    self._reads.made(where.target)
             return
         if not mask & FAN_ONDIR:
             self._record_file(raw, path, recorded)
@@ -258,8 +258,8 @@ class FanWatch:
             wrote = False
         if wrote:
             self._wrote(raw, path)
-        elif mask & FAN_OPEN and not wrote and self._in_hook(pid):
-            self._files.record_read(pid, path)
+        if mask & FAN_CREATE and self._reads is not None:
+            self._reads.made(path)  # a credential file made now: its opens are watched too
 
     def _wrote(self, raw: RawEvent, path: str) -> None:
         """One ``open`` per time a process has a file open for writing: its first event
@@ -297,27 +297,27 @@ class FanWatch:
         self._deferred = []
         self._waiter.close()
         self._group.close()
-        if self._proc is not None:
-            self._proc.close()
+        if self._reads is not None:
+            self._reads.close()
         if self._closed is not None:
             self._closed.close()
 
 
 def open_fan_watch(options: TracerOptions, files: FileWatch, processes: Mapping[int, TracedProcess]) -> FanWatch | None:
-    """The groups of a run that asks for them: writes on every writable filesystem (and
-    opens, when a hook's reads matter), closes after writing on the same (to hash
-    executables as they are closed), and opens in /proc when a hook's reads matter."""
+    """The groups of a run that asks for them: writes on every writable filesystem, closes
+    after writing on the same (to hash executables as they are closed), and, when a hook's
+    reads matter, opens of credentials."""
     if not options.fanotify:
         return None
     group = FanotifyGroup(WRITE_MASK)
-    proc = closed = None
+    closed = reads = None
     try:
         closed = ClosedFiles(group.mounts.values())
         if options.follow_hooks:
-            proc = ProcOpens()
+            reads = HookReads(options.home, credential_places(options.home))
     except OSError:
         group.close()
         if closed is not None:
             closed.close()
         raise
-    return FanWatch(group, files, processes, proc, closed)
+    return FanWatch(group, files, processes, reads, closed)
