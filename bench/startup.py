@@ -17,7 +17,8 @@ noisy machine. For the ciwatch runs it also splits the time from the record's ow
 - ``after``: end line to the exit code in the bench's hands (the verdict, verdict.json, exit).
 
 ``python -c pass`` and ``python -c "import ciwatch.cli"`` are measured too: the floors that
-Python's own start and ciwatch's imports set.
+Python's own start and ciwatch's imports set. ``cpu`` is the CPU time (user + system) of the
+command and the processes it waited for: steadier than wall time on a busy machine.
 
     python3 bench/startup.py                  # 15 rounds
     python3 bench/startup.py --rounds 30 --markdown
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -84,6 +86,7 @@ def configurations(trees: list[Path]) -> list[Configuration]:
 @dataclass
 class Samples:
     wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     adds: list[float] = field(default_factory=list)
     phases: dict[str, list[float]] = field(default_factory=dict)
 
@@ -98,11 +101,19 @@ def _phases(record: Path, launched: float, returned: float) -> dict[str, float]:
     return {phase: marks[i + 1] - marks[i] for i, phase in enumerate(PHASES)}
 
 
-def _run_once(configuration: Configuration, scratch: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_once(
+    configuration: Configuration, scratch: Path, env: dict[str, str]
+) -> tuple[float, float, dict[str, float]]:
     out = Path(tempfile.mkdtemp(prefix="out-", dir=scratch))
     if configuration.tree is not None:
         env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(configuration.tree), env.get("PYTHONPATH")]))}
     launched = time.time()
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     # Run in the scratch directory: ``python -m`` puts the working directory first on sys.path,
     # and a checkout's own ``ciwatch`` there would be measured instead of the tree's.
@@ -110,11 +121,12 @@ def _run_once(configuration: Configuration, scratch: Path, env: dict[str, str]) 
         configuration.command(out), cwd=scratch, env=env, stdin=subprocess.DEVNULL, capture_output=True
     )
     wall = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before
     returned = time.time()
     if done.returncode != 0:
         raise SystemExit(f"bench: {configuration.name} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
     phases = _phases(out / "record.jsonl", launched, returned) if configuration.records else {}
-    return wall, phases
+    return wall, cpu, phases
 
 
 def measure(rounds: int, warmup: int, trees: list[Path]) -> dict[str, Samples]:
@@ -133,8 +145,9 @@ def measure(rounds: int, warmup: int, trees: list[Path]) -> dict[str, Samples]:
             order = [measured[(number + i) % count] for i in range(count)]
             walls: dict[str, float] = {}
             for configuration in order:
-                wall, phases = _run_once(configuration, Path(scratch), env)
+                wall, cpu, phases = _run_once(configuration, Path(scratch), env)
                 walls[configuration.name] = wall
+                samples[configuration.name].cpu.append(cpu)
                 for phase, seconds in phases.items():
                     samples[configuration.name].phases.setdefault(phase, []).append(seconds)
             for name, wall in walls.items():
@@ -154,25 +167,27 @@ def report(samples: dict[str, Samples], markdown: bool) -> str:
     lines = []
     if markdown:
         lines += [
-            "| configuration | median | min / q1 / q3 / max | adds to `true` (median of rounds) | "
+            "| configuration | median | min / q1 / q3 / max | adds to `true` (median of rounds) | cpu | "
             + " | ".join(PHASES)
             + " |",
-            "|---|---|---|---|" + "---|" * len(PHASES),
+            "|---|---|---|---|---|" + "---|" * len(PHASES),
         ]
     for name, data in samples.items():
         q1, q3 = _quartiles(data.wall)
         spread = f"{min(data.wall):.3f} / {q1:.3f} / {q3:.3f} / {max(data.wall):.3f}"
         adds = "" if name == "true" else f"{statistics.median(data.adds):+.3f} s"
         phases = [f"{statistics.median(data.phases[p]):.3f}" if p in data.phases else "" for p in PHASES]
+        cpu = f"{statistics.median(data.cpu):.3f} s"
         if markdown:
             lines.append(
-                f"| {name} | {statistics.median(data.wall):.3f} s | {spread} | {adds} | " + " | ".join(phases) + " |"
+                f"| {name} | {statistics.median(data.wall):.3f} s | {spread} | {adds} | {cpu} | "
+                + " | ".join(phases)
+                + " |"
             )
         else:
             split = "  ".join(f"{p} {v}" for p, v in zip(PHASES, phases, strict=True) if v)
-            lines.append(
-                f"{name:30s} median {statistics.median(data.wall):.3f} s  [{spread}]  {adds:>9s}  {split}".rstrip()
-            )
+            wall = statistics.median(data.wall)
+            lines.append(f"{name:30s} median {wall:.3f} s  [{spread}]  {adds:>9s}  cpu {cpu}  {split}".rstrip())
     return "\n".join(lines)
 
 

@@ -23,23 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ciwatch.facts.ecosystems import Ecosystem
-from ciwatch.registries import (
-    apt,
-    bun,
-    cargo,
-    command_line,
-    gem,
-    go,
-    gradle,
-    lockfiles,
-    maven,
-    npm,
-    pip,
-    pnpm,
-    poetry,
-    uv,
-    yarn,
-)
 from ciwatch.registries._base import Context, Inputs, RegistrySource, recording
 
 __all__ = ["ECOSYSTEMS", "RegistrySource", "discover_registries", "render_registries"]
@@ -49,24 +32,46 @@ log = logging.getLogger(__name__)
 #: The ecosystems, in the order reports list them.
 ECOSYSTEMS: tuple[str, ...] = tuple(Ecosystem)
 
-_DISCOVERERS: tuple[Callable[[Context], list[RegistrySource]], ...] = (
-    # The slowest queries first, so that they start first.
-    apt.discover,
-    npm.discover,
-    gem.discover,
-    gradle.discover,
-    pip.discover,
-    yarn.discover,
-    pnpm.discover,
-    go.discover,
-    cargo.discover,
-    uv.discover,
-    poetry.discover,
-    bun.discover,
-    maven.discover,
-    lockfiles.discover,
-    command_line.discover,
-)
+
+def _discoverers() -> tuple[Callable[[Context], list[RegistrySource]], ...]:
+    """The ecosystem modules' ``discover``, imported when the tools are asked (a cache hit
+    needs none of them)."""
+    from ciwatch.registries import (
+        apt,
+        bun,
+        cargo,
+        command_line,
+        gem,
+        go,
+        gradle,
+        lockfiles,
+        maven,
+        npm,
+        pip,
+        pnpm,
+        poetry,
+        uv,
+        yarn,
+    )
+
+    return (
+        # The slowest queries first, so that they start first.
+        apt.discover,
+        npm.discover,
+        gem.discover,
+        gradle.discover,
+        pip.discover,
+        yarn.discover,
+        pnpm.discover,
+        go.discover,
+        cargo.discover,
+        uv.discover,
+        poetry.discover,
+        bun.discover,
+        maven.discover,
+        lockfiles.discover,
+        command_line.discover,
+    )
 
 
 #: The scratch directory's name: ``ciwatch-registries-<pid>-<random>``, so that one left by a
@@ -151,9 +156,10 @@ def _discover(
         ctx = Context(
             project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch), commands=commands
         )
-        with ThreadPoolExecutor(max_workers=len(_DISCOVERERS), thread_name_prefix="registries") as pool:
+        discoverers = _discoverers()
+        with ThreadPoolExecutor(max_workers=len(discoverers), thread_name_prefix="registries") as pool:
             # Each in a copy of this context: they record their inputs into ``inputs``.
-            futures = [(d, pool.submit(contextvars.copy_context().run, d, ctx)) for d in _DISCOVERERS]
+            futures = [(d, pool.submit(contextvars.copy_context().run, d, ctx)) for d in discoverers]
             for discoverer, future in futures:
                 try:
                     found += future.result()

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -366,6 +365,8 @@ def pyproject(ctx: Context) -> dict[str, Any]:
 
 def load_toml(path: Path) -> dict[str, Any]:
     """A TOML file, or ``{}`` when it is missing or broken."""
+    import tomllib  # here: a cache hit reads no TOML
+
     text = read_text(path)
     if text is None:
         return {}
