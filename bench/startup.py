@@ -18,7 +18,10 @@ noisy machine. For the ciwatch runs it also splits the time from the record's ow
 
 ``python -c pass`` and ``python -c "import ciwatch.cli"`` are measured too: the floors that
 Python's own start and ciwatch's imports set. ``cpu`` is the CPU time (user + system) of the
-command and the processes it waited for: steadier than wall time on a busy machine.
+command and of every process it started, including those that outlive it (the tracer process
+after the front has returned, the package managers registry discovery asked): the bench is
+their subreaper and waits for them all before the next run. It is steadier than wall time on
+a busy machine.
 
     python3 bench/startup.py                  # 15 rounds
     python3 bench/startup.py --rounds 30 --markdown
@@ -31,6 +34,7 @@ directories given with ``--tree`` (interleaved with each other).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -101,6 +105,23 @@ def _phases(record: Path, launched: float, returned: float) -> dict[str, float]:
     return {phase: marks[i + 1] - marks[i] for i, phase in enumerate(PHASES)}
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> None:
+    """Orphans of the measured commands become our children, so their CPU time is counted."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _reap_all() -> None:
+    """Wait for every process the last command left (the tracer, discovery's queries)."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -121,6 +142,7 @@ def _run_once(
         configuration.command(out), cwd=scratch, env=env, stdin=subprocess.DEVNULL, capture_output=True
     )
     wall = time.perf_counter() - started
+    _reap_all()
     cpu = _children_cpu() - cpu_before
     returned = time.time()
     if done.returncode != 0:
@@ -134,6 +156,7 @@ def measure(rounds: int, warmup: int, trees: list[Path]) -> dict[str, Samples]:
     # As installed: byte-compiled (the warm-up runs write the .pyc files), not compiled from
     # source at every start, which is what PYTHONDONTWRITEBYTECODE in a shell would measure.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    _become_subreaper()
     measured = configurations(trees)
     samples = {c.name: Samples() for c in measured}
     with tempfile.TemporaryDirectory(prefix="startup-bench-") as scratch:
