@@ -222,3 +222,21 @@ def test_cli_uses_the_cache_unless_told_not_to(tmp_path: Path, monkeypatch: pyte
     done = CliRunner().invoke(main, ["registries", str(root)], env=env)
     assert "req.example.internal" in done.output
     assert len(list(directory.glob("*.json"))) == 1
+
+
+def test_no_secret_lands_in_the_cache(tmp_path: Path) -> None:
+    """Variables and commands hold tokens: the entry keeps them as hashes only."""
+    env = tools_only(tmp_path)
+    env.update(NPM_TOKEN="s3cret-token", PIP_INDEX_URL="https://u:s3cret-pw@x.example.internal/simple")
+    commands = [["npm", "config", "set", "//h.example.internal/:_authToken=s3cret-cmd"]]
+    root, cached = project(tmp_path), Cached(tmp_path)
+    found = discover_registries(root, env, commands=commands, cache_directory=cached.directory)
+    assert "x.example.internal" in hosts(found, "pip")
+    assert "s3cret" not in entry_of(cached).read_text()
+
+    def hit() -> bool:
+        return cache.load(cached.directory, cache.make_key(root.resolve(), env, commands), env) is not None
+
+    assert hit()
+    env["NPM_TOKEN"] = "another"
+    assert not hit()  # still in the key, as a hash

@@ -108,13 +108,19 @@ def relevant_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(env.items()) if k.lower().startswith(ENV_PREFIXES)}
 
 
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
 def make_key(project_dir: Path, env: Mapping[str, str], commands: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """What an entry is for. Values of variables and the commands are kept as hashes: they
+    hold tokens (NPM_TOKEN, an index URL with a password), which must not land on disk."""
     return {
         "code": _code_identity(),
         "uid": os.geteuid(),
         "project": str(project_dir),
-        "commands": [list(c) for c in commands],
-        "env": relevant_env(env),
+        "commands": _digest([list(c) for c in commands]),
+        "env": {name: _digest(value) for name, value in relevant_env(env).items()},
     }
 
 
