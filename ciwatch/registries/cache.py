@@ -237,10 +237,24 @@ def _make_dir(directory: Path) -> bool:
     return _safe_dir(directory) and _safe_dir(directory.parent)
 
 
+#: A temporary entry this old was left by a ciwatch that ended while writing it.
+_STALE_S = 3600.0
+
+
+def _sweep_temporaries(directory: Path) -> None:
+    import time
+
+    for path in directory.glob(".entry-*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - path.lstat().st_mtime > _STALE_S:
+                path.unlink()
+
+
 def store(directory: Path, key: Mapping[str, Any], inputs: Inputs, sources: Sequence[RegistrySource]) -> None:
     """Write the entry atomically (a reader sees the old one or the new one, never half)."""
     if not inputs.complete or not _make_dir(directory):
         return
+    _sweep_temporaries(directory)
     entry = {
         "key": key,
         "inputs": {"files": inputs.files, "programs": inputs.programs},
