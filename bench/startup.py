@@ -17,7 +17,11 @@ noisy machine. For the ciwatch runs it also splits the time from the record's ow
 - ``after``: end line to the exit code in the bench's hands (the verdict, verdict.json, exit).
 
 ``python -c pass`` and ``python -c "import ciwatch.cli"`` are measured too: the floors that
-Python's own start and ciwatch's imports set.
+Python's own start and ciwatch's imports set. ``cpu`` is the CPU time (user + system) of the
+command and of every process it started, including those that outlive it (the tracer process
+after the front has returned, the package managers registry discovery asked): the bench is
+their subreaper and waits for them all before the next run. It is steadier than wall time on
+a busy machine.
 
     python3 bench/startup.py                  # 15 rounds
     python3 bench/startup.py --rounds 30 --markdown
@@ -30,8 +34,10 @@ directories given with ``--tree`` (interleaved with each other).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -84,6 +90,7 @@ def configurations(trees: list[Path]) -> list[Configuration]:
 @dataclass
 class Samples:
     wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
     adds: list[float] = field(default_factory=list)
     phases: dict[str, list[float]] = field(default_factory=dict)
 
@@ -98,11 +105,36 @@ def _phases(record: Path, launched: float, returned: float) -> dict[str, float]:
     return {phase: marks[i + 1] - marks[i] for i, phase in enumerate(PHASES)}
 
 
-def _run_once(configuration: Configuration, scratch: Path, env: dict[str, str]) -> tuple[float, dict[str, float]]:
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper() -> None:
+    """Orphans of the measured commands become our children, so their CPU time is counted."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _reap_all() -> None:
+    """Wait for every process the last command left (the tracer, discovery's queries)."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_once(
+    configuration: Configuration, scratch: Path, env: dict[str, str]
+) -> tuple[float, float, dict[str, float]]:
     out = Path(tempfile.mkdtemp(prefix="out-", dir=scratch))
     if configuration.tree is not None:
         env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(configuration.tree), env.get("PYTHONPATH")]))}
     launched = time.time()
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     # Run in the scratch directory: ``python -m`` puts the working directory first on sys.path,
     # and a checkout's own ``ciwatch`` there would be measured instead of the tree's.
@@ -110,11 +142,13 @@ def _run_once(configuration: Configuration, scratch: Path, env: dict[str, str]) 
         configuration.command(out), cwd=scratch, env=env, stdin=subprocess.DEVNULL, capture_output=True
     )
     wall = time.perf_counter() - started
+    _reap_all()
+    cpu = _children_cpu() - cpu_before
     returned = time.time()
     if done.returncode != 0:
         raise SystemExit(f"bench: {configuration.name} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
     phases = _phases(out / "record.jsonl", launched, returned) if configuration.records else {}
-    return wall, phases
+    return wall, cpu, phases
 
 
 def measure(rounds: int, warmup: int, trees: list[Path]) -> dict[str, Samples]:
@@ -122,6 +156,7 @@ def measure(rounds: int, warmup: int, trees: list[Path]) -> dict[str, Samples]:
     # As installed: byte-compiled (the warm-up runs write the .pyc files), not compiled from
     # source at every start, which is what PYTHONDONTWRITEBYTECODE in a shell would measure.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    _become_subreaper()
     measured = configurations(trees)
     samples = {c.name: Samples() for c in measured}
     with tempfile.TemporaryDirectory(prefix="startup-bench-") as scratch:
@@ -133,8 +168,9 @@ def measure(rounds: int, warmup: int, trees: list[Path]) -> dict[str, Samples]:
             order = [measured[(number + i) % count] for i in range(count)]
             walls: dict[str, float] = {}
             for configuration in order:
-                wall, phases = _run_once(configuration, Path(scratch), env)
+                wall, cpu, phases = _run_once(configuration, Path(scratch), env)
                 walls[configuration.name] = wall
+                samples[configuration.name].cpu.append(cpu)
                 for phase, seconds in phases.items():
                     samples[configuration.name].phases.setdefault(phase, []).append(seconds)
             for name, wall in walls.items():
@@ -154,25 +190,27 @@ def report(samples: dict[str, Samples], markdown: bool) -> str:
     lines = []
     if markdown:
         lines += [
-            "| configuration | median | min / q1 / q3 / max | adds to `true` (median of rounds) | "
+            "| configuration | median | min / q1 / q3 / max | adds to `true` (median of rounds) | cpu | "
             + " | ".join(PHASES)
             + " |",
-            "|---|---|---|---|" + "---|" * len(PHASES),
+            "|---|---|---|---|---|" + "---|" * len(PHASES),
         ]
     for name, data in samples.items():
         q1, q3 = _quartiles(data.wall)
         spread = f"{min(data.wall):.3f} / {q1:.3f} / {q3:.3f} / {max(data.wall):.3f}"
         adds = "" if name == "true" else f"{statistics.median(data.adds):+.3f} s"
         phases = [f"{statistics.median(data.phases[p]):.3f}" if p in data.phases else "" for p in PHASES]
+        cpu = f"{statistics.median(data.cpu):.3f} s"
         if markdown:
             lines.append(
-                f"| {name} | {statistics.median(data.wall):.3f} s | {spread} | {adds} | " + " | ".join(phases) + " |"
+                f"| {name} | {statistics.median(data.wall):.3f} s | {spread} | {adds} | {cpu} | "
+                + " | ".join(phases)
+                + " |"
             )
         else:
             split = "  ".join(f"{p} {v}" for p, v in zip(PHASES, phases, strict=True) if v)
-            lines.append(
-                f"{name:30s} median {statistics.median(data.wall):.3f} s  [{spread}]  {adds:>9s}  {split}".rstrip()
-            )
+            wall = statistics.median(data.wall)
+            lines.append(f"{name:30s} median {wall:.3f} s  [{spread}]  {adds:>9s}  cpu {cpu}  {split}".rstrip())
     return "\n".join(lines)
 
 

@@ -106,6 +106,13 @@ def main(ctx: click.Context, verbose: bool) -> None:
     help="Run the build as this user (name or uid). Default: as ciwatch, or, when ciwatch runs as root "
     "under sudo, as the user who called sudo (`--user root` keeps root).",
 )
+@click.option(
+    "--no-discovery-cache",
+    "no_discovery_cache",
+    is_flag=True,
+    help="Ask the package managers for their registries at every run (by default an answer is reused "
+    "while their config files, programs and variables are unchanged).",
+)
 @policy_options
 @fail_exit_code_option
 @click.option("-q", "--quiet", is_flag=True, help="No closing line when the verdict is pass (findings still show).")
@@ -119,6 +126,7 @@ def run(
     upstream_cas: tuple[Path, ...],
     file_events: str,
     user: str | None,
+    no_discovery_cache: bool,
     policy_file: Path | None,
     mode: str | None,
     fail_exit_code: int,
@@ -151,6 +159,7 @@ def run(
                 file_events=FileEvents(file_events),
                 user=user,
                 env=dict(os.environ),
+                discovery_cache=not no_discovery_cache,
             )
         )
     except Exception as error:  # noqa: BLE001
@@ -344,15 +353,18 @@ def policy_check(ctx: click.Context, path: Path) -> None:
 
 @main.command()
 @click.argument("project", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--no-discovery-cache", "no_cache", is_flag=True, help="Ask the package managers, not the cache.")
 @click.pass_context
-def registries(ctx: click.Context, project: Path) -> None:
+def registries(ctx: click.Context, project: Path, no_cache: bool) -> None:
     """The registries this project's package managers are configured for, and where each
     came from: what `registries: auto` allows."""
 
     def action() -> int:
         from ciwatch.registries import discover_registries, render_registries
+        from ciwatch.registries.cache import cache_dir
 
-        click.echo(render_registries(discover_registries(project, dict(os.environ))))
+        found = discover_registries(project, dict(os.environ), cache_directory=None if no_cache else cache_dir())
+        click.echo(render_registries(found))
         return 0
 
     guarded(ctx.obj["verbose"], action)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from packageurl import PackageURL
-
 __all__ = ["ALIASES", "Ecosystem", "purl"]
 
 
@@ -118,6 +116,8 @@ def purl(ecosystem: str | None, name: str | None, version: str | None = None) ->
     elif kind == "golang" and "/" in name:
         namespace, name = name.rsplit("/", 1)
     try:
+        from packageurl import PackageURL  # here: only reports write purls
+
         return str(PackageURL(type=kind, namespace=namespace, name=name, version=version or None).to_string())
     except ValueError:
         return None

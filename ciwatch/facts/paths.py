@@ -159,3 +159,21 @@ INSTALL_OUTPUT_DIRS = frozenset(
 
 def is_install_output(path: str) -> bool:
     return any(part in INSTALL_OUTPUT_DIRS for part in path.split("/"))
+
+
+#: The directory below ciwatch's per-user cache directory (``~/.cache/ciwatch``,
+#: ``$XDG_CACHE_HOME/ciwatch``, ``/var/cache/ciwatch`` for root) that holds the registry
+#: discovery cache: its entries become the next run's allowlist.
+CIWATCH_CACHE_SUBDIR = "registries-v1"
+
+#: Where ciwatch keeps per-user state and caches: a build that writes there could change what
+#: a later run of ciwatch allows (the discovery cache is an allowlist). The last pattern is
+#: any cache directory, wherever XDG_CACHE_HOME pointed.
+CIWATCH_STATE_PATTERNS = (
+    "~/.cache/ciwatch/*",
+    "~/.local/state/ciwatch/*",
+    "~/.config/ciwatch/*",
+    "/var/cache/ciwatch/*",
+    "/var/lib/ciwatch/*",
+    f"*/ciwatch/{CIWATCH_CACHE_SUBDIR}/*",
+)

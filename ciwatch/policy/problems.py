@@ -3,7 +3,6 @@ line and key, with values shown short and printable."""
 
 from __future__ import annotations
 
-import difflib
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +70,8 @@ def kind(node: yaml.Node) -> str:
 
 def suggest(word: str, candidates: Sequence[str]) -> str:
     """``did you mean "X"? `` for the closest candidate, or nothing."""
+    import difflib  # here: only a policy with a typo needs it
+
     close = difflib.get_close_matches(word.lower()[:200], list(candidates), n=1, cutoff=0.6)
     return f'did you mean "{close[0]}"? ' if close else ""
 

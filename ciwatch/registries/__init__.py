@@ -12,6 +12,7 @@ the ciwatch process) or from another process.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import shutil
@@ -22,24 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ciwatch.facts.ecosystems import Ecosystem
-from ciwatch.registries import (
-    apt,
-    bun,
-    cargo,
-    command_line,
-    gem,
-    go,
-    gradle,
-    lockfiles,
-    maven,
-    npm,
-    pip,
-    pnpm,
-    poetry,
-    uv,
-    yarn,
-)
-from ciwatch.registries._base import Context, RegistrySource
+from ciwatch.registries._base import Context, Inputs, RegistrySource, recording
 
 __all__ = ["ECOSYSTEMS", "RegistrySource", "discover_registries", "render_registries"]
 
@@ -48,24 +32,46 @@ log = logging.getLogger(__name__)
 #: The ecosystems, in the order reports list them.
 ECOSYSTEMS: tuple[str, ...] = tuple(Ecosystem)
 
-_DISCOVERERS: tuple[Callable[[Context], list[RegistrySource]], ...] = (
-    # The slowest queries first, so that they start first.
-    apt.discover,
-    npm.discover,
-    gem.discover,
-    gradle.discover,
-    pip.discover,
-    yarn.discover,
-    pnpm.discover,
-    go.discover,
-    cargo.discover,
-    uv.discover,
-    poetry.discover,
-    bun.discover,
-    maven.discover,
-    lockfiles.discover,
-    command_line.discover,
-)
+
+def _discoverers() -> tuple[Callable[[Context], list[RegistrySource]], ...]:
+    """The ecosystem modules' ``discover``, imported when the tools are asked (a cache hit
+    needs none of them)."""
+    from ciwatch.registries import (
+        apt,
+        bun,
+        cargo,
+        command_line,
+        gem,
+        go,
+        gradle,
+        lockfiles,
+        maven,
+        npm,
+        pip,
+        pnpm,
+        poetry,
+        uv,
+        yarn,
+    )
+
+    return (
+        # The slowest queries first, so that they start first.
+        apt.discover,
+        npm.discover,
+        gem.discover,
+        gradle.discover,
+        pip.discover,
+        yarn.discover,
+        pnpm.discover,
+        go.discover,
+        cargo.discover,
+        uv.discover,
+        poetry.discover,
+        bun.discover,
+        maven.discover,
+        lockfiles.discover,
+        command_line.discover,
+    )
 
 
 #: The scratch directory's name: ``ciwatch-registries-<pid>-<random>``, so that one left by a
@@ -105,6 +111,7 @@ def discover_registries(
     *,
     timeout_s: float = 10.0,
     commands: Sequence[Sequence[str]] = (),
+    cache_directory: Path | None = None,
 ) -> list[RegistrySource]:
     """The registries the job in ``project_dir`` with environment ``env`` may use, running
     ``commands`` (the build's command and the commands of its shell code, as
@@ -115,9 +122,33 @@ def discover_registries(
     ``timeout_s``. A tool that is missing, fails or runs out of time is skipped (logged at
     debug level). The result is sorted by ecosystem, host and source, one entry per
     (host, ecosystem, source).
+
+    With ``cache_directory`` (``cache.cache_dir()``), an answer made from the same inputs is
+    given back from there instead (:mod:`ciwatch.registries.cache`), and a fresh one is kept.
     """
     started = time.monotonic()
     project_dir = project_dir.resolve()
+    if cache_directory is None:
+        return _discover(project_dir, env, timeout_s, commands, Inputs())
+    from ciwatch.registries import cache
+
+    directory, key = cache_directory, cache.make_key(project_dir, env, commands)
+    cached = cache.load(directory, key, env)
+    if cached is not None:
+        log.debug("%d registry sources from the cache in %.3f s", len(cached), time.monotonic() - started)
+        return cached
+    inputs = Inputs()
+    found = _discover(project_dir, env, timeout_s, commands, inputs)
+    cache.finish_inputs(inputs, project_dir, env)
+    cache.store(directory, key, inputs, found)
+    return found
+
+
+def _discover(
+    project_dir: Path, env: Mapping[str, str], timeout_s: float, commands: Sequence[Sequence[str]], inputs: Inputs
+) -> list[RegistrySource]:
+    started = time.monotonic()
+    token = recording.set(inputs)
     sweep_stale_scratch()
     scratch = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
     found: list[RegistrySource] = []
@@ -125,17 +156,21 @@ def discover_registries(
         ctx = Context(
             project_dir=project_dir, env=env, deadline=started + timeout_s, scratch=Path(scratch), commands=commands
         )
-        with ThreadPoolExecutor(max_workers=len(_DISCOVERERS), thread_name_prefix="registries") as pool:
-            futures = [(d, pool.submit(d, ctx)) for d in _DISCOVERERS]
+        discoverers = _discoverers()
+        with ThreadPoolExecutor(max_workers=len(discoverers), thread_name_prefix="registries") as pool:
+            # Each in a copy of this context: they record their inputs into ``inputs``.
+            futures = [(d, pool.submit(contextvars.copy_context().run, d, ctx)) for d in discoverers]
             for discoverer, future in futures:
                 try:
                     found += future.result()
                 except Exception:  # one ecosystem's surprise must not hide the others
+                    inputs.complete = False
                     log.debug("%s failed", discoverer.__module__, exc_info=True)
     finally:
         # ignore_errors: a tool's leftover child may still write into it; what stays is swept
         # by the next discovery once this process is gone.
         shutil.rmtree(scratch, ignore_errors=True)
+        recording.reset(token)
     unique: dict[tuple[str, str, str], RegistrySource] = {}
     for source in found:
         unique.setdefault((source.host, source.ecosystem, source.source), source)

@@ -7,6 +7,8 @@ lockfile of the job being watched.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import hashlib
 import logging
 import os
 import re
@@ -15,7 +17,6 @@ import signal
 import subprocess
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,8 +133,75 @@ def ancestors(directory: Path) -> Iterator[Path]:
     yield from directory.parents
 
 
+def fingerprint(path: Path) -> str | None:
+    """What a file holds, for the discovery cache: ``sha256:<hex>`` of a regular file's bytes,
+    ``dir:<hex>`` over a directory's entry names (a file appearing in it changes it; the
+    contents of the entries that matter are noted one by one), or None when there is nothing
+    there (or nothing readable)."""
+    try:
+        if path.is_dir():
+            return "dir:" + hashlib.sha256("\0".join(sorted(os.listdir(path))).encode()).hexdigest()
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def program_identity(path: str) -> list[int | str] | None:
+    """An executable as the cache tells it apart: its real path, size, mtime and inode."""
+    try:
+        real = os.path.realpath(path)
+        info = os.stat(real)
+    except OSError:
+        return None
+    return [real, info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev]
+
+
+@dataclass
+class Inputs:
+    """What one discovery read: files (with what they held), the programs it looked up and
+    ran, and whether every query answered (an answer cut short by a timeout is not cached)."""
+
+    files: dict[str, str | None] = field(default_factory=dict)
+    programs: dict[str, list[int | str] | None] = field(default_factory=dict)
+    """``which:<tool>`` or ``run:<path>`` -> the program's identity (None: not found)."""
+    complete: bool = True
+
+    def saw_file(self, path: Path) -> None:
+        key = os.path.abspath(path)
+        if key not in self.files:
+            self.files[key] = fingerprint(Path(key))
+
+    def saw_program(self, key: str, path: str | None) -> None:
+        self.programs.setdefault(key, program_identity(path) if path else None)
+
+
+#: The inputs of the discovery running on this thread (each discoverer runs in a copy of the
+#: caller's context, so they all record into the one object).
+recording: contextvars.ContextVar[Inputs | None] = contextvars.ContextVar("registries_recording", default=None)
+
+
+def note_file(path: Path) -> None:
+    """Tell the cache that discovery's answer depends on this file (its content or absence)."""
+    inputs = recording.get()
+    if inputs is not None:
+        inputs.saw_file(path)
+
+
+def present(path: Path) -> bool:
+    """``path.exists()``, noted as an input of the answer."""
+    note_file(path)
+    return path.exists()
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, noted as an input of the answer."""
+    note_file(path)
+    return path.is_file()
+
+
 def read_text(path: Path) -> str | None:
     """The file's text, or None when it can't be read (missing, a directory, not UTF-8)."""
+    note_file(path)
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -188,7 +256,11 @@ class Context:
 
     def which(self, tool: str) -> str | None:
         """The tool's path on the job's PATH, or None: a tool that is not there is not asked."""
-        return shutil.which(tool, path=self.env.get("PATH", os.defpath))
+        found = shutil.which(tool, path=self.env.get("PATH", os.defpath))
+        inputs = recording.get()
+        if inputs is not None:
+            inputs.saw_program(f"which:{tool}", found)
+        return found
 
     def home(self) -> Path | None:
         home = self.env.get("HOME")
@@ -215,12 +287,17 @@ class Context:
         """
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
+            if (inputs := recording.get()) is not None:
+                inputs.complete = False
             log.debug("no time left for %s", " ".join(argv))
             return None
         full_env = dict(self.env)
         if env:
             full_env.update(env)
         program = shutil.which(argv[0], path=full_env.get("PATH")) if "/" not in argv[0] else argv[0]
+        inputs = recording.get()
+        if inputs is not None:
+            inputs.saw_program(f"run:{program or argv[0]}", program)
         if program is None:
             log.debug("%s: not found", argv[0])
             return None
@@ -246,6 +323,8 @@ class Context:
         try:
             stdout, stderr = process.communicate(timeout=remaining)
         except subprocess.TimeoutExpired:
+            if inputs is not None:
+                inputs.complete = False
             log.debug("%s: timed out after %.1f s", " ".join(argv), remaining)
             _kill_group(process)
             return None
@@ -286,6 +365,8 @@ def pyproject(ctx: Context) -> dict[str, Any]:
 
 def load_toml(path: Path) -> dict[str, Any]:
     """A TOML file, or ``{}`` when it is missing or broken."""
+    import tomllib  # here: a cache hit reads no TOML
+
     text = read_text(path)
     if text is None:
         return {}

@@ -28,8 +28,10 @@ from ciwatch.registries._base import (
     display_path,
     host_of,
     host_source,
+    is_file,
     load_toml,
     log,
+    note_file,
     read_text,
     source_for,
 )
@@ -93,7 +95,7 @@ def config_files(ctx: Context) -> list[Path]:
     files = []
     for directory in directories:
         for name in ("config.toml", "config"):
-            if (directory / name).is_file():
+            if is_file(directory / name):
                 files.append(directory / name)
                 break  # cargo reads config.toml when both exist
     return files
@@ -175,6 +177,7 @@ def download_hosts(ctx: Context, index_hosts: set[str]) -> list[RegistrySource]:
     if home is None or not index_hosts:
         return []
     index_root = home / "registry" / "index"
+    note_file(index_root)
     try:
         directories = sorted(os.listdir(index_root))
     except OSError:

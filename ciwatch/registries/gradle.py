@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ciwatch.registries._base import Context, RegistrySource, read_text, source_for
+from ciwatch.registries._base import Context, RegistrySource, is_file, read_text, source_for
 
 ECOSYSTEM = "gradle"
 
@@ -53,7 +53,7 @@ _REPOSITORY_LINE = re.compile(r"\b(url|uri|maven|ivy|setUrl)\b")
 def discover(ctx: Context) -> list[RegistrySource]:
     found: list[RegistrySource | None] = []
     found += _wrapper(ctx)
-    build_files = [ctx.project_dir / name for name in BUILD_FILES if (ctx.project_dir / name).is_file()]
+    build_files = [ctx.project_dir / name for name in BUILD_FILES if is_file(ctx.project_dir / name)]
     if build_files:
         gradle = ctx.which("gradle")
         if gradle is not None:

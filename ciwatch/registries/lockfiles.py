@@ -21,6 +21,7 @@ from ciwatch.registries._base import (
     expand_vars,
     host_of,
     log,
+    note_file,
     public_url,
     read_text,
 )
@@ -224,6 +225,8 @@ _COMMENT = re.compile(r"(^|\s)#.*$")
 
 def requirement_files(project_dir: Path) -> list[Path]:
     """``*requirements*.txt`` at the root and the ``.txt`` files of a ``requirements/`` directory."""
+    note_file(project_dir)  # a requirements file that appears changes the answer
+    note_file(project_dir / "requirements")
     files = sorted(project_dir.glob("*requirements*.txt"))
     files += sorted((project_dir / "requirements").glob("*.txt"))
     return [f for f in files if f.is_file()]

@@ -16,7 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
-from ciwatch.registries._base import Context, RegistrySource, display_path, log, read_text, source_for
+from ciwatch.registries._base import (
+    Context,
+    RegistrySource,
+    display_path,
+    log,
+    note_file,
+    present,
+    read_text,
+    source_for,
+)
 
 ECOSYSTEM = "maven"
 
@@ -27,7 +36,7 @@ _SUPER_POM_JARS = ("maven-model-builder-*.jar", "maven-*.jar")
 def discover(ctx: Context) -> list[RegistrySource]:
     mvn = ctx.which("mvn")
     pom = ctx.project_dir / "pom.xml"
-    if mvn is None and not pom.exists():
+    if mvn is None and not present(pom):
         return []
     found: list[RegistrySource | None] = []
     home = maven_home(ctx, mvn)
@@ -105,6 +114,7 @@ def mirrors_central(mirror_of: str) -> bool:
 def super_pom_repositories(home: Path) -> list[RegistrySource | None]:
     """The repositories of the super-POM that every project inherits, from Maven's own jars."""
     lib = home / "lib"
+    note_file(lib)  # the jars: a listing's names carry their versions
     seen: set[Path] = set()
     for pattern in _SUPER_POM_JARS:
         for jar in sorted(lib.glob(pattern)):

@@ -19,6 +19,7 @@ from ciwatch.registries._base import (
     RegistrySource,
     host_source,
     log,
+    present,
     source_for,
     split_urls,
 )
@@ -146,7 +147,7 @@ def _shebang_python(ctx: Context, script: Path) -> str | None:
         words = words[1:]
         if not Path(words[0]).is_absolute():
             return ctx.which(words[0]) if "python" in words[0] else None
-    return words[0] if "python" in Path(words[0]).name and Path(words[0]).exists() else None
+    return words[0] if "python" in Path(words[0]).name and present(Path(words[0])) else None
 
 
 def _ask_pip(ctx: Context) -> PipFacts | None:

@@ -19,6 +19,7 @@ from ciwatch.registries._base import (
     RegistrySource,
     display_path,
     load_toml,
+    present,
     source_for,
     tool_table,
 )
@@ -31,7 +32,7 @@ _REPOSITORY_ENV = re.compile(r"^POETRY_REPOSITORIES_([A-Z0-9_]+)_URL$")
 def uses_poetry(ctx: Context) -> bool:
     return (
         ctx.which("poetry") is not None
-        or (ctx.project_dir / "poetry.lock").exists()
+        or present(ctx.project_dir / "poetry.lock")
         or tool_table(ctx, "poetry") is not None
     )
 

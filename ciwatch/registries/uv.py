@@ -17,6 +17,7 @@ from ciwatch.registries._base import (
     RegistrySource,
     display_path,
     load_toml,
+    present,
     source_for,
     split_urls,
     tool_table,
@@ -39,8 +40,8 @@ _ENV = (
 def uses_uv(ctx: Context) -> bool:
     return (
         ctx.which("uv") is not None
-        or (ctx.project_dir / "uv.lock").exists()
-        or (ctx.project_dir / "uv.toml").exists()
+        or present(ctx.project_dir / "uv.lock")
+        or present(ctx.project_dir / "uv.toml")
         or tool_table(ctx, "uv") is not None
     )
 

@@ -15,7 +15,7 @@ import fnmatch
 import os
 from collections.abc import Iterator
 
-from ciwatch.facts.paths import ACCOUNT_FILE_PATTERNS, proc_alias
+from ciwatch.facts.paths import ACCOUNT_FILE_PATTERNS, CIWATCH_STATE_PATTERNS, proc_alias
 from ciwatch.policy.model import Severity
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.rules.base import Finding, RuleContext, RuleInfo
@@ -120,6 +120,10 @@ PERSISTENCE_PATTERNS = (
     ("*/.ssh/rc", "SSH's login script"),
     ("*/.ssh/config", "SSH's configuration (ProxyCommand runs code)"),
     ("/etc/ssh/*", "the SSH server's configuration"),
+    *(
+        (pattern, "ciwatch's own cache or state (its registry cache is a later run's allowlist)")
+        for pattern in CIWATCH_STATE_PATTERNS
+    ),
 )
 
 #: Where pip stages a build: what a build backend writes there (an editable's .pth, a

@@ -40,6 +40,8 @@ class RunOptions:
     """``--user``: whom the build runs as (default: the user sudo was called by, if any)."""
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     """Where SUDO_UID is read."""
+    discovery_cache: bool = True
+    """Registry discovery may answer from its cache (``--no-discovery-cache``: always ask)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RunPlan:
     """File writes (and hooks' reads) come from fanotify: ``--file-events`` resolved."""
     build_user: BuildUser | None = None
     """Whom the build runs as when not as ciwatch (root under sudo gives it back its user)."""
+    discovery_cache: bool = True
     lock_fd: int = -1
     """Holds ``--out``'s lock for as long as this process (and the tracer forked from it) lives."""
 
@@ -89,6 +92,7 @@ def prepare(options: RunOptions) -> RunPlan:
         fail_exit_code=options.fail_exit_code,
         fanotify=fanotify,
         build_user=build_user,
+        discovery_cache=options.discovery_cache,
         lock_fd=lock_fd,
     )
 

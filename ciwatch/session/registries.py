@@ -26,12 +26,17 @@ log = logging.getLogger(__name__)
 class RegistryDiscovery:
     """Asks the package managers for their registries on a thread, while the proxy starts."""
 
-    def __init__(self, project_dir: Path, env: Mapping[str, str], command: Sequence[str] = ()) -> None:
+    def __init__(
+        self, project_dir: Path, env: Mapping[str, str], command: Sequence[str] = (), *, use_cache: bool = True
+    ) -> None:
+        from ciwatch.registries.cache import cache_dir
         from ciwatch.registries.command_line import commands
 
         self._found: list[Any] = []
         # Read now, before the build is released: a script the build could rewrite is read as
-        # the job wrote it, never as a hook left it.
+        # the job wrote it, never as a hook left it. The cache is ciwatch's own (its
+        # environment's, not the build's).
+        self._cache = cache_dir() if use_cache else None
         args = (project_dir, dict(env), commands(command, project_dir))
         self._thread = threading.Thread(target=self._discover, args=args, daemon=True)
         self._thread.start()
@@ -44,7 +49,7 @@ class RegistryDiscovery:
         try:
             from ciwatch.registries import discover_registries
 
-            self._found = discover_registries(project_dir, env, commands=commands)
+            self._found = discover_registries(project_dir, env, commands=commands, cache_directory=self._cache)
         except Exception:
             log.warning("could not discover the job's registries", exc_info=True)
 

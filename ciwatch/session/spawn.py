@@ -34,7 +34,11 @@ def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
         fanotify=plan.fanotify,
         run_as=Credentials(user.uid, user.gid, user.groups) if (user := plan.build_user) else None,
     )
-    discovery = RegistryDiscovery(Path.cwd(), env, plan.command) if plan.policy.allow.registries_auto else None
+    discovery = (
+        RegistryDiscovery(Path.cwd(), env, plan.command, use_cache=plan.discovery_cache)
+        if plan.policy.allow.registries_auto
+        else None
+    )
     if not wait_ready(root):
         _, message = read_exec_error(root) or (0, "the build's process failed to start")
         os.waitpid(root.pid, 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import tomllib
 
 from ciwatch.attribution.hooks import pip_build_hook
 from ciwatch.record.events import ProcessExec
@@ -184,6 +183,8 @@ def _pyproject_package(directory: str) -> dict[str, str]:
     raw = read_file(os.path.join(directory, "pyproject.toml"))
     if not raw or len(raw) > 1 << 20:
         return {}
+    import tomllib  # here: most builds run no PEP 517 hook
+
     try:
         project = tomllib.loads(raw.decode("utf-8")).get("project", {})
     except (UnicodeDecodeError, tomllib.TOMLDecodeError):
