@@ -17,7 +17,8 @@ import happens on a worker thread and is not counted) and can profile it (``--pr
     python3 bench/proxycost.py                        # 5 rounds
     python3 bench/proxycost.py --rounds 7 --nice -10 --markdown
     python3 bench/proxycost.py --rounds 1 --only redirect --profile /tmp/proxy.prof
-    python3 bench/proxycost.py --mitmproxy-option http2=false      # try a mitmproxy option
+    python3 bench/proxycost.py --only redirect --variant http2=false   # a mitmproxy option, interleaved
+    python3 bench/proxycost.py --only redirect --tree /tmp/before --tree .   # two trees, interleaved
 
 Needs python3 (with ciwatch's dependencies), node and npm; only the standard library and
 cryptography (ciwatch's own dependency) besides.
@@ -42,31 +43,7 @@ REPO = BENCH.parent
 WORK = BENCH / "work" / "proxycost"
 NAME = "proxycost"
 
-CLIENT_JS = r"""
-const https = require('https');
-const fs = require('fs');
-const urls = fs.readFileSync(process.argv[2], 'utf8').split('\n').filter(Boolean);
-const agent = new https.Agent({keepAlive: true, maxSockets: 15});
-let next = 0, bytes = 0, first = null;
-const started = process.hrtime.bigint();
-function one() {
-  if (next >= urls.length) return Promise.resolve();
-  const url = urls[next++];
-  return new Promise((resolve, reject) => {
-    https.get(url, {agent, headers: {'user-agent': 'npm/11 node/v20 proxycost', accept: '*/*'}}, res => {
-      if (res.statusCode !== 200) reject(new Error(url + ': ' + res.statusCode));
-      res.on('data', chunk => { bytes += chunk.length; });
-      res.on('end', () => { if (first === null) first = Number(process.hrtime.bigint() - started) / 1e9; resolve(); });
-      res.on('error', reject);
-    }).on('error', reject);
-  }).then(one);
-}
-Promise.all(Array.from({length: 15}, one)).then(() => {
-  const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-  fs.writeFileSync(process.argv[3], JSON.stringify({requests: urls.length, bytes, elapsed, first}));
-  agent.destroy();
-}, error => { console.error(error.message); process.exit(1); });
-"""
+CLIENT = BENCH / "proxycost-client.js"
 
 # -- the server ---------------------------------------------------------------------------
 
@@ -268,10 +245,9 @@ def _setup(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], Path, dic
     # Packuments first, as npm asks for them before their tarballs.
     paths = sorted(served["paths"], key=lambda p: (p.endswith(".tgz"), p))
     (WORK / "urls.txt").write_text("".join(f"{base}{path}\n" for path in paths))
-    (WORK / "client.js").write_text(CLIENT_JS)
     project = WORK / "project"
     project.mkdir(exist_ok=True)
-    script = f"node {WORK / 'client.js'} {WORK / 'urls.txt'} {WORK / 'client-result.json'}"
+    script = f"node {CLIENT} {WORK / 'urls.txt'} {WORK / 'client-result.json'}"
     (project / "package.json").write_text(
         json.dumps({"name": "proxycost", "private": True, "scripts": {"fetch": script}})
     )
@@ -286,27 +262,18 @@ def _setup(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], Path, dic
     return server, project, env, len(paths)
 
 
+def _options_of(configuration: str) -> list[str]:
+    """The mitmproxy options of a configuration "ciwatch (redirect) +KEY=VALUE,KEY=VALUE"."""
+    return configuration.rsplit(" +", 1)[1].split(",") if " +" in configuration else []
+
+
 def _command(configuration: str, args: argparse.Namespace, out: Path) -> list[str]:
     build = ["npm", "run", "--silent", "fetch"]
     if configuration == "bare":
         return build
-    ciwatch = [
-        sys.executable,
-        __file__,
-        "_ciwatch",
-        str(WORK / "proxy-stats.json"),
-        args.profile or "",
-        ",".join(args.mitmproxy_option),
-        "--",
-        "run",
-        "--quiet",
-        "--out",
-        str(out),
-        "--policy",
-        str(WORK / "policy.yml"),
-        "--upstream-ca",
-        str(WORK / "ca.pem"),
-    ]
+    ciwatch = [sys.executable, __file__, "_ciwatch", str(WORK / "proxy-stats.json"), args.profile or ""]
+    ciwatch += [",".join(_options_of(configuration)), "--", "run", "--quiet", "--out", str(out)]
+    ciwatch += ["--policy", str(WORK / "policy.yml"), "--upstream-ca", str(WORK / "ca.pem")]
     if configuration == "ciwatch --net off":
         return [*ciwatch, "--net", "off", "--", *build]
     return [*ciwatch, "--", *build]
@@ -320,11 +287,9 @@ def _once(configuration: str, args: argparse.Namespace, project: Path, env: dict
         ["rm", "-rf", str(out), str(WORK / "client-result.json"), str(WORK / "proxy-stats.json")], check=True
     )
     started = time.monotonic()
-    before = os.times()
     if configuration.endswith("]"):  # a tree of its own: "ciwatch (redirect) [DIR]"
         env = {**env, "PYTHONPATH": configuration.rsplit(" [", 1)[1][:-1]}
     done = subprocess.run(_command(configuration, args, out), cwd=project, env=env, capture_output=True, text=True)
-    after = os.times()
     wall = time.monotonic() - started
     if done.returncode != 0:
         sys.exit(f"proxycost: {configuration} failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -335,7 +300,6 @@ def _once(configuration: str, args: argparse.Namespace, project: Path, env: dict
         "fetch": client["elapsed"],
         "first": client["first"],
         "requests": client["requests"],
-        "cpu": (after.children_user + after.children_system) - (before.children_user + before.children_system),
     }
     if configuration != "bare":
         end = [json.loads(line) for line in (out / "record.jsonl").read_text().splitlines() if '"end"' in line]
@@ -363,7 +327,13 @@ def main() -> int:
     parser.add_argument("--address", help="the server's address (default: this machine's non-loopback one)")
     parser.add_argument("--only", help="comma-separated: bare, off, redirect")
     parser.add_argument("--profile", help="write a cProfile of the proxy thread here (last run)")
-    parser.add_argument("--mitmproxy-option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="also the proxied run with these mitmproxy options (repeat; interleaved with the rest)",
+    )
     parser.add_argument("--nice", type=int, default=0, help="run at this niceness increment (e.g. -10; root)")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--tree", action="append", default=[], help="measure the ciwatch of this directory (repeat)")
@@ -377,6 +347,7 @@ def main() -> int:
     chosen = [names[n] for n in (args.only.split(",") if args.only else names)]
     if args.tree:  # the proxied run once per tree, interleaved with the rest
         chosen = [n for n in chosen if n != names["redirect"]] + [f"{names['redirect']} [{t}]" for t in args.tree]
+    chosen += [f"{names['redirect']} +{variant}" for variant in args.variant]
     server, project, env, requests = _setup(args)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
     try:
@@ -398,8 +369,8 @@ def _report(results: dict[str, list[dict[str, float]]], requests: int, markdown:
     lines = [
         f"{requests} requests, {len(next(iter(results.values())))} rounds (medians)",
         "",
-        "| configuration | fetch wall | vs bare | run wall | tree CPU | ciwatch CPU | proxy thread CPU | per request |",
-        "|---|---|---|---|---|---|---|---|",
+        "| configuration | fetch wall | vs bare | run wall | ciwatch CPU | proxy thread CPU | per request |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, runs in results.items():
         fetch = median(r["fetch"] for r in runs)
@@ -407,7 +378,6 @@ def _report(results: dict[str, list[dict[str, float]]], requests: int, markdown:
         proxy = median(r["proxy_cpu"] for r in runs) if all("proxy_cpu" in r for r in runs) else None
         lines.append(
             f"| {name} | {fetch:.2f} s | {ratio} | {median(r['wall'] for r in runs):.2f} s"
-            f" | {median(r['cpu'] for r in runs):.2f} s"
             f" | {median(r.get('tracer_cpu', 0.0) for r in runs):.2f} s"
             f" | {f'{proxy:.2f} s' if proxy is not None else ''}"
             f" | {f'{proxy / requests * 1000:.2f} ms' if proxy is not None else ''} |"
