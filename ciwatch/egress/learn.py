@@ -53,6 +53,7 @@ class DownloadHostScanner:
         """host -> one URL that names it."""
         self._tail = b""
         self._scanned = 0
+        self._authorities: set[bytes] = set()
 
     @property
     def active(self) -> bool:
@@ -75,6 +76,12 @@ class DownloadHostScanner:
         text = self._tail + chunk
         assert self.pattern is not None
         for match in self.pattern.finditer(text):
+            # A packument names one host hundreds of times (a tarball per version): the URL is
+            # parsed only for an authority (scheme://authority/) not seen before.
+            authority = match.group(1).split(b"/", 3)[2]
+            if authority in self._authorities:
+                continue
+            self._authorities.add(authority)
             url = match.group(1).decode("utf-8", "replace")
             host = urlsplit(url).hostname
             if host and host not in self.hosts:

@@ -223,11 +223,11 @@ class EgressProxy:
     async def _run_mitmproxy(self) -> None:
         from mitmproxy import master, options, platform
         from mitmproxy import version as mitmproxy_version
-        from mitmproxy.addons import default_addons
 
         from ciwatch.egress.addons import ClientPids, egress_addons
         from ciwatch.egress.addons.forward import Forward, UpstreamRoute
         from ciwatch.egress.addons.peers import BuildOnly
+        from ciwatch.egress.hookchain import HookIndex, needed_default_addons
 
         self.mitmproxy_version = mitmproxy_version.VERSION
         _use_in_memory_authority(self._authority, self._confdir)
@@ -237,6 +237,7 @@ class EgressProxy:
             modes.append(_regular_mode(self.regular_listener, self.config.job_proxy))
         opts = options.Options(mode=modes, confdir=str(self._confdir))
         instance = master.Master(opts)
+        HookIndex.install(instance.addons)  # per-event dispatch: the proxy's CPU per request
         route = None
         if self.config.job_proxy is not None:
             route = UpstreamRoute(self.config.job_proxy, dict(self.config.job_proxy_addresses))
@@ -245,7 +246,7 @@ class EgressProxy:
         # Before mitmproxy's own addons: its next_layer never overrides an earlier decision,
         # and a forward-proxy client must be switched before it picks transparent HTTP.
         instance.addons.add(Forward(self.sink, ClientPids(self.destinations, self.pid_lookup), self.allowlist, route))
-        instance.addons.add(*default_addons())
+        instance.addons.add(*needed_default_addons())
         # Lazy: the policy can refuse a request before anything is sent upstream. Set before
         # ciwatch's addons are added, as the enforcer checks it then.
         opts.update(connection_strategy="lazy")
@@ -373,4 +374,5 @@ def _load_mitmproxy() -> None:
     import mitmproxy.addons
     import mitmproxy.master  # noqa: F401
 
-    import ciwatch.egress.addons  # noqa: F401
+    import ciwatch.egress.addons
+    import ciwatch.egress.hookchain  # noqa: F401

@@ -4,6 +4,7 @@ rules ask it afterwards, from the same events, so a replay agrees with the live 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import threading
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ FORWARD_PROXY_SCHEME = "proxy"
 the address it connected to: its ``host`` is that address, the build's own proxy."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -24,6 +26,9 @@ def _is_address(host: str) -> bool:
     return True
 
 
+# Cached: the proxy normalises the same few hosts and addresses several times per request,
+# and parsing an address is most of the cost. Pure functions of a string; bounded.
+@functools.lru_cache(maxsize=4096)
 def normalise_host(host: str) -> str:
     """The one form the allowlist keeps and compares: a host name lowercased without its
     trailing dot; an address in ``ipaddress``' canonical form (``2001:DB8:0::1`` ->

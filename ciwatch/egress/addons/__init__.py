@@ -48,7 +48,9 @@ def egress_addons(
         addons.append(Claims(allowlist, sink))
     # DNS in a TCP stream or an HTTP request is judged by its names, before the flow itself.
     addons.append(DnsWatch(sink, pids, enforcer))
-    if enforcer is not None:
+    if enforcer is not None and enforcer.blocking:
+        # Outside block mode it allows everything: not called at all (mitmproxy calls each
+        # addon's hooks for every request, and this one's read the request's names).
         addons.append(Enforce(enforcer, pids))
     addons += [Passthrough(allowlist, enforcer), Record(sink, pids)]
     if allowlist is not None:

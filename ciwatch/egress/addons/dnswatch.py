@@ -64,6 +64,8 @@ def looks_like_dns(data: bytes, port: int) -> bool | None:
 def doh_questions(request: http.Request) -> list[DnsQuestion]:
     """The questions of a DNS-over-HTTPS request (RFC 8484 wire format, by POST body or GET
     ``dns=``; or the JSON API's ``name=``), whatever the host and path; [] if it isn't one."""
+    if request.method != "POST" and "?" not in request.path:
+        return []  # no body and no query: nothing can carry a question (most requests)
     content_type = request.headers.get("content-type", "").lower()
     if request.method == "POST" and "dns-message" in content_type:
         return decode_dns_query(request.raw_content or b"")
