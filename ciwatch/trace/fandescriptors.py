@@ -81,7 +81,8 @@ def _read(fd: int, each: Callable[[int, int], None]) -> None:
                 os.close(event_fd)
 
 
-def _link(fd: int) -> str:
+def path_of(fd: int) -> str:
+    """The path of an event's file, as the kernel names it now (a removed one by its last name)."""
     return os.readlink(f"/proc/self/fd/{fd}").removesuffix(" (deleted)")
 
 
@@ -98,15 +99,10 @@ class ClosedFiles:
             if libc.fanotify_mark(self.fd, how, FAN_CLOSE_WRITE, AT_FDCWD, os.fsencode(point)):
                 log.debug("fanotify: cannot mark %s for closes: %s", point, os.strerror(ctypes.get_errno()))
 
-    def read(self, wanted: Callable[[int], bool], each: Callable[[int, str, int], None]) -> None:
-        """``each(pid, path, descriptor)`` for every close queued now by a process ``wanted``
-        says matters."""
-
-        def one(pid: int, fd: int) -> None:
-            if wanted(pid):
-                each(pid, _link(fd), fd)
-
-        _read(self.fd, one)
+    def read(self, wanted: Callable[[int], bool], each: Callable[[int, int], None]) -> None:
+        """``each(pid, descriptor)`` for every close queued now by a process ``wanted`` says
+        matters (:func:`path_of` names the file: only worth it for an executable)."""
+        _read(self.fd, lambda pid, fd: each(pid, fd) if wanted(pid) else None)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -167,7 +163,7 @@ class HookReads:
         def one(pid: int, fd: int) -> None:
             if not wanted(pid):
                 return
-            opened_as = _link(fd)
+            opened_as = path_of(fd)
             info = os.fstat(fd)
             path = self._files.get((info.st_dev, info.st_ino), opened_as)
             opens.append((pid, path, opened_as if path != opened_as else None))

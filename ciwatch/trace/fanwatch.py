@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from ciwatch.facts.paths import credential_places
 from ciwatch.record.events import FileHash, FileWrite
 from ciwatch.record.vocabulary import FileOp
-from ciwatch.trace.fandescriptors import ClosedFiles, HookReads
+from ciwatch.trace.fandescriptors import ClosedFiles, HookReads, path_of
 from ciwatch.trace.fanotify import (
     FAN_CLOSE_WRITE,
     FAN_CREATE,
@@ -169,17 +169,17 @@ class FanWatch:
             if len(self._group.mounts) != self._closed_marks:  # a filesystem mounted since
                 self._closed_marks = len(self._group.mounts)
                 self._closed.mark(self._group.mounts.values())
-            self._closed.read(self._is_build, lambda pid, path, fd: self._hash_closed(pid, path, fd, hashes))
+            self._closed.read(self._is_build, lambda pid, fd: self._hash_closed(pid, fd, hashes))
         try:
             self._drain_writes(reaped)
         finally:
             for found in hashes:
                 self._files.record_hash(found)
 
-    def _hash_closed(self, pid: int, path: str, fd: int, into: list[FileHash]) -> None:
+    def _hash_closed(self, pid: int, fd: int, into: list[FileHash]) -> None:
         """An executable is hashed as it is closed after writing: it may be run, changed or
         removed before the end of the run."""
-        found = self._files.hash_of(path, pid, fd)
+        found = self._files.hash_of(lambda: path_of(fd), pid, fd)
         if found is not None:
             into.append(found)
 

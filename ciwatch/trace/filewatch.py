@@ -65,19 +65,21 @@ class FileWatch:
     def record_hash(self, found: FileHash) -> None:
         self._emit(found)
 
-    def hash_of(self, path: str, written_by: int, fd: int | None = None) -> FileHash | None:
+    def hash_of(self, path: str | Callable[[], str], written_by: int, fd: int | None = None) -> FileHash | None:
         """The digest event of a written executable or script (read from ``fd`` if given: a
-        file fanotify reports closed after writing), or None: not one, or hashed already in
-        the state it is in now."""
-        found = inspect_executable(path, fd)
+        file fanotify reports closed after writing, whose path is asked for only if it is an
+        executable), or None: not one, or hashed already in the state it is in now."""
+        found = inspect_executable(path if isinstance(path, str) else "", fd)
         if found is None:
             return None
         executable, state = found
+        if not isinstance(path, str):
+            path = path()
         if self._hashed.get(path) == state:
             return None
         self._hashed[path] = state
         return FileHash(
-            path=executable.path,
+            path=path,
             sha256=executable.sha256,
             size=executable.size,
             mode=executable.mode,
