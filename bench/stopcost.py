@@ -5,10 +5,12 @@ Per round, interleaved: ``ciwatch run --net off --file-events ptrace`` (tracer C
 from the record's end line: tracer_cpu_s / tracer_stops) and ``strace -f --seccomp-bpf -e
 trace=<ciwatch's syscall set> -o /dev/null`` (strace's own CPU, its rusage less the program's,
 which the program reports itself, over the syscalls it traced), and wall time per file for
-both and for the bare program. Stdlib only; the C program is compiled with gcc into
-bench/work/. ``CIWATCH_STOP_LOOP=python`` in the environment measures the Python stop loop.
+both and for the bare program. ciwatch's CPU is its whole process's: it is also given
+without the fixed costs (the same run with no files taken off). Stdlib only; the C program is
+compiled with gcc into bench/work/. ``--loops default,python`` compares the compiled stop
+loop with the Python one (CIWATCH_STOP_LOOP=python).
 
-    python3 bench/stopcost.py [--files 20000] [--rounds 5]
+    python3 bench/stopcost.py [--files 20000] [--rounds 5] [--loops default,python]
 """
 
 from __future__ import annotations
@@ -101,11 +103,13 @@ def run_bare(program: Path, files: int) -> float:
     return wall
 
 
-def run_ciwatch(program: Path, files: int) -> dict[str, float]:
+def run_ciwatch(program: Path, files: int, loop: str) -> dict[str, float]:
     where, out = _fresh_dir(), Path(tempfile.mkdtemp(dir=WORK, prefix="out-"))
     command = [sys.executable, "-m", "ciwatch", "run", "--net", "off", "--file-events", "ptrace", "-q"]
     command += ["--out", str(out), "--", str(program), str(files)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if loop == "python":
+        env["CIWATCH_STOP_LOOP"] = "python"
     started = time.perf_counter()
     subprocess.run(command, cwd=where, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - started
@@ -150,33 +154,46 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--loops", default="default", help="ciwatch stop loops to compare: default,python")
     args = parser.parse_args()
+    loops = args.loops.split(",")
     program = build_program()
     syscalls = ciwatch_syscalls()
     traced = strace_stops(program, args.files, syscalls)
-    bare_walls, ciwatch_runs, strace_runs = [], [], []
+    bare_walls: list[float] = []
+    strace_runs: list[dict[str, float]] = []
+    ciwatch_runs: dict[str, list[dict[str, float]]] = {loop: [] for loop in loops}
+    fixed_runs: dict[str, list[dict[str, float]]] = {loop: [] for loop in loops}
     for _ in range(args.rounds):
         bare_walls.append(run_bare(program, args.files))
-        ciwatch_runs.append(run_ciwatch(program, args.files))
+        for loop in loops:
+            ciwatch_runs[loop].append(run_ciwatch(program, args.files, loop))
+            fixed_runs[loop].append(run_ciwatch(program, 0, loop))
         strace_runs.append(strace_cpu(program, args.files, syscalls))
     median = statistics.median
-    ciwatch_per_stop = median(run["per_stop_us"] for run in ciwatch_runs)
-    strace_per_stop = median(run["cpu"] for run in strace_runs) / traced * 1e6
     per_file = 1e6 / args.files
-    loop = os.environ.get("CIWATCH_STOP_LOOP", "default")
-    print(f"{args.files} files, {args.rounds} interleaved rounds, medians; ciwatch stop loop: {loop}")
-    print(f"  bare     wall/file {median(bare_walls) * per_file:6.1f} us")
+    strace_per_stop = median(run["cpu"] for run in strace_runs) / traced * 1e6
+    print(f"{args.files} files, {args.rounds} interleaved rounds, medians")
+    print(f"  bare               wall/file {median(bare_walls) * per_file:6.1f} us")
+    for loop in loops:
+        runs, fixed = ciwatch_runs[loop], fixed_runs[loop]
+        per_stop = median(run["per_stop_us"] for run in runs)
+        # Without the fixed costs (start-up, end of run): the same run with no files taken off.
+        marginal = median(
+            (run["cpu"] - base["cpu"]) / (run["stops"] - base["stops"]) * 1e6
+            for run, base in zip(runs, fixed, strict=True)
+        )
+        print(
+            f"  ciwatch ({loop:7}) wall/file {median(r['wall'] for r in runs) * per_file:6.1f} us   "
+            f"tracer CPU/stop {per_stop:6.1f} us, {marginal:6.1f} us without fixed costs "
+            f"({runs[0]['stops']} stops, CPU {median(r['cpu'] for r in runs):.3f} s, "
+            f"{median(r['cpu'] for r in fixed):.3f} s with no files)  {per_stop / strace_per_stop:.2f}x strace"
+        )
     print(
-        f"  ciwatch  wall/file {median(r['wall'] for r in ciwatch_runs) * per_file:6.1f} us   "
-        f"tracer CPU/stop {ciwatch_per_stop:6.1f} us  ({ciwatch_runs[0]['stops']} stops, "
-        f"CPU {median(r['cpu'] for r in ciwatch_runs):.3f} s)"
+        f"  strace             wall/file {median(r['wall'] for r in strace_runs) * per_file:6.1f} us   "
+        f"tracer CPU/stop {strace_per_stop:6.1f} us  "
+        f"({traced} stops, CPU {median(r['cpu'] for r in strace_runs):.3f} s)"
     )
-    print(
-        f"  strace   wall/file {median(r['wall'] for r in strace_runs) * per_file:6.1f} us   "
-        f"tracer CPU/stop {strace_per_stop:6.1f} us  ({traced} stops, "
-        f"CPU {median(r['cpu'] for r in strace_runs):.3f} s)"
-    )
-    print(f"  ratio ciwatch/strace CPU per stop: {ciwatch_per_stop / strace_per_stop:.2f}x")
 
 
 if __name__ == "__main__":
