@@ -176,7 +176,7 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
             int fd = (int)(args[spec[1]] & 0xFFFFFFFF);
             snprintf(what, sizeof what, "fd/%d", fd);
             proc_link(tid, what, link, sizeof link);
-            if (append_new(fds, Py_BuildValue("(iy)", fd, link)) < 0)
+            if (append_new(fds, Py_BuildValue("(iN)", fd, PyUnicode_DecodeFSDefault(link))) < 0)
                 goto done;
             continue;
         }
@@ -197,7 +197,7 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
                     proc_link(tid, "cwd", cwd_text, sizeof cwd_text);
                     have_cwd = 1;
                     Py_DECREF(cwd);
-                    if ((cwd = PyBytes_FromString(cwd_text)) == NULL)
+                    if ((cwd = PyUnicode_DecodeFSDefault(cwd_text)) == NULL)
                         goto done;
                 }
                 snprintf(base, sizeof base, "%s", cwd_text);
@@ -205,7 +205,7 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
                 char what[32];
                 snprintf(what, sizeof what, "fd/%d", dirfd);
                 proc_link(tid, what, base, sizeof base);
-                if (append_new(fds, Py_BuildValue("(iy)", dirfd, base)) < 0)
+                if (append_new(fds, Py_BuildValue("(iN)", dirfd, PyUnicode_DecodeFSDefault(base))) < 0)
                     goto done;
             }
             if (base[0] != '/')
@@ -220,7 +220,8 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
             status = 0;
             goto done;
         }
-        if (append_new(canon, Py_BuildValue("(yNy)", joined, PyBool_FromLong(follow), canonical)) < 0)
+        PyObject *key = Py_BuildValue("(NN)", PyUnicode_DecodeFSDefault(joined), PyBool_FromLong(follow));
+        if (append_new(canon, Py_BuildValue("(NN)", key, PyUnicode_DecodeFSDefault(canonical))) < 0)
             goto done;
     }
     *result = Py_BuildValue(

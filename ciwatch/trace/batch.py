@@ -103,24 +103,24 @@ class Snapshot:
     __slots__ = ("_canonical", "_cwd", "_fds", "_strings", "_thread")
 
     def __init__(self, thread: TracedThread, item: tuple[Any, ...]) -> None:
+        # Strings, fd links and paths as the loop read them: path text already decoded as
+        # os.fsdecode would, the bytes of a string as the decoder's string() decodes them.
         _, _, _, strings, cwd, fds, canonical = item
         self._thread = thread
-        self._strings: dict[int, bytes] = dict(strings)
-        self._cwd: bytes | None = cwd
-        self._fds: dict[int, bytes] = dict(fds)
-        self._canonical: dict[tuple[str, bool], str] = {
-            (os.fsdecode(joined), follow): os.fsdecode(found) for joined, follow, found in canonical
-        }
+        self._strings: list[tuple[int, bytes]] = strings
+        self._cwd: str | None = cwd
+        self._fds: list[tuple[int, str]] = fds
+        self._canonical: list[tuple[tuple[str, bool], str]] = canonical
 
     def _missed(self, what: str) -> None:
         log.error("stop loop: %s was not read before tid %d ran on (ciwatch.trace.batch.READS)", what, self._thread.tid)
 
     def read_cstring(self, address: int) -> bytes:
-        found = self._strings.get(address)
-        if found is None:
-            self._missed(f"the string at {address:#x}")
-            return self._thread.memory.read_cstring(address)
-        return found
+        for read_at, text in self._strings:  # one or two: a list beats a dict here
+            if read_at == address:
+                return text
+        self._missed(f"the string at {address:#x}")
+        return self._thread.memory.read_cstring(address)
 
     def read_bytes(self, address: int, size: int) -> bytes:
         self._missed("memory")
@@ -138,21 +138,21 @@ class Snapshot:
         if self._cwd is None:
             self._missed("the cwd")
             return self._thread.memory.cwd()
-        return os.fsdecode(self._cwd)
+        return self._cwd
 
     def fd_path(self, fd: int) -> str:
-        found = self._fds.get(fd)
-        if found is None:
-            self._missed(f"fd {fd}")
-            return self._thread.memory.fd_path(fd)
-        return os.fsdecode(found)
+        for number, link in self._fds:
+            if number == fd:
+                return link
+        self._missed(f"fd {fd}")
+        return self._thread.memory.fd_path(fd)
 
     def canonical(self, path: str, follow: bool) -> str:
-        found = self._canonical.get((path, follow))
-        if found is None:
-            self._missed(f"the resolution of {path!r}")
-            return self._thread.memory.canonical(path, follow)
-        return found
+        for asked, found in self._canonical:
+            if asked == (path, follow):
+                return found
+        self._missed(f"the resolution of {path!r}")
+        return self._thread.memory.canonical(path, follow)
 
 
 Handler = Callable[[TracedThread, Any], None]
