@@ -167,10 +167,18 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
     for (Py_ssize_t index = 0; index < count; index++) {
         long spec[5];
         PyObject *read = PyTuple_GET_ITEM(reads, index);
+        if (!PyTuple_Check(read) || PyTuple_GET_SIZE(read) != 5) {
+            PyErr_SetString(PyExc_ValueError, "a read is (kind, a, b, follow, flag_arg)");
+            goto done;
+        }
         for (int part = 0; part < 5; part++)
             spec[part] = PyLong_AsLong(PyTuple_GET_ITEM(read, part));
         if (PyErr_Occurred())
             goto done;
+        if (spec[1] < -1 || spec[1] > 5 || spec[2] < 0 || spec[2] > 5 || spec[4] < 0 || spec[4] > 5) {
+            PyErr_SetString(PyExc_ValueError, "a read names an argument beyond the sixth");
+            goto done;
+        }
         if (spec[0] == READ_FD) {
             char link[PATH_BUF], what[32];
             int fd = (int)(args[spec[1]] & 0xFFFFFFFF);
@@ -188,8 +196,12 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
             continue;
         const char *written = PyBytes_AS_STRING(text);
         char joined[PATH_BUF], base[PATH_BUF], canonical[PATH_BUF];
+        if (PyBytes_GET_SIZE(text) >= PATH_BUF) {
+            status = 0; /* longer than the loop's buffers: the Python loop reads it */
+            goto done;
+        }
         if (written[0] == '/') {
-            snprintf(joined, sizeof joined, "%s", written);
+            memcpy(joined, written, PyBytes_GET_SIZE(text) + 1);
         } else {
             int dirfd = spec[1] < 0 ? AT_FDCWD_ : (int)(args[spec[1]] & 0xFFFFFFFF);
             if (dirfd == AT_FDCWD_) {
