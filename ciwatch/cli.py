@@ -24,6 +24,7 @@ from ciwatch.record.integrity import verify_record
 from ciwatch.report import github
 from ciwatch.report.baseline import propose_policy
 from ciwatch.report.verdict_text import render_verdict, summary_line
+from ciwatch.trace.batch import compiled_loop_state
 from ciwatch.trace.fanotify import unavailable_reason as fanotify_unavailable
 from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
 
@@ -387,6 +388,7 @@ def doctor(ctx: click.Context) -> None:
             click.echo("file events: fanotify (writes are reported while the writer runs on)")
         else:
             click.echo(f"file events: ptrace stops at each write ({reason})")
+        click.echo(f"stop loop: {compiled_loop_state()}")
         click.echo("")
         available = capabilities.modes_available(probes)
         for mode, works in available.items():

@@ -8,20 +8,17 @@ into a record event and lets the tracee run on. A thread that needs the result o
 instead of PTRACE_CONT for just that stretch.
 
 What a SECCOMP stop means is the syscall table's (:mod:`ciwatch.trace.table`): its row's
-pure decoder, then the handler for the row's action, both looked up once per stop. The
-network syscalls are handed on to :mod:`ciwatch.trace.netredirect`, and adding the hook
-filter to a hook's process is :mod:`ciwatch.trace.hookfilter`'s.
+pure decoder, then the handler for the row's action. The write stops are waited for, read and
+resumed in compiled code where it is built (:mod:`ciwatch.trace.batch`).
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from ptrace import PtraceError
 
@@ -30,6 +27,7 @@ from ciwatch.record.events import Anomaly, Event, FileRead, ProcessExit, Process
 from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
+from ciwatch.trace.batch import CompiledLoop, Handler, PythonWait, StopWaiter
 from ciwatch.trace.buildservers import BuildServerWatch
 from ciwatch.trace.escape import EscapeWatch
 from ciwatch.trace.fanwatch import DRAIN_EVERY, FanWatch, open_fan_watch
@@ -42,14 +40,10 @@ from ciwatch.trace.selfguard import SelfGuard
 from ciwatch.trace.table import TABLE, X32_SYSCALL_BIT, Action, Decoder, name_i386, name_x86_64
 from ciwatch.trace.tasks import Injection, TracedProcess, TracedThread
 
-log = logging.getLogger(__name__)
-
-_WALL = 0x40000000
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 
-_Handler = Callable[[TracedThread, Any], None]
 #: A table row as the loop uses it: its decoder and the handler of its action.
-_Entry = tuple[Decoder, _Handler]
+_Entry = tuple[Decoder, Handler]
 
 
 @dataclass(frozen=True)
@@ -88,7 +82,7 @@ class Tracer:
         # This process (the tracer, the proxy's threads) and the front that forked it.
         self.guard = guard = SelfGuard((os.getpid(), os.getppid()), self._emit)
         self.fan: FanWatch | None = open_fan_watch(options, files, self.processes)
-        handlers: dict[Action, _Handler] = {
+        handlers: dict[Action, Handler] = {
             Action.FILE: files.on_file if self.fan is None else self.fan.after(files.on_file),
             Action.EXEC: self._on_exec,
             Action.SIGNAL: guard.on_signal,
@@ -104,16 +98,18 @@ class Tracer:
         }
         self._entries: dict[int, _Entry] = {row.number: (row.decode, handlers[row.action]) for row in TABLE}
         """The table as the SECCOMP stop reads it: number -> (decoder, handler)."""
+        # Write stops handled in compiled code (none with fanotify: writes don't stop there).
+        compiled = CompiledLoop.open(self._entries, self.threads) if self.fan is None else None
+        self._waiter: StopWaiter = compiled or PythonWait(self.fan)
         # A hook's thread followed syscall by syscall sees the hook rows at their entry, where
         # every open is a read (the writes have already stopped at the filter).
-        hook_handlers: dict[Action, _Handler] = {Action.FILE: files.on_read, Action.MEMORY_READ: self._on_memory_read}
+        hook_handlers: dict[Action, Handler] = {Action.FILE: files.on_read, Action.MEMORY_READ: self._on_memory_read}
         self._hook_entries: dict[int, _Entry] = {
             row.number: (row.decode, hook_handlers[row.action]) for row in TABLE if row.hook
         }
 
     def redirect_through(self, redirector: Redirector | None) -> None:
-        """Send connect()s and DNS to the proxy's listeners from now on (redirect mode, once
-        the proxy is up), or no longer (None: the proxy is gone, leftovers connect directly)."""
+        """Send connect()s and DNS to the proxy's listeners from now on (None: directly)."""
         self.network.redirect = redirector
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -200,14 +196,11 @@ class Tracer:
 
     def _handle_stop(self) -> None:
         try:
-            tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
-            if tid == 0:
-                self._idle()
-                tid, status = self.fan.wait(self._idle) if self.fan else os.waitpid(-1, _WALL)
+            tid, status, batched = self._waiter.next_stop(self._idle)
         except ChildProcessError:
             self.threads.clear()
             return
-        self.stops += 1
+        self.stops += batched + 1
         if self.fan is not None and self.stops % DRAIN_EVERY == 0:
             self.fan.drain()
         if os.WIFEXITED(status) or os.WIFSIGNALED(status):

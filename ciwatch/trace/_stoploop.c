@@ -1,0 +1,360 @@
+/* The tracer's wait loop for the stops that need no judgement, in compiled code.
+ *
+ * next_batch() waits for the build's stops. A SECCOMP stop of a syscall in the fast set (the
+ * table's file rows), by a thread the tracer knows and does not step, is read here: its
+ * syscall info, the path strings its row names, the cwd or dirfd link a relative path is
+ * resolved against, and the path made canonical the way ciwatch.trace.memory's fast path
+ * does it (an openat2 of the directory that refuses magic links, then where the descriptor
+ * landed). All of that can change once the tracee runs on (its memory, its cwd, its fds, and
+ * the tree itself at its next syscall), so it is read first; then the tracee is resumed at
+ * once and a compact tuple appended to the batch. Python decodes the batch later with the
+ * table's own decoders over what was read (ciwatch.trace.batch): what a write means is
+ * decided there only.
+ *
+ * Any other stop (exec, fork, exit, a signal, a network syscall, a thread the tracer steps,
+ * a path the fast resolution can't settle) ends the batch unresumed: Python handles it as
+ * it always has. Each event is complete before its tracee runs on, so a batch's order is
+ * the order the stops happened in.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef PTRACE_EVENT_SECCOMP
+#define PTRACE_EVENT_SECCOMP 7
+#endif
+#define AUDIT_ARCH_X86_64_ 0xC000003EU
+#define X32_SYSCALL_BIT_ 0x40000000UL
+#define AT_FDCWD_ (-100)
+#define O_CREAT_ 0100
+#define O_EXCL_ 0200
+#define O_NOFOLLOW_ 0400000
+#define AT_SYMLINK_FOLLOW_ 0x400
+#define STRING_LIMIT 65536
+#define PATH_BUF 8192
+
+/* The kinds of a row's reads, as ciwatch.trace.batch passes them. */
+enum { READ_PATH = 1, READ_STRING = 2, READ_FD = 3 };
+/* When a path's last component is followed. */
+enum { FOLLOW_NEVER = 0, FOLLOW_ALWAYS = 1, FOLLOW_OPEN_FLAGS = 2, FOLLOW_AT_FLAG = 3 };
+
+static long page_size;
+
+/* The NUL-terminated string at address in tid's memory, page by page (as
+ * ciwatch.trace.memory.read_cstring): b"" when unreadable. */
+static PyObject *read_cstring(pid_t tid, unsigned long address) {
+    static char buffer[STRING_LIMIT];
+    size_t length = 0;
+    if (address == 0)
+        return PyBytes_FromStringAndSize("", 0);
+    while (length < STRING_LIMIT) {
+        size_t to_page_end = page_size - (address % page_size);
+        size_t want = length == 0 && to_page_end > 256 ? 256 : to_page_end;
+        if (want > STRING_LIMIT - length)
+            want = STRING_LIMIT - length;
+        struct iovec local = {buffer + length, want}, remote = {(void *)address, want};
+        ssize_t got = process_vm_readv(tid, &local, 1, &remote, 1, 0);
+        if (got <= 0)
+            break;
+        char *nul = memchr(buffer + length, 0, got);
+        if (nul != NULL)
+            return PyBytes_FromStringAndSize(buffer, nul - buffer);
+        length += got;
+        address += got;
+    }
+    return PyBytes_FromStringAndSize(buffer, length);
+}
+
+/* readlink of /proc/<tid>/<what> into out; "" when it fails (as procfs.readlink). */
+static void proc_link(pid_t tid, const char *what, char *out, size_t size) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", tid, what);
+    ssize_t got = readlink(path, out, size - 1);
+    out[got < 0 ? 0 : got] = 0;
+}
+
+/* ciwatch.trace.memory.TraceeMemory.canonical's fast path: the directory resolved by the
+ * kernel, refusing magic links; 0 when it can't settle it (Python's slow walk then). */
+static int canonical_fast(const char *joined, int follow, char *out, size_t size) {
+    char directory[PATH_BUF];
+    const char *slash = strrchr(joined, '/');
+    const char *last = slash ? slash + 1 : joined;
+    int whole = *last == 0 || strcmp(last, ".") == 0 || strcmp(last, "..") == 0;
+    if (whole) {
+        snprintf(directory, sizeof directory, "%s", joined);
+    } else if (slash == NULL || slash == joined) {
+        strcpy(directory, "/");
+    } else {
+        size_t head = slash - joined;
+        if (head >= sizeof directory)
+            return 0;
+        memcpy(directory, joined, head);
+        directory[head] = 0;
+    }
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+    int fd = syscall(SYS_openat2, AT_FDCWD_, directory, &how, sizeof how);
+    if (fd < 0)
+        return 0;
+    char one;
+    if (!whole && follow && readlinkat(fd, last, &one, 1) >= 0) {
+        close(fd);
+        return 0; /* the last component is a symlink the syscall follows */
+    }
+    char self[64], found[PATH_BUF];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    ssize_t got = readlink(self, found, sizeof found - 1);
+    close(fd);
+    if (got <= 0)
+        return 0;
+    found[got] = 0;
+    if (strncmp(found, "/proc/", 6) == 0)
+        return 0;
+    if (whole) {
+        snprintf(out, size, "%s", found);
+    } else {
+        while (got > 0 && found[got - 1] == '/')
+            found[--got] = 0;
+        if ((size_t)snprintf(out, size, "%s/%s", found, last) >= size)
+            return 0;
+    }
+    return 1;
+}
+
+static int follows(long mode, unsigned long flag_arg) {
+    switch (mode) {
+    case FOLLOW_ALWAYS:
+        return 1;
+    case FOLLOW_OPEN_FLAGS:
+        return !(flag_arg & O_NOFOLLOW_) && (flag_arg & (O_CREAT_ | O_EXCL_)) != (O_CREAT_ | O_EXCL_);
+    case FOLLOW_AT_FLAG:
+        return (flag_arg & AT_SYMLINK_FOLLOW_) != 0;
+    default:
+        return 0;
+    }
+}
+
+/* Append (key..., value) to list; steals nothing, returns -1 on error. */
+static int append_new(PyObject *list, PyObject *item) {
+    if (item == NULL)
+        return -1;
+    int failed = PyList_Append(list, item);
+    Py_DECREF(item);
+    return failed;
+}
+
+/* Read what the row's decoder will ask for. 1: read (the tuple in *result); 0: not for the
+ * fast path (the stop goes to Python unresumed); -1: a Python error. */
+static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject *reads, PyObject **result) {
+    const __uint64_t *args = info->seccomp.args;
+    PyObject *strings = PyList_New(0), *fds = PyList_New(0), *canon = PyList_New(0), *cwd = Py_None;
+    Py_INCREF(cwd);
+    char cwd_text[PATH_BUF] = "";
+    int have_cwd = 0, status = -1;
+    if (strings == NULL || fds == NULL || canon == NULL)
+        goto done;
+    Py_ssize_t count = PyTuple_GET_SIZE(reads);
+    for (Py_ssize_t index = 0; index < count; index++) {
+        long spec[5];
+        PyObject *read = PyTuple_GET_ITEM(reads, index);
+        if (!PyTuple_Check(read) || PyTuple_GET_SIZE(read) != 5) {
+            PyErr_SetString(PyExc_ValueError, "a read is (kind, a, b, follow, flag_arg)");
+            goto done;
+        }
+        for (int part = 0; part < 5; part++)
+            spec[part] = PyLong_AsLong(PyTuple_GET_ITEM(read, part));
+        if (PyErr_Occurred())
+            goto done;
+        if (spec[1] < -1 || spec[1] > 5 || spec[2] < 0 || spec[2] > 5 || spec[4] < 0 || spec[4] > 5) {
+            PyErr_SetString(PyExc_ValueError, "a read names an argument beyond the sixth");
+            goto done;
+        }
+        if (spec[0] == READ_FD) {
+            char link[PATH_BUF], what[32];
+            int fd = (int)(args[spec[1]] & 0xFFFFFFFF);
+            snprintf(what, sizeof what, "fd/%d", fd);
+            proc_link(tid, what, link, sizeof link);
+            if (append_new(fds, Py_BuildValue("(iN)", fd, PyUnicode_DecodeFSDefault(link))) < 0)
+                goto done;
+            continue;
+        }
+        unsigned long address = args[spec[2]];
+        PyObject *text = read_cstring(tid, address);
+        if (text == NULL || append_new(strings, Py_BuildValue("(kN)", address, text)) < 0)
+            goto done;
+        if (spec[0] != READ_PATH)
+            continue;
+        const char *written = PyBytes_AS_STRING(text);
+        char joined[PATH_BUF], base[PATH_BUF], canonical[PATH_BUF];
+        if (PyBytes_GET_SIZE(text) >= PATH_BUF) {
+            status = 0; /* longer than the loop's buffers: the Python loop reads it */
+            goto done;
+        }
+        if (written[0] == '/') {
+            memcpy(joined, written, PyBytes_GET_SIZE(text) + 1);
+        } else {
+            int dirfd = spec[1] < 0 ? AT_FDCWD_ : (int)(args[spec[1]] & 0xFFFFFFFF);
+            if (dirfd == AT_FDCWD_) {
+                if (!have_cwd) {
+                    proc_link(tid, "cwd", cwd_text, sizeof cwd_text);
+                    have_cwd = 1;
+                    Py_DECREF(cwd);
+                    if ((cwd = PyUnicode_DecodeFSDefault(cwd_text)) == NULL)
+                        goto done;
+                }
+                snprintf(base, sizeof base, "%s", cwd_text);
+            } else {
+                char what[32];
+                snprintf(what, sizeof what, "fd/%d", dirfd);
+                proc_link(tid, what, base, sizeof base);
+                if (append_new(fds, Py_BuildValue("(iN)", dirfd, PyUnicode_DecodeFSDefault(base))) < 0)
+                    goto done;
+            }
+            if (base[0] != '/')
+                continue; /* the decoder resolves it textually: nothing to canonicalise */
+            if ((size_t)snprintf(joined, sizeof joined, written[0] ? "%s/%s" : "%s", base, written) >= sizeof joined) {
+                status = 0;
+                goto done;
+            }
+        }
+        int follow = follows(spec[3], spec[3] >= FOLLOW_OPEN_FLAGS ? args[spec[4]] & 0xFFFFFFFF : 0);
+        if (!canonical_fast(joined, follow, canonical, sizeof canonical)) {
+            status = 0;
+            goto done;
+        }
+        PyObject *key = Py_BuildValue("(NN)", PyUnicode_DecodeFSDefault(joined), PyBool_FromLong(follow));
+        if (append_new(canon, Py_BuildValue("(NN)", key, PyUnicode_DecodeFSDefault(canonical))) < 0)
+            goto done;
+    }
+    *result = Py_BuildValue(
+        "(iK(KKKKKK)NNNN)", tid, (unsigned long long)info->seccomp.nr, args[0], args[1], args[2], args[3], args[4],
+        args[5], strings, cwd, fds, canon);
+    strings = cwd = fds = canon = NULL;
+    status = *result == NULL ? -1 : 1;
+done:
+    Py_XDECREF(strings);
+    Py_XDECREF(cwd);
+    Py_XDECREF(fds);
+    Py_XDECREF(canon);
+    return status;
+}
+
+/* Whether the stop's thread may take the fast path: known to the tracer, not stepped. */
+static int thread_is_fast(PyObject *threads, pid_t tid) {
+    PyObject *key = PyLong_FromLong(tid);
+    if (key == NULL)
+        return -1;
+    PyObject *thread = PyDict_GetItemWithError(threads, key);
+    Py_DECREF(key);
+    if (thread == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *steps = PyObject_GetAttrString(thread, "steps_syscalls");
+    if (steps == NULL)
+        return -1;
+    int stepping = PyObject_IsTrue(steps);
+    Py_DECREF(steps);
+    return stepping < 0 ? -1 : !stepping;
+}
+
+/* waitpid(-1) over every tracee, the GIL released; EINTR lets Python run its signal handlers
+ * (Ctrl-C) and retries, as os.waitpid does. -2: a handler raised. */
+static pid_t wait_any(int *status, int options) {
+    for (;;) {
+        pid_t tid;
+        Py_BEGIN_ALLOW_THREADS;
+        tid = waitpid(-1, status, options);
+        Py_END_ALLOW_THREADS;
+        if (tid >= 0 || errno != EINTR)
+            return tid;
+        if (PyErr_CheckSignals() < 0)
+            return -2;
+    }
+}
+
+static PyObject *next_batch(PyObject *self, PyObject *args) {
+    PyObject *rows, *threads;
+    Py_ssize_t limit;
+    int block;
+    if (!PyArg_ParseTuple(args, "O!O!np", &PyDict_Type, &rows, &PyDict_Type, &threads, &limit, &block))
+        return NULL;
+    PyObject *batch = PyList_New(0);
+    if (batch == NULL)
+        return NULL;
+    for (;;) {
+        int status = 0;
+        pid_t tid = wait_any(&status, __WALL | (block && PyList_GET_SIZE(batch) == 0 ? 0 : WNOHANG));
+        if (tid == -2)
+            goto error;
+        if (tid <= 0) /* 0: nothing waiting; -1 (ECHILD): no tracee left */
+            return Py_BuildValue("(Nii)", batch, tid < 0 ? -1 : 0, 0);
+        int seccomp = WIFSTOPPED(status) && (status >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8));
+        int fast = seccomp ? thread_is_fast(threads, tid) : 0;
+        if (fast < 0)
+            goto error;
+        struct __ptrace_syscall_info info;
+        PyObject *reads = NULL;
+        if (fast) {
+            long got = ptrace(PTRACE_GET_SYSCALL_INFO, tid, sizeof info, &info);
+            if (got < 0) {
+                if (errno == ESRCH)
+                    continue; /* killed while stopped: its exit comes next */
+                fast = 0;
+            } else if (info.op != PTRACE_SYSCALL_INFO_SECCOMP || info.arch != AUDIT_ARCH_X86_64_ ||
+                       (info.seccomp.nr & X32_SYSCALL_BIT_)) {
+                fast = 0;
+            } else {
+                PyObject *key = PyLong_FromUnsignedLongLong(info.seccomp.nr);
+                if (key == NULL)
+                    goto error;
+                reads = PyDict_GetItemWithError(rows, key);
+                Py_DECREF(key);
+                if (reads == NULL && PyErr_Occurred())
+                    goto error;
+                fast = reads != NULL && PyTuple_Check(reads);
+            }
+        }
+        PyObject *item = NULL;
+        if (fast) {
+            fast = capture(tid, &info, reads, &item);
+            if (fast < 0)
+                goto error;
+        }
+        if (!fast)
+            return Py_BuildValue("(Nii)", batch, tid, status);
+        /* Resume at once; ESRCH (killed meanwhile) still records what it was about to do. */
+        ptrace(PTRACE_CONT, tid, 0, 0);
+        if (append_new(batch, item) < 0)
+            goto error;
+        if (PyList_GET_SIZE(batch) >= limit)
+            break;
+    }
+    return Py_BuildValue("(Nii)", batch, 0, 0);
+error:
+    Py_DECREF(batch);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"next_batch", next_batch, METH_VARARGS,
+     "next_batch(rows, threads, limit, block) -> (batch, tid, status): the fast stops read and resumed, "
+     "then the first other stop (tid > 0, its raw wait status, unresumed), 0 when nothing is waiting, "
+     "-1 when no tracee is left."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_stoploop", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__stoploop(void) {
+    page_size = sysconf(_SC_PAGESIZE);
+    return PyModule_Create(&module);
+}
