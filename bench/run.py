@@ -101,6 +101,9 @@ class Invocation:
     """Where a ciwatch run writes its record."""
     ciwatch: list[str]
     """How to start ciwatch: the installed one, or a --revision."""
+    needs_capabilities: bool = False
+    """The workload can't run without root's capabilities (apt, dpkg): an unprivileged
+    configuration then runs as root with the filter's stops (``--file-events ptrace``)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ class Configuration:
     """Only for these workloads (None: every workload)."""
     ciwatch: tuple[str, ...] = ()
     """Set for a --revision: how to start that ciwatch (else the installed one)."""
+    default: bool = True
+    """Run without --only; the others (single mechanisms, plain strace) only when named."""
 
 
 def _strace(*options: str) -> Callable[[Invocation], list[str]]:
@@ -126,20 +131,45 @@ def _ciwatch(*options: str) -> Callable[[Invocation], list[str]]:
     return lambda run: [*run.ciwatch, "run", *options, "--out", str(run.record_dir), "--", *run.command]
 
 
+#: Every capability dropped, uid 0 kept: ciwatch then decides as it does for a user without
+#: root (fanotify refused, so file events from the filter's stops; the redirect proxy, which
+#: needs no privilege), and can't do otherwise. A real second user can't run this machine's
+#: interpreter (pyenv under /root, mode 700), hence uid 0 without capabilities.
+WITHOUT_CAPABILITIES = ("setpriv", "--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all")
+
+
+def _unprivileged(*options: str) -> Callable[[Invocation], list[str]]:
+    """ciwatch as a run without root does it; a workload that needs root's capabilities (apt)
+    runs as root with what an unprivileged run would use for file events: the filter's stops."""
+
+    def wrap(run: Invocation) -> list[str]:
+        if run.needs_capabilities:
+            return _ciwatch(*options, "--file-events", "ptrace")(run)
+        return [*WITHOUT_CAPABILITIES, *_ciwatch(*options)(run)]
+
+    return wrap
+
+
 CONFIGURATIONS: list[Configuration] = [
     Configuration("bare", lambda run: run.command),
-    Configuration("ciwatch", _ciwatch("--net", "off"), runs_ciwatch=True),
-    # The two sources of file events side by side (the plain "ciwatch" takes fanotify when
-    # the bench runs as root): the seccomp filter's stops, and fanotify's reports.
-    Configuration("ciwatch ptrace", _ciwatch("--net", "off", "--file-events", "ptrace"), runs_ciwatch=True),
-    Configuration("ciwatch fanotify", _ciwatch("--net", "off", "--file-events", "fanotify"), runs_ciwatch=True),
-    Configuration("ciwatch redirect", _ciwatch("--net", "redirect"), runs_ciwatch=True),
-    Configuration("strace -f", _strace(), workloads=frozenset({"npm", "pip"})),
+    # What a CI job gets: started without root, and started as root (`sudo`, a VM runner's
+    # root) where file writes come from fanotify; each tracing only and in the default
+    # configuration (redirect proxy + policy).
+    Configuration("unprivileged --net off", _unprivileged("--net", "off"), runs_ciwatch=True),
+    Configuration("unprivileged", _unprivileged(), runs_ciwatch=True),
+    Configuration("privileged --net off", _ciwatch("--net", "off", "--file-events", "auto"), runs_ciwatch=True),
+    Configuration("privileged", _ciwatch("--file-events", "auto"), runs_ciwatch=True),
+    Configuration("strace -f --seccomp-bpf", _strace("--seccomp-bpf", "-e", f"trace={CIWATCH_SYSCALLS}")),
+    # Single mechanisms, run only when named with --only.
+    Configuration("ciwatch", _ciwatch("--net", "off"), runs_ciwatch=True, default=False),
     Configuration(
-        "strace -f --seccomp-bpf",
-        _strace("--seccomp-bpf", "-e", f"trace={CIWATCH_SYSCALLS}"),
-        workloads=frozenset({"npm", "pip"}),
+        "ciwatch ptrace", _ciwatch("--net", "off", "--file-events", "ptrace"), runs_ciwatch=True, default=False
     ),
+    Configuration(
+        "ciwatch fanotify", _ciwatch("--net", "off", "--file-events", "fanotify"), runs_ciwatch=True, default=False
+    ),
+    Configuration("ciwatch redirect", _ciwatch("--net", "redirect"), runs_ciwatch=True, default=False),
+    Configuration("strace -f", _strace(), workloads=frozenset({"npm", "pip"}), default=False),
 ]
 
 
@@ -179,6 +209,8 @@ class Workload:
     """The command as the report shows it (default: the command)."""
     needs: tuple[str, ...] = ()
     """Programs it needs on PATH."""
+    needs_capabilities: bool = False
+    """It can't run without root's capabilities (see ``Invocation.needs_capabilities``)."""
 
 
 def _run_quiet(command: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
@@ -401,6 +433,51 @@ def _reset_pip() -> None:
     shutil.copytree(PIP_PRISTINE, PIP_VENV, symlinks=True)
 
 
+# apt: a small Debian package whose maintainer scripts run update-alternatives and whose files
+# fire man-db's trigger, installed and purged from the archive apt already downloaded: dpkg's
+# maintainer scripts are install hooks, and what a hook reads is followed.
+
+APT_WORK = WORK / "apt"
+APT_PACKAGE = "nano"
+#: Set when the package was not installed before the bench first ran: the bench may purge it.
+APT_OURS = APT_WORK / "package-is-the-benchs"
+#: Another apt on a shared machine holds dpkg's lock for a moment: wait for it, don't fail.
+APT_OPTIONS = ("-y", "-o", "DPkg::Lock::Timeout=300")
+APT_COMMAND = (
+    f"apt-get install {' '.join(APT_OPTIONS)} --no-download {APT_PACKAGE}"
+    f" && apt-get purge {' '.join(APT_OPTIONS)} {APT_PACKAGE}"
+)
+
+
+def _apt_env() -> dict[str, str]:
+    return {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+
+def _apt_installed() -> bool:
+    done = subprocess.run(
+        ["dpkg-query", "-W", "-f=${db:Status-Status}", APT_PACKAGE], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() == "installed"
+
+
+def _prepare_apt() -> str:
+    APT_WORK.mkdir(parents=True, exist_ok=True)
+    if _apt_installed() and not APT_OURS.exists():
+        raise SystemExit(f"bench: apt: {APT_PACKAGE} is installed on this machine: the workload would purge it")
+    APT_OURS.write_text(f"{APT_PACKAGE} was not installed when the bench first ran\n")
+    # The archive once, from the machine's configured sources (untimed); runs don't download.
+    _run_quiet(["apt-get", "install", *APT_OPTIONS, "--download-only", APT_PACKAGE], APT_WORK, _apt_env())
+    _reset_apt()
+    return (
+        f"`apt-get install` then `apt-get purge` of {APT_PACKAGE} (maintainer scripts, man-db trigger), archive local"
+    )
+
+
+def _reset_apt() -> None:
+    if _apt_installed():
+        _run_quiet(["apt-get", "purge", *APT_OPTIONS, APT_PACKAGE], APT_WORK, _apt_env())
+
+
 WORKLOADS: list[Workload] = [
     Workload(
         name="npm",
@@ -423,7 +500,6 @@ WORKLOADS: list[Workload] = [
         },
         prepare=_prepare_npm_online,
         reset=_reset_npm_online,
-        in_all=False,
         needs=("npm", "node"),
     ),
     Workload(
@@ -447,6 +523,17 @@ WORKLOADS: list[Workload] = [
         needs=("gcc",),
         shown="venv/bin/python -m pip install --no-index --no-build-isolation --no-cache-dir --find-links dist "
         + PIP_APP,
+    ),
+    Workload(
+        name="apt",
+        command=["sh", "-c", APT_COMMAND],
+        cwd=APT_WORK,
+        env=_apt_env(),
+        prepare=_prepare_apt,
+        reset=_reset_apt,
+        needs=("apt-get", "dpkg-query"),
+        needs_capabilities=True,
+        shown=APT_COMMAND,
     ),
 ]
 
@@ -491,6 +578,10 @@ class TracerStats:
     cpu_s: float
     event_counts: dict[str, int]
     file_ops: dict[str, int]
+    max_rss_mb: float | None = None
+    """The tracing process's peak RSS at its end line (None: a ciwatch that doesn't say)."""
+    front_rss_mb: float | None = None
+    """The front process's peak RSS (the process the bench started), from wait4."""
 
 
 @dataclass
@@ -541,7 +632,8 @@ def _read_record(record: Path) -> TracerStats:
     stops, cpu = end.get("tracer_stops"), end.get("tracer_cpu_s")
     if not isinstance(stops, int) or not isinstance(cpu, int | float) or not isinstance(counts, dict):
         raise SystemExit(f"bench: {record}: the end line lacks tracer_stops, tracer_cpu_s or event_counts")
-    return TracerStats(stops, float(cpu), dict(counts), dict(file_ops))
+    rss = end.get("tracer_max_rss_mb")
+    return TracerStats(stops, float(cpu), dict(counts), dict(file_ops), float(rss) if rss is not None else None)
 
 
 def _children_cpu() -> float:
@@ -600,6 +692,20 @@ def run_at_niceness(nice: int) -> None:
         print(f"bench: cannot change niceness by {nice}: {error.strerror}", file=sys.stderr)
 
 
+def _timed(command: list[str], workload: Workload, log: Path) -> tuple[int, float, float]:
+    """(exit code, wall seconds, peak RSS in MB of the process started: ciwatch's front, which
+    waits for no child of its own, so its peak is its own) of one run of ``command``."""
+    with log.open("wb") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, cwd=workload.cwd, env=workload.env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait
+    return process.returncode, elapsed, usage.ru_maxrss * 1024 / 1e6
+
+
 def _run_once(workload: Workload, configuration: Configuration, label: str) -> tuple[float, float, TracerStats | None]:
     """(wall seconds, CPU seconds of the whole tree, the tracer's figures) of one run."""
     slug = configuration.name.replace(" ", "").replace("-", "")
@@ -609,28 +715,27 @@ def _run_once(workload: Workload, configuration: Configuration, label: str) -> t
     _rmtree(record_dir)
     workload.reset()
     ciwatch = list(configuration.ciwatch) or installed_ciwatch()
-    command = configuration.wrap(Invocation(list(workload.command), record_dir, ciwatch))
+    invocation = Invocation(list(workload.command), record_dir, ciwatch, workload.needs_capabilities)
+    command = configuration.wrap(invocation)
     for attempt in range(1, _ATTEMPTS + 1):
         _reap_orphans()
         cpu_before = _children_cpu()
-        with log.open("wb") as output:
-            started = time.perf_counter()
-            done = subprocess.run(
-                command, cwd=workload.cwd, env=workload.env, stdin=subprocess.DEVNULL, stdout=output, stderr=output
-            )
-            elapsed = time.perf_counter() - started
+        returncode, elapsed, front_rss_mb = _timed(command, workload, log)
         _reap_orphans()
         cpu = _children_cpu() - cpu_before
-        if done.returncode != -signal.SIGKILL or attempt == _ATTEMPTS:
+        if returncode != -signal.SIGKILL or attempt == _ATTEMPTS:
             break
         # Nothing in the bench sends SIGKILL: something else on the machine did. Not a measurement.
         print(f"bench: {label} was killed from outside (SIGKILL); running it again", file=sys.stderr)
         _rmtree(record_dir)
         workload.reset()
-    if done.returncode != 0:
+    if returncode != 0:
         tail = log.read_text(errors="replace")[-3000:]
-        raise SystemExit(f"bench: {label} exited {done.returncode}; the end of {log}:\n{tail}")
-    stats = _read_record(record_dir / "record.jsonl") if configuration.runs_ciwatch else None
+        raise SystemExit(f"bench: {label} exited {returncode}; the end of {log}:\n{tail}")
+    if not configuration.runs_ciwatch:
+        return elapsed, cpu, None
+    stats = _read_record(record_dir / "record.jsonl")
+    stats.front_rss_mb = front_rss_mb
     return elapsed, cpu, stats
 
 
@@ -693,7 +798,7 @@ def machine() -> dict[str, str]:
 
 
 def _tracer_summary(series: Series) -> list[str] | None:
-    """stops, tracer CPU, µs per stop, file writes by op (medians over the iterations)."""
+    """stops, tracer CPU, µs per stop, peak RSS, file writes by op (medians over the iterations)."""
     if not series.tracer:
         return None
     stops = statistics.median(t.stops for t in series.tracer)
@@ -702,7 +807,22 @@ def _tracer_summary(series: Series) -> list[str] | None:
     last = series.tracer[-1]
     ops = ", ".join(f"{op} {n}" for op, n in sorted(last.file_ops.items(), key=lambda item: -item[1]))
     events = ", ".join(f"{kind} {n}" for kind, n in sorted(last.event_counts.items()) if kind != "file-write")
-    return [f"{stops:.0f}", f"{cpu:.2f} s", f"{per_stop:.0f}", f"{cpu / series.median:.0%}", ops or "-", events]
+    return [
+        f"{stops:.0f}",
+        f"{cpu:.2f} s",
+        f"{per_stop:.0f}",
+        f"{cpu / series.median:.0%}",
+        _peak_mb([t.max_rss_mb for t in series.tracer]),
+        _peak_mb([t.front_rss_mb for t in series.tracer]),
+        ops or "-",
+        events,
+    ]
+
+
+def _peak_mb(values: list[float | None]) -> str:
+    """The highest peak over the iterations (the target is a ceiling, not a median)."""
+    known = [value for value in values if value is not None]
+    return f"{max(known):.0f} MB" if known else "-"
 
 
 def _table(header: list[str], rows: list[list[str]], markdown: bool) -> str:
@@ -762,7 +882,8 @@ def report(results: list[WorkloadResult], facts: dict[str, str], markdown: bool)
                 tracer_rows.append([result.workload.name, series.configuration.name, *summary])
     if tracer_rows:
         out.append("### ciwatch's tracer (from the record's end line; medians)\n" if markdown else "== tracer")
-        header = ["workload", "configuration", "stops", "tracer CPU", "µs/stop", "CPU/wall", "file writes by op"]
+        header = ["workload", "configuration", "stops", "tracer CPU", "µs/stop", "CPU/wall", "tracer RSS", "front RSS"]
+        header.append("file writes by op")
         header.append("other events")
         out.append(_table(header, tracer_rows, markdown) + "\n")
     return "\n".join(out)
@@ -841,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_at_niceness(args.nice)
     become_subreaper()
     wanted = {"bare", *args.only.split(",")} if args.only else None
-    configurations = [c for c in CONFIGURATIONS if wanted is None or c.name in wanted]
+    configurations = [c for c in CONFIGURATIONS if (c.default if wanted is None else c.name in wanted)]
     if wanted is not None and len(configurations) != len(wanted):
         parser.error(f"--only: known configurations are {', '.join(c.name for c in CONFIGURATIONS)}")
     configurations, commits = per_revision(configurations, args.revision)

@@ -367,6 +367,9 @@ class End(Event):
     """How many times a tracee stopped for the tracer (its cost is per stop)."""
     tracer_cpu_s: float = 0.0
     """CPU time the tracing process used (the build's own time is not in it)."""
+    tracer_max_rss_mb: float = 0.0
+    """Peak resident memory of the tracing process (proxy included; not the build's), in MB
+    of 10^6 bytes, up to this line."""
     foreign_peers: dict[str, int] = field(default_factory=dict)
     """Connections and queries to ciwatch's listeners (proxy, DNS) from processes that are
     not the build's, refused and counted here by listener, never recorded as the build's."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,10 +67,18 @@ def end_record(
             error=error,
             tracer_stops=tracer.stops,
             tracer_cpu_s=round(time.process_time() - recording.cpu_started, 3),
+            tracer_max_rss_mb=_peak_rss_mb(),
             foreign_peers=dict(foreign_peers or {}),
         )
     )
     return exit_code
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set so far: the tracer's and the proxy thread's memory
+    (the build's processes are its children, counted apart by RUSAGE_CHILDREN, not here)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib * 1024 / 1e6, 1)
 
 
 def finish(plan: RunPlan, recording: Recording, tracer: Tracer, outcome: Outcome, exit_code: int) -> RunResult:
