@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 from ciwatch.record import read_record
-from ciwatch.record.events import End, Event, FileHash, FileRead, FileWrite, ProcessExec, ProcessExit, ProcessStart
+from ciwatch.record.closing import End
+from ciwatch.record.events import Event, FileHash, FileRead, FileWrite, ProcessExec, ProcessExit, ProcessStart
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.trace.fanotify import unavailable_reason
 from tests.support.packages import make_npm_package, make_npm_project, npm_env

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ciwatch.record.events import End, ProcessExec
+from ciwatch.record.closing import End
+from ciwatch.record.events import ProcessExec
 from tests.support.packages import make_npm_package, make_npm_project, npm_env
 from tests.support.runner import run_ciwatch
 

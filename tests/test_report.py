@@ -17,17 +17,8 @@ from ciwatch.analysis.tree import ProcessTree, short_command
 from ciwatch.attribution.hooks import HookAttribution
 from ciwatch.policy.model import Policy
 from ciwatch.record import SCHEMA_VERSION, RecordWriter, read_record
-from ciwatch.record.events import (
-    End,
-    Event,
-    FileHash,
-    FileWrite,
-    Header,
-    NetConnect,
-    ProcessExec,
-    ProcessExit,
-    ProcessStart,
-)
+from ciwatch.record.closing import End
+from ciwatch.record.events import Event, FileHash, FileWrite, Header, NetConnect, ProcessExec, ProcessExit, ProcessStart
 from ciwatch.record.reader import Record
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.report.model import build_report

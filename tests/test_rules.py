@@ -25,13 +25,13 @@ import pytest
 from ciwatch.policy.loader import default_policy, parse_policy
 from ciwatch.policy.model import Policy, Severity
 from ciwatch.record import SCHEMA_VERSION, Record, RecordWriter, read_record
+from ciwatch.record.closing import End
 from ciwatch.record.events import (
     AllowlistLearned,
     Anomaly,
     DnsAnswer,
     DnsQuery,
     EgressFlow,
-    End,
     Event,
     FileHash,
     FileRead,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ciwatch.record.events import End
+from ciwatch.record.closing import End
 from tests.support.runner import run_ciwatch
 
 #: The build holds this much memory touched (resident) for a moment.

@@ -14,16 +14,14 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.events import (
-    AfterBuild,
-    AfterBuildEnd,
     AllowlistLearned,
     Anomaly,
     BuildServer,
     DnsAnswer,
     DnsQuery,
     EgressFlow,
-    End,
     Event,
     FileHash,
     FileRead,

@@ -28,7 +28,8 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar, overload
 
-from ciwatch.record.events import AfterBuild, AfterBuildEnd, End, Event, FileWrite, Header, Leftover
+from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
+from ciwatch.record.events import Event, FileWrite, Header, Leftover
 from ciwatch.record.vocabulary import FileOp, LeftoverOutcome
 
 _E = TypeVar("_E", bound=Event)

@@ -29,8 +29,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from ciwatch.record.closing import AfterBuildEnd, End
 from ciwatch.record.codec import to_json_dict
-from ciwatch.record.events import AfterBuildEnd, End, Event, Header
+from ciwatch.record.events import Event, Header
 from ciwatch.record.log import Record
 from ciwatch.record.vocabulary import EventKind
 

@@ -11,7 +11,7 @@ from functools import partial
 
 from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
 from ciwatch.policy.model import Mode
-from ciwatch.record.events import End
+from ciwatch.record.closing import End
 from ciwatch.session.leftovers import follow_leftovers
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording

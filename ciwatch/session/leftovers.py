@@ -24,7 +24,8 @@ from types import FrameType
 
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.net.address import is_loopback
-from ciwatch.record.events import AfterBuild, AfterBuildEnd, Refusal
+from ciwatch.record.closing import AfterBuild, AfterBuildEnd
+from ciwatch.record.events import Refusal
 from ciwatch.record.vocabulary import RefusedWhat, Transport
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording

@@ -16,7 +16,8 @@ from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.job import JobContext, Scrubber, detect_job
 from ciwatch.record import SCHEMA_VERSION, RecordWriter
-from ciwatch.record.events import AfterBuildEnd, End, Event, Header, ProcessExec
+from ciwatch.record.closing import AfterBuildEnd, End
+from ciwatch.record.events import Event, Header, ProcessExec
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.registries import JobRegistries
 

@@ -234,8 +234,7 @@ class Tracer:
         ids = procfs.tgid_and_ppid(tid)
         tgid, ppid = ids if ids else (tid, 0)
         creator = tgid if tgid != tid else ppid
-        # Followed the way its creator is (a hook's filter is inherited: a child needs stepping
-        # only if its creator did); which of the creator's threads forked isn't known yet.
+        # Stepped only if its creator is (a hook's filter is inherited): which thread forked isn't known.
         deep = any(t.deep for t in self.threads.values() if t.tgid == creator)
         self.threads[tid] = thread = TracedThread(tid, tgid, deep=deep)
         self.network.inherit(self.threads.get(creator), thread)  # forker unknown: its leader

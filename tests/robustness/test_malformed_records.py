@@ -17,16 +17,14 @@ from ciwatch import cli
 from ciwatch.exitcodes import INTERNAL_ERROR, POLICY_FAILED, USAGE_ERROR
 from ciwatch.modes import NetMode
 from ciwatch.record import SCHEMA_VERSION, RecordWriter, read_record
+from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.codec import to_json_dict
 from ciwatch.record.events import (
-    AfterBuild,
-    AfterBuildEnd,
     AllowlistLearned,
     Anomaly,
     DnsAnswer,
     DnsQuery,
     EgressFlow,
-    End,
     Event,
     FileHash,
     FileRead,

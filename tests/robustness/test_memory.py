@@ -22,10 +22,10 @@ from ciwatch.egress.addons.body import HELD_REQUEST_LIMIT, streams_request
 from ciwatch.modes import NetMode
 from ciwatch.policy.loader import default_policy
 from ciwatch.record import RecordWriter, read_record
+from ciwatch.record.closing import End
 from ciwatch.record.events import (
     DnsQuery,
     EgressFlow,
-    End,
     Event,
     FileWrite,
     Header,

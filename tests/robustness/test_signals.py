@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from ciwatch.record import read_record
-from ciwatch.record.events import Anomaly, End
+from ciwatch.record.closing import End
+from ciwatch.record.events import Anomaly
 from ciwatch.record.vocabulary import AnomalyKind
 from tests.conftest import require
 from tests.support.runner import CiwatchRun, ciwatch_command
