@@ -13,7 +13,7 @@ import click
 
 from ciwatch import __version__, capabilities, session, supervise
 from ciwatch.cli_summary import summary
-from ciwatch.cli_support import encodable, fail_exit_code_option, guarded, policy_options, render_error
+from ciwatch.cli_support import encodable, fail_exit_code_option, guarded, policy_options, render_error, tracing_lines
 from ciwatch.errors import UsageError
 from ciwatch.exitcodes import ENVIRONMENT_ERROR
 from ciwatch.modes import FileEvents, LeftoverAction, NetMode
@@ -24,8 +24,6 @@ from ciwatch.record.integrity import verify_record
 from ciwatch.report import github
 from ciwatch.report.baseline import propose_policy
 from ciwatch.report.verdict_text import render_verdict, summary_line
-from ciwatch.trace.batch import compiled_loop_state
-from ciwatch.trace.fanotify import unavailable_reason as fanotify_unavailable
 from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
 
 log = logging.getLogger("ciwatch")
@@ -383,12 +381,8 @@ def doctor(ctx: click.Context) -> None:
             click.echo(f"{mark} {probe.name}: {probe.detail}")
             if not probe.ok and probe.fix:
                 click.echo(f"     fix: {probe.fix}")
-        reason = fanotify_unavailable()
-        if reason is None:
-            click.echo("file events: fanotify (writes are reported while the writer runs on)")
-        else:
-            click.echo(f"file events: ptrace stops at each write ({reason})")
-        click.echo(f"stop loop: {compiled_loop_state()}")
+        for line in tracing_lines():
+            click.echo(line)
         click.echo("")
         available = capabilities.modes_available(probes)
         for mode, works in available.items():

@@ -69,3 +69,17 @@ def encodable(text: str) -> str:
     """A record keeps bytes that weren't UTF-8 as lone surrogates (PEP 383: a file or package
     name): shown as ``\\udcXX``, never an encoding error at the last step."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def tracing_lines() -> list[str]:
+    """What ``ciwatch doctor`` says of how a run here will be traced: where file writes are
+    learned, and which stop loop runs."""
+    from ciwatch.trace.batch import compiled_loop_state
+    from ciwatch.trace.fanotify import unavailable_reason
+
+    reason = unavailable_reason()
+    if reason is None:
+        events = "file events: fanotify (writes are reported while the writer runs on)"
+    else:
+        events = f"file events: ptrace stops at each write ({reason})"
+    return [events, f"stop loop: {compiled_loop_state()}"]
