@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ciwatch.registries import RegistrySource, cache, discover_registries
+from ciwatch.registries._base import Inputs
 from ciwatch.registries.cache import ENV_PREFIXES
 from tests.conftest import require
 
@@ -240,3 +241,16 @@ def test_no_secret_lands_in_the_cache(tmp_path: Path) -> None:
     assert hit()
     env["NPM_TOKEN"] = "another"
     assert not hit()  # still in the key, as a hash
+
+
+def test_only_the_newest_entries_are_kept(tmp_path: Path) -> None:
+    """One entry a project and command line: a runner building many projects keeps the latest."""
+    directory = tmp_path / "cache"
+    inputs = Inputs()
+    for number in range(5):
+        cache.store(directory, {"project": f"/p{number}"}, inputs, [])
+        entry = cache._entry_path(directory, {"project": f"/p{number}"})
+        os.utime(entry, (1_000_000 + number, 1_000_000 + number))
+    cache._keep_newest(directory, kept=2)
+    left = {json.loads(path.read_text())["key"]["project"] for path in directory.glob("*.json")}
+    assert left == {"/p3", "/p4"}

@@ -268,3 +268,20 @@ def store(directory: Path, key: Mapping[str, Any], inputs: Inputs, sources: Sequ
     except OSError:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
+        return
+    _keep_newest(directory)
+
+
+#: Entries kept: one a project and command line, so a machine building many projects (a
+#: self-hosted runner) keeps the most recent ones, not every one it ever made.
+ENTRIES_KEPT = 256
+
+
+def _keep_newest(directory: Path, kept: int = ENTRIES_KEPT) -> None:
+    entries = []
+    for path in directory.glob("*.json"):
+        with contextlib.suppress(OSError):
+            entries.append((path.lstat().st_mtime, path))
+    for _, path in sorted(entries, reverse=True)[kept:]:
+        with contextlib.suppress(OSError):
+            path.unlink()
