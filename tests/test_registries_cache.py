@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,23 @@ def test_only_the_newest_entries_are_kept(tmp_path: Path) -> None:
     cache._keep_newest(directory, kept=2)
     left = {json.loads(path.read_text())["key"]["project"] for path in directory.glob("*.json")}
     assert left == {"/p3", "/p4"}
+
+
+def test_a_file_the_build_changed_teaches_nothing(tmp_path: Path) -> None:
+    """Discovery runs alongside the build: a project file changed after the build was released
+    (a hook writing .npmrc or a lockfile) is not read, and that answer is not kept."""
+    env = tools_only(tmp_path)
+    root = project(tmp_path)
+    npmrc = root / ".npmrc"
+    npmrc.write_text("registry=https://before.example.internal/\n")
+    released = time.time_ns()
+    time.sleep(0.05)
+    npmrc.write_text("registry=https://evil.example.internal/\n")
+    hosts = {s.host for s in discover_registries(root, env, changed_from_ns=released)}
+    assert "evil.example.internal" not in hosts
+    assert "before.example.internal" not in hosts  # its content now is the build's: not read at all
+    directory = tmp_path / "fresh-cache"
+    discover_registries(root, env, cache_directory=directory, changed_from_ns=released)
+    assert not list(directory.glob("*.json")), "an answer that skipped a file is not kept"
+    os.utime(npmrc)  # (ctime moves on with any change: the file is the build's in any case)
+    assert "evil.example.internal" in {s.host for s in discover_registries(root, env)}

@@ -112,6 +112,7 @@ def discover_registries(
     timeout_s: float = 10.0,
     commands: Sequence[Sequence[str]] = (),
     cache_directory: Path | None = None,
+    changed_from_ns: int | None = None,
 ) -> list[RegistrySource]:
     """The registries the job in ``project_dir`` with environment ``env`` may use, running
     ``commands`` (the build's command and the commands of its shell code, as
@@ -125,11 +126,12 @@ def discover_registries(
 
     With ``cache_directory`` (``cache.cache_dir()``), an answer made from the same inputs is
     given back from there instead (:mod:`ciwatch.registries.cache`), and a fresh one is kept.
+    With ``changed_from_ns`` (when the build was released), files changed since are not read.
     """
     started = time.monotonic()
     project_dir = project_dir.resolve()
     if cache_directory is None:
-        return _discover(project_dir, env, timeout_s, commands, Inputs())
+        return _discover(project_dir, env, timeout_s, commands, Inputs(changed_from_ns=changed_from_ns))
     from ciwatch.registries import cache
 
     directory, key = cache_directory, cache.make_key(project_dir, env, commands)
@@ -137,7 +139,7 @@ def discover_registries(
     if cached is not None:
         log.debug("%d registry sources from the cache in %.3f s", len(cached), time.monotonic() - started)
         return cached
-    inputs = Inputs()
+    inputs = Inputs(changed_from_ns=changed_from_ns)
     found = _discover(project_dir, env, timeout_s, commands, inputs)
     cache.finish_inputs(inputs, project_dir, env)
     cache.store(directory, key, inputs, found)

@@ -165,6 +165,10 @@ class Inputs:
     programs: dict[str, list[int | str] | None] = field(default_factory=dict)
     """``which:<tool>`` or ``run:<path>`` -> the program's identity (None: not found)."""
     complete: bool = True
+    changed_from_ns: int | None = None
+    """When the build was released: a file changed since (its ctime, which no process can set
+    back) is the build's, and teaches nothing (a hook writing a lockfile or an index's
+    config.json must not choose its own registries); the answer is then not kept either."""
 
     def saw_file(self, path: Path) -> None:
         key = os.path.abspath(path)
@@ -200,8 +204,16 @@ def is_file(path: Path) -> bool:
 
 
 def read_text(path: Path) -> str | None:
-    """The file's text, or None when it can't be read (missing, a directory, not UTF-8)."""
+    """The file's text, or None when it can't be read (missing, a directory, not UTF-8) or was
+    changed by the build (:attr:`Inputs.changed_from_ns`)."""
     note_file(path)
+    inputs = recording.get()
+    if inputs is not None and inputs.changed_from_ns is not None:
+        with contextlib.suppress(OSError):
+            if path.stat().st_ctime_ns >= inputs.changed_from_ns:
+                log.debug("not read: %s changed since the build started", path)
+                inputs.complete = False
+                return None
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,8 @@ class RegistryDiscovery:
         # the job wrote it, never as a hook left it. The cache is ciwatch's own (its
         # environment's, not the build's).
         self._cache = cache_dir() if use_cache else None
+        # What the job's files say before the build is released; what it writes later is its own.
+        self._changed_from_ns = time.time_ns()
         args = (project_dir, dict(env), commands(command, project_dir))
         self._thread = threading.Thread(target=self._discover, args=args, daemon=True)
         self._thread.start()
@@ -49,7 +52,9 @@ class RegistryDiscovery:
         try:
             from ciwatch.registries import discover_registries
 
-            self._found = discover_registries(project_dir, env, commands=commands, cache_directory=self._cache)
+            self._found = discover_registries(
+                project_dir, env, commands=commands, cache_directory=self._cache, changed_from_ns=self._changed_from_ns
+            )
         except Exception:
             log.warning("could not discover the job's registries", exc_info=True)
 
