@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from ciwatch.net.address import SocketAddress, encode_sockaddr, is_loopback
 from ciwatch.net.dns import decode_dns_query
-from ciwatch.record.events import Anomaly, DnsQuery, Event, NetConnect, NetSend, Refusal
+from ciwatch.record.events import Anomaly, DnsQuery, Event, NetSend, Refusal
 from ciwatch.record.vocabulary import AnomalyKind, ConnectVia, RefusedWhat, Transport
 from ciwatch.trace.buildservers import BuildServerWatch
 from ciwatch.trace.decode import Args, signed32
@@ -41,7 +41,7 @@ from ciwatch.trace.options import TracerOptions
 from ciwatch.trace.redirect import Redirector
 from ciwatch.trace.refuse import refuse_as_evasion
 from ciwatch.trace.refuse import refuse_syscall as refuse_syscall  # sealed.py imports it from here
-from ciwatch.trace.sockets import SocketInspector
+from ciwatch.trace.sockets import SocketInspector, connect_event
 from ciwatch.trace.table import CLOSE, SENDTO, WRITE, WRITEV
 from ciwatch.trace.tasks import TracedThread
 
@@ -109,7 +109,7 @@ class NetworkWatch:
         protocol, inode = self._socket_info(thread, fd)
         redirected = self._redirect(thread, fd, call.address, call.raw, destination, protocol, inode)
         if not redirected and self._refused_by_gate(thread, destination, protocol):
-            self._emit(_connect_event(thread.tgid, destination, protocol, -errno.EPERM, ConnectVia.REFUSED, inode))
+            self._emit(connect_event(thread.tgid, destination, protocol, -errno.EPERM, ConnectVia.REFUSED, inode))
             return
 
         def connected(result: int) -> None:
@@ -168,7 +168,7 @@ class NetworkWatch:
                 server = thread.dns_sockets.get(fd)
                 if server is not None:  # a connected DNS socket (glibc's resolver)
                     self._dns(thread, server, payload, tcp=fd in thread.dns_tcp)
-                peer = thread.udp_sockets.get(fd)
+                peer = self._connected_udp(thread, fd)
                 if peer is not None:
                     self._sent(thread, peer, Transport.UDP, payload, size)
                 continue
@@ -222,6 +222,8 @@ class NetworkWatch:
             if number == CLOSE:
                 del thread.udp_sockets[fd]
             elif number in (WRITE, WRITEV) or (number == SENDTO and args[4] == 0):
+                if self._connected_udp(thread, fd) is None:
+                    return
                 # The datagram's start too: a DNS query to a resolver on another port is named.
                 if number == WRITEV:
                     payload, size = read_iovecs(thread.memory, args[1], args[2])
@@ -242,6 +244,15 @@ class NetworkWatch:
             self._dns(thread, server, read_iovecs(thread.memory, args[1], args[2])[0], tcp=tcp)
 
     # -- inside --------------------------------------------------------------------------
+
+    def _connected_udp(self, thread: TracedThread, fd: int) -> SocketAddress | None:
+        """The peer this thread connected ``fd`` to, while it is still a UDP socket (another thread
+        may have closed it unseen and the number been reused: Go's netpoller writes an eventfd)."""
+        peer = thread.udp_sockets.get(fd)
+        if peer is not None and self._socket_info(thread, fd)[0] is not Transport.UDP:
+            del thread.udp_sockets[fd]
+            return None
+        return peer
 
     def _socket_info(self, thread: TracedThread, fd: int) -> tuple[Transport, int]:
         return self._sockets.transport(thread.tgid, fd)
@@ -319,7 +330,7 @@ class NetworkWatch:
         inode: int,
     ) -> None:
         via = ConnectVia.PROXY if redirected else ConnectVia.DIRECT
-        self._emit(_connect_event(thread.tgid, destination, protocol, result, via, inode))
+        self._emit(connect_event(thread.tgid, destination, protocol, result, via, inode))
         if self._servers is not None and protocol == Transport.TCP and result in (0, -errno.EINPROGRESS):
             self._servers.on_tcp(thread.tgid, destination)
         if destination.port == DNS_PORT and result in (0, -errno.EINPROGRESS):
@@ -375,18 +386,3 @@ class NetworkWatch:
             return
         if len(original) <= length:
             thread.memory.write_bytes(address, original[:length])
-
-
-def _connect_event(
-    pid: int, destination: SocketAddress, protocol: Transport, result: int, via: ConnectVia, inode: int = 0
-) -> NetConnect:
-    return NetConnect(
-        pid=pid,
-        family=destination.family,
-        address=destination.address,
-        port=destination.port,
-        protocol=protocol,
-        result=result,
-        via=via,
-        inode=inode,
-    )

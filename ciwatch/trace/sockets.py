@@ -8,7 +8,9 @@ import os
 import socket
 from collections.abc import Callable
 
-from ciwatch.record.vocabulary import Transport
+from ciwatch.net.address import SocketAddress
+from ciwatch.record.events import NetConnect
+from ciwatch.record.vocabulary import ConnectVia, Transport
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_PIDFD_GETFD = 438
@@ -71,3 +73,19 @@ class SocketInspector:
                 return int(duplicate.family), duplicate.proto
         except OSError:
             return -1, -1
+
+
+def connect_event(
+    pid: int, destination: SocketAddress, protocol: Transport, result: int, via: ConnectVia, inode: int = 0
+) -> NetConnect:
+    """The record's line for a connect (redirected, refused or let through)."""
+    return NetConnect(
+        pid=pid,
+        family=destination.family,
+        address=destination.address,
+        port=destination.port,
+        protocol=protocol,
+        result=result,
+        via=via,
+        inode=inode,
+    )
