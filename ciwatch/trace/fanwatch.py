@@ -56,7 +56,11 @@ from ciwatch.trace.tasks import TracedProcess, TracedThread
 
 log = logging.getLogger(__name__)
 
-_WRITES = FAN_MODIFY | FAN_CLOSE_WRITE
+#: What makes an event a write. Not a close after writing alone: the kernel reports it for
+#: whichever process drops the file's last reference, which is often not its writer (a child
+#: forked while its parent had the file open, closing it at its exec: the child is then a
+#: hook's first process). A file opened for writing and left as it was changes nothing.
+_WRITES = FAN_MODIFY
 #: Writes recorded at their stop that fanotify reports as well (as a creation or a change).
 _ALSO_REPORTED = frozenset({FileOp.LINK, FileOp.SYMLINK, FileOp.TRUNCATE})
 _StopHandler = Callable[[TracedThread, FileWrite], None]

@@ -75,6 +75,7 @@ class FileWatch:
         executable, state = found
         if not isinstance(path, str):
             path = path()
+            written_by = self.written.get(path, written_by)  # its writer, not whoever closed it last
         if self._hashed.get(path) == state:
             return None
         self._hashed[path] = state

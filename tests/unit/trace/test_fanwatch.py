@@ -175,6 +175,16 @@ def test_only_the_build_s_processes_count_and_a_write_is_one_open(tmp_path: Path
     ]
 
 
+def test_a_close_alone_is_not_a_write_of_the_closer(tmp_path: Path) -> None:
+    """The last reference dropped by a child at its exec (it inherited the descriptor of a file
+    its parent wrote): the child wrote nothing."""
+    group = FakeGroup({ROOT: tmp_path})
+    watch, events = _watch(group, _processes(10, 11))
+    group.queue = [_event(FAN_MODIFY, ROOT, "f", pid=10), _event(FAN_CLOSE_WRITE, ROOT, "f", pid=11)]
+    watch.drain()
+    assert [(e.pid, e.op) for e in events if isinstance(e, FileWrite)] == [(10, FileOp.OPEN)]
+
+
 def test_a_link_recorded_at_its_stop_is_not_recorded_again(tmp_path: Path) -> None:
     group = FakeGroup({ROOT: tmp_path})
     watch, events = _watch(group, _processes(10))
