@@ -56,11 +56,7 @@ from ciwatch.trace.tasks import TracedProcess, TracedThread
 
 log = logging.getLogger(__name__)
 
-#: What makes an event a write. Not a close after writing alone: the kernel reports it for
-#: whichever process drops the file's last reference, which is often not its writer (a child
-#: forked while its parent had the file open, closing it at its exec: the child is then a
-#: hook's first process). A file opened for writing and left as it was changes nothing.
-_WRITES = FAN_MODIFY
+_WRITES = FAN_MODIFY | FAN_CLOSE_WRITE
 #: Writes recorded at their stop that fanotify reports as well (as a creation or a change).
 _ALSO_REPORTED = frozenset({FileOp.LINK, FileOp.SYMLINK, FileOp.TRUNCATE})
 _StopHandler = Callable[[TracedThread, FileWrite], None]
@@ -250,6 +246,8 @@ class FanWatch:
 
     def _record_file(self, raw: RawEvent, path: str, recorded: _Batch) -> None:
         pid, mask = raw.pid, raw.mask
+        if mask & _WRITES == FAN_CLOSE_WRITE and not mask & FAN_CREATE and self._parent_s(raw, path):
+            return
         wrote = bool(mask & _WRITES)
         if mask & FAN_CREATE:
             if (pid, path) in self._expected:
@@ -264,6 +262,18 @@ class FanWatch:
             self._wrote(raw, path)
         if mask & FAN_CREATE and self._reads is not None:
             self._reads.made(path)  # a credential file made now: its opens are watched too
+
+    def _parent_s(self, raw: RawEvent, path: str) -> bool:
+        """A close alone, of a file the closer's parent has open for writing: the kernel reports a
+        close for whoever drops the last reference, here a child that inherited the parent's
+        descriptor and closed it at its exec (then often a hook's first process). The parent's
+        write, not the child's; the parent's open ends with it."""
+        process = self._processes.get(raw.pid)
+        writing = (process.ppid, raw.obj or path) if process is not None else None
+        if writing is None or writing not in self._writing:
+            return False
+        self._writing.discard(writing)
+        return True
 
     def _wrote(self, raw: RawEvent, path: str) -> None:
         """One ``open`` per time a process has a file open for writing: its first event

@@ -175,14 +175,21 @@ def test_only_the_build_s_processes_count_and_a_write_is_one_open(tmp_path: Path
     ]
 
 
-def test_a_close_alone_is_not_a_write_of_the_closer(tmp_path: Path) -> None:
+def test_a_close_alone_of_the_parent_s_open_file_is_not_the_child_s_write(tmp_path: Path) -> None:
     """The last reference dropped by a child at its exec (it inherited the descriptor of a file
-    its parent wrote): the child wrote nothing."""
+    its parent was writing): the child wrote nothing. A close alone of a file nobody else has
+    open for writing is an open for writing (as the stops record it: ``> /dev/null``)."""
     group = FakeGroup({ROOT: tmp_path})
-    watch, events = _watch(group, _processes(10, 11))
-    group.queue = [_event(FAN_MODIFY, ROOT, "f", pid=10), _event(FAN_CLOSE_WRITE, ROOT, "f", pid=11)]
+    processes = {10: TracedProcess(10, 1), 11: TracedProcess(11, 10), 12: TracedProcess(12, 1)}
+    watch, events = _watch(group, processes)
+    group.queue = [
+        _event(FAN_MODIFY, ROOT, "f", pid=10),
+        _event(FAN_CLOSE_WRITE, ROOT, "f", pid=11),
+        _event(FAN_CLOSE_WRITE, ROOT, "g", pid=12),
+    ]
     watch.drain()
-    assert [(e.pid, e.op) for e in events if isinstance(e, FileWrite)] == [(10, FileOp.OPEN)]
+    writes = [(e.pid, e.op, e.path) for e in events if isinstance(e, FileWrite)]
+    assert writes == [(10, FileOp.OPEN, f"{tmp_path}/f"), (12, FileOp.OPEN, f"{tmp_path}/g")]
 
 
 def test_a_link_recorded_at_its_stop_is_not_recorded_again(tmp_path: Path) -> None:
