@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def test_npm_hit_then_miss_on_each_npmrc_and_variable(tmp_path: Path) -> None:
 @pytest.mark.pip
 def test_pip_hit_then_miss_on_its_config_files_and_variables(tmp_path: Path) -> None:
     env = tools_only(tmp_path, "pip")
-    env["PATH"] += os.pathsep + os.path.dirname(os.path.realpath(require("python3")))
+    env["PATH"] += os.pathsep + os.path.dirname(sys.executable)  # the python pip runs on
     root, cached = project(tmp_path), Cached(tmp_path)
     cached.discover(root, env)
     assert cached.hit(root, env)
