@@ -60,6 +60,10 @@ def _service_owner(name: str) -> str:
     return name
 
 
+#: The events :meth:`RuntimeAllowlist.observe` learns from.
+_TEACHING = (RegistryAllowed, AllowlistLearned, EgressFlow, ProxyReady, Header, DnsAnswer)
+
+
 class RuntimeAllowlist:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -110,7 +114,8 @@ class RuntimeAllowlist:
 
     def observe_all(self, events: Iterable[Event]) -> None:
         for event in events:
-            self.observe(event)
+            if isinstance(event, _TEACHING):  # most of a batch is file writes: no lock for those
+                self.observe(event)
 
     def names_of(self, address: str) -> set[str]:
         """The names DNS resolved to ``address`` during the run (in any of its spellings)."""

@@ -74,13 +74,18 @@ EVENT_TYPES: dict[EventKind, type[Event]] = {
 _FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
 
 
+def field_names(cls: type[Event]) -> tuple[str, ...]:
+    """The names of an event class's fields, in order (looked up once per class)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def to_json_dict(event: Event) -> dict[str, Any]:
     """The event's fields as a JSON-ready dict, its ``kind`` first. (Not ``asdict``, which
-    deep-copies: this runs for every record line.)"""
-    names = _FIELD_NAMES.get(type(event))
-    if names is None:
-        names = _FIELD_NAMES[type(event)] = tuple(f.name for f in dataclasses.fields(event))
-    return {"kind": str(event.kind), **{name: getattr(event, name) for name in names}}
+    deep-copies.)"""
+    return {"kind": str(event.kind), **{name: getattr(event, name) for name in field_names(type(event))}}
 
 
 class FieldProblem(ValueError):

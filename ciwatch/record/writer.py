@@ -22,16 +22,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from ciwatch.record.closing import AfterBuildEnd, End
-from ciwatch.record.codec import to_json_dict
 from ciwatch.record.events import Event, Header
+from ciwatch.record.lines import LineEncoder
 from ciwatch.record.log import Record
 from ciwatch.record.vocabulary import EventKind
 
@@ -82,6 +82,7 @@ class RecordWriter:
         self.job_key = job_key
         self.counts: Counter[str] = Counter()
         self._seq = 0
+        self._lines = LineEncoder(job_key)
         # The tracer (main thread) and the proxy (its own thread) both append.
         self._lock = threading.Lock()
         self._fd = os.open(
@@ -110,30 +111,36 @@ class RecordWriter:
         """Write one event; returns its sequence number. A segment's closing line (``end``,
         ``after-build-end``) is completed here with the record's hash and losses."""
         with self._lock:
-            closing = isinstance(event, End | AfterBuildEnd)
-            if isinstance(event, End | AfterBuildEnd) and self._fd >= 0:  # (narrowed for the type checker)
+            return self._append(event)
+
+    def append_all(self, events: Iterable[Event]) -> None:
+        """Write events in order, under one hold of the lock (the tracer's batches)."""
+        with self._lock:
+            for event in events:
+                self._append(event)
+
+    def _append(self, event: Event) -> int:
+        closing = isinstance(event, (End, AfterBuildEnd))
+        if closing and isinstance(event, (End, AfterBuildEnd)) and self._fd >= 0:  # (narrowed for the type checker)
+            self._write_buffer()
+            event = self._sealed(event)
+        self._seq += 1
+        now = round(time.time(), 6)
+        if self._fd >= 0:
+            self._keep(now, event)
+        data = self._lines.line(self._seq, now, event)
+        if self._fd >= 0:
+            # The tracer's thread batches its lines while stops come back to back and
+            # writes them before it waits (``flush``); every other thread writes through.
+            self._buffer.append(data)
+            self._buffered += len(data)
+            if closing:
+                self._write_closing()
+            elif self._buffered >= _FLUSH_AT or threading.get_ident() != self._owner:
                 self._write_buffer()
-                event = self._sealed(event)
-            fields = to_json_dict(event)
-            self._seq += 1
-            now = round(time.time(), 6)
-            line = {"seq": self._seq, "t": now, "job": self.job_key, **fields}
-            if self._fd >= 0:
-                self._keep(now, event)
-            # ensure_ascii keeps lone surrogates (undecodable bytes) as \udcXX escapes.
-            data = (json.dumps(line, separators=(",", ":")) + "\n").encode("ascii")
-            if self._fd >= 0:
-                # The tracer's thread batches its lines while stops come back to back and
-                # writes them before it waits (``flush``); every other thread writes through.
-                self._buffer.append(data)
-                self._buffered += len(data)
-                if closing:
-                    self._write_closing()
-                elif threading.get_ident() != self._owner or self._buffered >= _FLUSH_AT:
-                    self._write_buffer()
-            if event.kind not in _FRAMING:
-                self.counts[str(event.kind)] += 1
-            return self._seq
+        if event.kind not in _FRAMING:
+            self.counts[str(event.kind)] += 1
+        return self._seq
 
     def _keep(self, now: float, event: Event) -> None:
         if self.kept is not None:

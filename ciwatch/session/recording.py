@@ -50,6 +50,21 @@ class Recording:
             if isinstance(event, ProcessExec):
                 self.registries.saw_exec(event)  # a package manager's first run: its registries
 
+    def sink_all(self, events: list[Event]) -> None:
+        """``sink`` for a batch of events, in order (the tracer's: mostly file writes)."""
+        if self.writer.closed:
+            return
+        events = self.scrubber.events(events)
+        self.allowlist.observe_all(events)
+        written = 0
+        for index, event in enumerate(events):
+            if isinstance(event, ProcessExec):
+                # Its registries (if it is a package manager's first run) follow it in the record.
+                self.writer.append_all(events[written : index + 1])
+                written = index + 1
+                self.registries.saw_exec(event)
+        self.writer.append_all(events[written:] if written else events)
+
     def end(self, end: End | AfterBuildEnd) -> None:
         """Write a segment's closing line (the build's ``end``, or the leftovers') and close."""
         # Its error text comes from an exception, which may quote a secret: scrubbed too.

@@ -53,13 +53,18 @@ class BuildExit:
 
 
 EventSink = Callable[[Event], None]
+BatchSink = Callable[[list[Event]], None]
 
 
 class Tracer:
     """Traces one build. ``start`` seizes the root; ``run_until_root_exits`` is the loop."""
 
-    def __init__(self, sink: EventSink, options: TracerOptions | None = None) -> None:
+    def __init__(
+        self, sink: EventSink, options: TracerOptions | None = None, batch_sink: BatchSink | None = None
+    ) -> None:
         self.sink = sink
+        self.batch_sink = batch_sink
+        """Takes the events of a stop, or of a batch of stops, at once (the record's, in a run)."""
         self.options = options = options or TracerOptions()
         self._pending: list[Event] = []
         self._on_idle = options.on_idle
@@ -179,8 +184,11 @@ class Tracer:
         """Hand the events gathered so far to the sink (the loop does it after each stop)."""
         if self._pending:
             events, self._pending = self._pending, []
-            for event in events:
-                self.sink(event)
+            if self.batch_sink is not None:
+                self.batch_sink(events)
+            else:
+                for event in events:
+                    self.sink(event)
 
     def _step(self) -> None:
         try:
