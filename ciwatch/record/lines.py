@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from ciwatch.record.codec import field_names
@@ -31,7 +31,7 @@ def json_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):  # enumerations of the vocabulary are str too: their value
-        return encode_basestring_ascii(value)  # type: ignore[no-any-return]
+        return encode_basestring_ascii(value)
     if value is True:
         return "true"
     if value is False:
