@@ -4,7 +4,8 @@
 Per round, interleaved: ``ciwatch run --net off --file-events ptrace`` (tracer CPU per stop
 from the record's end line: tracer_cpu_s / tracer_stops) and ``strace -f --seccomp-bpf -e
 trace=<ciwatch's syscall set> -o /dev/null`` (strace's own CPU, its rusage less the program's,
-which the program reports itself, over the syscalls it traced), and wall time per file for
+which the program reports itself, over the syscalls it traced; once writing to /dev/null,
+once to a file as ciwatch writes its record), and wall time per file for
 both and for the bare program. ciwatch's CPU is its whole process's: it is also given
 without the fixed costs (the same run with no files taken off). Stdlib only; the C program is
 compiled with gcc into bench/work/. ``--loops default,python`` compares the compiled stop
@@ -120,10 +121,12 @@ def run_ciwatch(program: Path, files: int, loop: str) -> dict[str, float]:
     return {"wall": wall, "stops": stops, "cpu": cpu, "per_stop_us": cpu / stops * 1e6}
 
 
-def strace_cpu(program: Path, files: int, syscalls: list[str]) -> dict[str, float]:
-    """strace run with os.wait4 so that its rusage (its own and its reaped children's) is known."""
+def strace_cpu(program: Path, files: int, syscalls: list[str], to_file: bool = False) -> dict[str, float]:
+    """strace run with os.wait4 so that its rusage (its own and its reaped children's) is known;
+    its output to /dev/null, or (``to_file``) to a file beside the files, as ciwatch's record is."""
     where = _fresh_dir()
-    command = ["strace", "-f", "--seccomp-bpf", "-e", "trace=" + ",".join(syscalls), "-o", "/dev/null"]
+    output = str(where / "strace.out") if to_file else "/dev/null"
+    command = ["strace", "-f", "--seccomp-bpf", "-e", "trace=" + ",".join(syscalls), "-o", output]
     started = time.perf_counter()
     child = subprocess.Popen([*command, str(program), str(files)], cwd=where, stderr=subprocess.PIPE, text=True)
     assert child.stderr is not None
@@ -162,6 +165,7 @@ def main() -> None:
     traced = strace_stops(program, args.files, syscalls)
     bare_walls: list[float] = []
     strace_runs: list[dict[str, float]] = []
+    strace_file_runs: list[dict[str, float]] = []
     ciwatch_runs: dict[str, list[dict[str, float]]] = {loop: [] for loop in loops}
     fixed_runs: dict[str, list[dict[str, float]]] = {loop: [] for loop in loops}
     for _ in range(args.rounds):
@@ -170,6 +174,7 @@ def main() -> None:
             ciwatch_runs[loop].append(run_ciwatch(program, args.files, loop))
             fixed_runs[loop].append(run_ciwatch(program, 0, loop))
         strace_runs.append(strace_cpu(program, args.files, syscalls))
+        strace_file_runs.append(strace_cpu(program, args.files, syscalls, to_file=True))
     median = statistics.median
     per_file = 1e6 / args.files
     strace_per_stop = median(run["cpu"] for run in strace_runs) / traced * 1e6
@@ -189,11 +194,12 @@ def main() -> None:
             f"({runs[0]['stops']} stops, CPU {median(r['cpu'] for r in runs):.3f} s, "
             f"{median(r['cpu'] for r in fixed):.3f} s with no files)  {per_stop / strace_per_stop:.2f}x strace"
         )
-    print(
-        f"  strace             wall/file {median(r['wall'] for r in strace_runs) * per_file:6.1f} us   "
-        f"tracer CPU/stop {strace_per_stop:6.1f} us  "
-        f"({traced} stops, CPU {median(r['cpu'] for r in strace_runs):.3f} s)"
-    )
+    for label, strace_like in (("strace", strace_runs), ("strace -o file", strace_file_runs)):
+        print(
+            f"  {label:18} wall/file {median(r['wall'] for r in strace_like) * per_file:6.1f} us   "
+            f"tracer CPU/stop {median(r['cpu'] for r in strace_like) / traced * 1e6:6.1f} us  "
+            f"({traced} stops, CPU {median(r['cpu'] for r in strace_like):.3f} s)"
+        )
 
 
 if __name__ == "__main__":

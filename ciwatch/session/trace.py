@@ -4,6 +4,7 @@ with and the files it wrote hashed."""
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import shutil
 from collections.abc import Callable
@@ -44,6 +45,10 @@ def trace(
     outcome: Outcome,
     on_root_started: Callable[[int], None],
 ) -> None:
+    # What ciwatch built before the build runs (modules, tables, the policy) lives as long as
+    # the run: kept out of the cyclic collector's scans, which the tracer's allocations at
+    # every stop would otherwise set off over all of it.
+    gc.freeze()
     release(armed.root, armed.env)
     on_root_started(armed.root.pid)
     outcome.build = tracer.run_until_root_exits()
