@@ -1,0 +1,74 @@
+"""The build can't reach into ciwatch's processes: their memory, descriptors and /proc files.
+
+Issue: a build running as ciwatch's user (root, here) could not signal or ptrace ciwatch, but
+could still write the tracer's memory with process_vm_writev (the record's pending events, the
+policy), read the proxy's CA key with process_vm_readv, open /proc/<tracer>/mem for writing,
+reopen the record through /proc/<tracer>/fd/N or take it with pidfd_getfd. Each route now
+fails in the kernel (ciwatch is not dumpable, the build has no CAP_SYS_PTRACE), and the
+syscalls among them are refused at their stop and recorded (targets-ciwatch), with
+``--file-events ptrace`` and ``fanotify`` alike (where opens never stop).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ciwatch.record.events import Anomaly, FileWrite
+from ciwatch.record.vocabulary import AnomalyKind
+from ciwatch.trace.fanotify import unavailable_reason
+from tests.support.runner import CiwatchRun
+
+PROBE = Path(__file__).with_name("reach_probe.py")
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="the attacker of interest is root (as ciwatch)")
+FILE_EVENTS = [
+    "ptrace",
+    pytest.param(
+        "fanotify",
+        marks=pytest.mark.skipif(unavailable_reason() is not None, reason=f"fanotify: {unavailable_reason()}"),
+    ),
+]
+
+
+def _probe(ciwatch: Callable[..., CiwatchRun], tmp_path: Path, file_events: str) -> tuple[CiwatchRun, dict]:  # type: ignore[type-arg]
+    # The build's own work goes on around the attempts: the probe's output, then a copy of it.
+    result, copy = tmp_path / "result.json", tmp_path / "copy.json"
+    script = f'"{sys.executable}" "{PROBE}" > "{result}" && cp "{result}" "{copy}"'
+    run = ciwatch("--net", "off", "--file-events", file_events, "--", "sh", "-c", script, timeout=120)
+    assert run.code == 0, run.stderr
+    assert copy.read_text() == result.read_text()
+    return run, json.loads(result.read_text())
+
+
+@NEEDS_ROOT
+@pytest.mark.parametrize("file_events", FILE_EVENTS)
+def test_a_root_build_cannot_reach_into_ciwatch(
+    ciwatch: Callable[..., CiwatchRun], tmp_path: Path, file_events: str
+) -> None:
+    run, found = _probe(ciwatch, tmp_path, file_events)
+    reached = {route: outcome for route, outcome in found["routes"].items() if outcome != "refused"}
+    assert not reached, reached
+    assert all(found["own"].values()), found["own"]  # its own /proc entries, as ever
+    assert str(tmp_path / "copy.json") in {event.path for event in run.events(FileWrite)}
+
+    # The syscalls among the routes are in the record, each named with its target.
+    refused = [e.detail for e in run.events(Anomaly) if e.anomaly is AnomalyKind.TARGETS_CIWATCH]
+    tracer, front = found["tracer"], found["front"]
+    for detail in (
+        f"process_vm_readv(thread {tracer})",
+        f"process_vm_writev(thread {tracer})",
+        f"process_vm_readv(thread {front})",
+        "pidfd_getfd(pidfd ",
+        f"kcmp(process {tracer})",
+    ):
+        assert any(line.startswith(detail) for line in refused), (detail, refused)
+
+    verdict = json.loads((run.out_dir / "verdict.json").read_text())
+    assert verdict["verdict"] == "fail"
+    rules = {finding["rule"] for finding in verdict["findings"]}
+    assert rules == {"tracer-evasion"}, rules
