@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,9 @@ import pytest
 from ciwatch.record.events import Anomaly, FileWrite
 from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace.fanotify import unavailable_reason
-from tests.support.runner import CiwatchRun
+from ciwatch.trace.unreachable import CAP_SYS_PTRACE
+from tests.conftest import require
+from tests.support.runner import CiwatchRun, ciwatch_command
 
 PROBE = Path(__file__).with_name("reach_probe.py")
 NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="the attacker of interest is root (as ciwatch)")
@@ -72,3 +76,29 @@ def test_a_root_build_cannot_reach_into_ciwatch(
     assert verdict["verdict"] == "fail"
     rules = {finding["rule"] for finding in verdict["findings"]}
     assert rules == {"tracer-evasion"}, rules
+
+
+@NEEDS_ROOT
+def test_the_build_has_cap_sys_ptrace_in_no_set(ciwatch: Callable[..., CiwatchRun]) -> None:
+    # Not even in the bounding set: a setuid program (sudo) in the build can't get it back.
+    run = ciwatch("--net", "off", "--", "grep", "^Cap", "/proc/self/status")
+    assert run.code == 0, run.stderr
+    sets = dict(line.split(":") for line in run.stdout.splitlines())
+    assert set(sets) == {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"}
+    assert int(sets["CapBnd"], 16) & (1 << 21), "CAP_SYS_ADMIN stays: only CAP_SYS_PTRACE goes"
+    for name, value in sets.items():
+        assert not int(value, 16) & (1 << CAP_SYS_PTRACE), name
+
+
+@NEEDS_ROOT
+def test_a_tracer_without_cap_sys_ptrace_still_seizes_the_build(tmp_path: Path) -> None:
+    # ciwatch run as a user has no CAP_SYS_PTRACE: it can seize the build's root only because
+    # the root, forked from a process that isn't dumpable, makes itself dumpable first.
+    capsh = require("capsh")
+    command = [*ciwatch_command(), "run", "--quiet", "--out", str(tmp_path / "out"), "--net", "off", "--"]
+    command += ["sh", "-c", "echo built"]
+    done = subprocess.run(
+        [capsh, "--drop=cap_sys_ptrace", "--", "-c", shlex.join(command)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "built\n"
