@@ -26,6 +26,7 @@ from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace.fanotify import unavailable_reason
 from ciwatch.trace.unreachable import CAP_SYS_PTRACE
 from tests.conftest import require
+from tests.support.capabilities import drop_all_capabilities
 from tests.support.runner import CiwatchRun, ciwatch_command
 
 PROBE = Path(__file__).with_name("reach_probe.py")
@@ -102,3 +103,32 @@ def test_a_tracer_without_cap_sys_ptrace_still_seizes_the_build(tmp_path: Path) 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "built\n"
+
+
+@NEEDS_ROOT
+@pytest.mark.parametrize("privileged", [True, False], ids=["full-capabilities", "no-capabilities"])
+def test_a_root_build_reads_another_root_process_only_without_privilege(
+    ciwatch: Callable[..., CiwatchRun], privileged: bool
+) -> None:
+    # The kernel lets a process read another's memory only if the reader's capabilities
+    # include the target's: without CAP_SYS_PTRACE, a root build can't read a root daemon that
+    # has it (nor ciwatch), and still reads a process that holds no privilege.
+    code = "import sys; print('ready', flush=True); sys.stdin.read()"
+    other = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=None if privileged else drop_all_capabilities,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline() == "ready\n"
+        read = f"import os; os.close(os.open('/proc/{other.pid}/mem', os.O_RDONLY)); print('read')"
+        run = ciwatch("--net", "off", "--", sys.executable, "-c", read)
+    finally:
+        other.kill()
+        other.wait()
+    if privileged:
+        assert run.code != 0 and "PermissionError" in run.stderr, run.stderr
+    else:
+        assert run.code == 0 and run.stdout == "read\n", run.stderr
