@@ -69,7 +69,7 @@ def test_a_root_build_cannot_reach_into_ciwatch(
         f"process_vm_writev(thread {tracer})",
         f"process_vm_readv(thread {front})",
         "pidfd_getfd(pidfd ",
-        f"kcmp(process {tracer})",
+        f"kcmp(thread {tracer})",
     ):
         assert any(line.startswith(detail) for line in refused), (detail, refused)
 

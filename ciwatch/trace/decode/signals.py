@@ -145,5 +145,6 @@ def decode_process_madvise(pid: int, args: Args, mem: MemoryReader) -> Reach:
 
 
 def decode_kcmp(pid: int, args: Args, mem: MemoryReader) -> Reach:
+    # Either pid may name any thread (the kernel looks the task up by tid).
     first, second = signed32(args[0]), signed32(args[1])
-    return Reach((Aimed("kcmp", Aim.PROCESS, first, REACH), Aimed("kcmp", Aim.PROCESS, second, REACH)))
+    return Reach((Aimed("kcmp", Aim.THREAD, first, REACH), Aimed("kcmp", Aim.THREAD, second, REACH)))

@@ -44,7 +44,7 @@ def test_the_calls_that_reach_into_another_process_name_their_targets() -> None:
     assert sig.decode_process_madvise(PID, args(6, 0, 1, 0, 0), mem).targets[0].target == 6
     kcmp = sig.decode_kcmp(PID, args(PID, 99, 0, 1, 1), mem)
     assert [t.target for t in kcmp.targets] == [PID, 99]
-    assert kcmp.targets[1].detail == "kcmp(process 99)"
+    assert kcmp.targets[1].detail == "kcmp(thread 99)"
 
 
 def test_ptrace_and_io_uring_are_anomalies() -> None:
