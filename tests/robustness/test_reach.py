@@ -132,3 +132,26 @@ def test_a_root_build_reads_another_root_process_only_without_privilege(
         assert run.code != 0 and "PermissionError" in run.stderr, run.stderr
     else:
         assert run.code == 0 and run.stdout == "read\n", run.stderr
+
+
+@NEEDS_ROOT
+def test_ciwatch_run_as_a_user_is_out_of_its_build_s_reach_too(tmp_path: Path) -> None:
+    # A build of the same user needs no capability at all to reach a dumpable process of its
+    # user; as ciwatch isn't dumpable, every route fails there too. (The one capability kept,
+    # CAP_DAC_READ_SEARCH, only lets the user read the interpreter and ciwatch where the tests
+    # have them, under root's home.)
+    setpriv = require("setpriv")
+    tmp_path.chmod(0o777)
+    out, result = tmp_path / "out", tmp_path / "result.json"
+    as_user = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    as_user += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    command = [*as_user, *ciwatch_command(), "run", "--quiet", "--out", str(out), "--net", "off", "--"]
+    command += ["sh", "-c", f'"{sys.executable}" "{PROBE}" > "{result}"']
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)}
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(result.read_text())
+    reached = {route: outcome for route, outcome in found["routes"].items() if outcome != "refused"}
+    assert not reached, reached
+    assert all(found["own"].values()), found["own"]
