@@ -14,6 +14,9 @@ while the front returns the build's exit code at once.
 - The tracer ignores the signals the front forwards: only the build's end ends the trace. The
   build itself can't signal either process (:mod:`ciwatch.trace.selfguard`); should the
   tracer be stopped all the same, the front notices within a second and resumes it.
+- Neither process is dumpable, and the build runs without CAP_SYS_PTRACE: the kernel refuses
+  the build's reads and writes of their memory, descriptors and /proc files
+  (:mod:`ciwatch.trace.unreachable`).
 - If the front is killed, the tracer dies with it (PDEATHSIG), and with the tracer every
   tracee (PTRACE_O_EXITKILL): nothing is left behind. The record stays readable.
 """
@@ -31,6 +34,7 @@ from typing import NoReturn
 
 from ciwatch import terminal
 from ciwatch.exitcodes import INTERNAL_ERROR
+from ciwatch.trace.unreachable import make_unreachable
 
 _PR_SET_PDEATHSIG = 1
 _FORWARDED = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT}
@@ -49,6 +53,9 @@ def _set_parent_death_signal(sig: int) -> None:
 def run_split(work: TracerWork) -> int:
     """Fork the tracer process, forward signals to the build, return the build's exit code."""
     front_pid = os.getpid()
+    # Before the fork, so that both processes are: the build can't read or write their memory
+    # or open their /proc files (:mod:`ciwatch.trace.unreachable`).
+    make_unreachable()
     read_fd, write_fd = os.pipe()
     signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARDED)
     pid = os.fork()

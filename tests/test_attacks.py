@@ -42,6 +42,7 @@ from tests.support.attacks import (
     pip_install,
     watch,
 )
+from tests.support.capabilities import drop_all_capabilities
 from tests.support.internet import EVIL, EXFIL, NPM_REGISTRY, TestInternet
 
 pytestmark = [pytest.mark.npm, pytest.mark.pip, pytest.mark.root]
@@ -575,7 +576,9 @@ def tj_actions(stage: Stage) -> Scenario:
         package_json_extra={"scripts": {"postinstall": pipeline}},
     )
     # The runner's worker, outside the build's process tree, holding a secret the way the
-    # runner does (built at run time, so that it is only in the heap, not in the command line).
+    # runner does (built at run time, so that it is only in the heap, not in the command line),
+    # and no capabilities, as the runner's user has none: a root build under ciwatch, which has
+    # no CAP_SYS_PTRACE, can't read the memory of a process that has it (test_reach.py).
     worker_code = (
         'import sys; secret = \'"github_token":{"value":"\' + sys.argv[1] + \'","isSecret":true}\'; '
         "print('ready', flush=True); sys.stdin.read()"
@@ -586,6 +589,7 @@ def tj_actions(stage: Stage) -> Scenario:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=drop_all_capabilities,
     )
     assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
 

@@ -71,7 +71,9 @@ class AnomalyKind(StrEnum):
     UNREADABLE_MESSAGE = "unreadable-message"
     """A sendmsg/sendmmsg whose message or destination could not be read, so not judged."""
     TARGETS_CIWATCH = "targets-ciwatch"
-    """A signal or a ptrace call aimed at ciwatch's own processes: always refused (EPERM)."""
+    """A signal, a ptrace call, or a call that reaches into memory or descriptors
+    (process_vm_readv/writev, pidfd_getfd, kcmp, process_madvise) aimed at ciwatch's own
+    processes: always refused (EPERM)."""
 
 
 class Transport(StrEnum):

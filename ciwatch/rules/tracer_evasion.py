@@ -1,9 +1,10 @@
 """tracer-evasion: the build set up a way around the tracer or the proxy: a seccomp filter of
 its own (with a user-notification listener, whose answers outrank ciwatch's stops), another
 network namespace, an untraced child, a raw or packet socket, a change to routes or the
-firewall over netlink, a message ciwatch could not read, or a signal or ptrace call aimed at
-ciwatch's own processes (always refused). Block mode refuses the ones that
-blind ciwatch; each is a finding here whether it was refused or not."""
+firewall over netlink, a message ciwatch could not read, or a signal, a ptrace call or a
+read or write of memory or descriptors aimed at ciwatch's own processes (always refused).
+Block mode refuses the ones that blind ciwatch; each is a finding here whether it was refused
+or not."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ _KINDS: dict[AnomalyKind, tuple[str, Severity | None]] = {
     AnomalyKind.PACKET_SOCKET: ("opened a packet socket", None),
     AnomalyKind.NETLINK_CHANGE: ("changed the network over netlink", None),
     AnomalyKind.UNREADABLE_MESSAGE: ("sent a message ciwatch could not read", None),
-    AnomalyKind.TARGETS_CIWATCH: ("signalled or traced ciwatch's own processes", None),
+    AnomalyKind.TARGETS_CIWATCH: ("signalled, traced or reached into ciwatch's own processes", None),
 }
 
 

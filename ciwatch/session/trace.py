@@ -21,7 +21,7 @@ from ciwatch.session.recording import Recording
 from ciwatch.session.registries import settle_registries
 from ciwatch.trace import BuildExit, Tracer
 from ciwatch.trace.sealed import seal_network
-from ciwatch.trace.spawn import SECCOMP_FAILURE, read_exec_error, release
+from ciwatch.trace.spawn import CAPABILITY_FAILURE, SECCOMP_FAILURE, read_exec_error, release
 
 
 @dataclass
@@ -62,7 +62,7 @@ def trace(
     exec_error = read_exec_error(armed.root)
     if exec_error is not None:
         outcome.launch_error = _describe_exec_error(plan.command[0], *exec_error)
-        if SECCOMP_FAILURE in exec_error[1]:
+        if SECCOMP_FAILURE in exec_error[1] or CAPABILITY_FAILURE in exec_error[1]:
             raise EnvironmentNotSupported(outcome.launch_error)
     outcome.leftovers = _handle_leftovers(tracer, armed.root.pid, plan.leftovers, recording.sink)
     outcome.background = bool(outcome.leftovers) and plan.leftovers is LeftoverAction.LEAVE

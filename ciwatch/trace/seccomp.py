@@ -84,22 +84,15 @@ def build_filter(*, trace_receives: bool = False, fanotify: bool = False) -> byt
     never stop.
 
     ``fanotify``: file events come from fanotify, so its rows are left out (the writer never
-    stops), and the hook-only rows (reads of another process's memory) are in for every
-    process: no hook filter is added then, and the tracer keeps only a hook's."""
+    stops)."""
     p = _Program()
     p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
     p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "trace")
     p.emit(_BPF_LD_W_ABS, _OFFSET_NR)
     p.emit(_BPF_JGE_K, X32_SYSCALL_BIT, "trace", 0)
-    rows = [
-        row
-        for row in TABLE
-        if (row.when is not When.HOOK_ONLY or fanotify)
-        and (trace_receives or not row.receives_only)
-        and not (fanotify and row.fanotify)
-    ]
+    rows = [row for row in TABLE if (trace_receives or not row.receives_only) and not (fanotify and row.fanotify)]
     for row in rows:
-        if row.when in (When.ALWAYS, When.HOOK_ONLY) and not row.receives_only:
+        if row.when is When.ALWAYS and not row.receives_only:
             p.emit(_BPF_JEQ_K, row.number, "trace", 0)
     tests: dict[str, tuple[When, int, int]] = {}  # one test per (predicate, argument, value), shared
     for row in rows:
@@ -107,7 +100,7 @@ def build_filter(*, trace_receives: bool = False, fanotify: bool = False) -> byt
             p.emit(_BPF_JEQ_K, row.number, "trace", 0)
         elif row.when is When.ENOSYS:
             p.emit(_BPF_JEQ_K, row.number, "enosys", 0)
-        elif row.when not in (When.ALWAYS, When.HOOK_ONLY):
+        elif row.when is not When.ALWAYS:
             label = f"{row.when}{row.arg}_{row.value}"
             tests.setdefault(label, (row.when, row.arg, row.value))
             p.emit(_BPF_JEQ_K, row.number, label, 0)
@@ -149,10 +142,9 @@ def build_filter(*, trace_receives: bool = False, fanotify: bool = False) -> byt
 
 def build_hook_filter() -> bytes:
     """The filter added to a lifecycle hook's process (and so to all it starts): the table's
-    hook rows, unconditionally. It stops at read-only opens and at reads of another
-    process's memory, so that a hook's reads of credentials are seen while the rest of the
-    build keeps the write-only filter. Stacked filters combine: a syscall is traced when
-    either says so."""
+    hook rows, unconditionally. It stops at read-only opens, so that a hook's reads of
+    credentials are seen while the rest of the build keeps the write-only filter. Stacked
+    filters combine: a syscall is traced when either says so."""
     p = _Program()
     p.emit(_BPF_LD_W_ABS, _OFFSET_ARCH)
     p.emit(_BPF_JEQ_K, AUDIT_ARCH_X86_64, 0, "allow")  # the base filter traces foreign ABIs

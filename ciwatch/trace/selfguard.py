@@ -7,6 +7,11 @@ sends a signal or attaches is in the seccomp filter; the ones aimed at ciwatch's
 their process group, or everyone (kill(-1)) are refused with EPERM in every mode, since
 protecting the record is not a policy choice, and recorded (tracer-evasion).
 
+The calls that reach into a process's memory or descriptors (process_vm_readv/writev,
+pidfd_getfd, kcmp, process_madvise) are refused and recorded the same way when aimed at
+ciwatch. The kernel refuses them too (:mod:`ciwatch.trace.unreachable`), as it does the same
+routes through /proc, which no stop sees: the refusal here puts the attempt in the record.
+
 The build runs in a process group of its own (:mod:`ciwatch.trace.spawn`), so its own
 ``kill 0`` (a common shell idiom: ``trap 'kill 0' EXIT``) reaches only the build.
 """
@@ -21,7 +26,7 @@ from collections.abc import Callable, Iterable
 from ciwatch.record.events import Anomaly, Event
 from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace import procfs
-from ciwatch.trace.decode.signals import Aim, Aimed, PtraceCall
+from ciwatch.trace.decode.signals import Aim, Aimed, PtraceCall, Reach
 from ciwatch.trace.refuse import refuse_syscall
 from ciwatch.trace.tasks import TracedThread
 
@@ -48,6 +53,14 @@ class SelfGuard:
             self._refuse(thread, call.aimed)
         elif call.becomes_tracer:
             self.nested_tracers.append((thread.tgid, procfs.comm(thread.tgid)))
+
+    def on_reach(self, thread: TracedThread, reach: Reach) -> bool:
+        """Refuse (and record) a call aimed at ciwatch's memory or descriptors; True if refused."""
+        for aimed in reach.targets:
+            if self._hits_ciwatch(thread.tgid, aimed):
+                self._refuse(thread, aimed)
+                return True
+        return False
 
     def _refuse(self, thread: TracedThread, aimed: Aimed) -> None:
         refuse_syscall(thread, errno.EPERM)

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 
 from ciwatch import terminal
 from ciwatch.trace.seccomp import build_filter, install_filter
+from ciwatch.trace.unreachable import drop_ptrace_capability, make_reachable
 
-#: Prefixes of the error text a child sends when the filter or the namespace failed.
+#: Prefixes of the error text a child sends when the filter, the capability drop or the
+#: namespace failed.
 SECCOMP_FAILURE = "seccomp:"
+CAPABILITY_FAILURE = "capabilities:"
 NETNS_FAILURE = "network namespace:"
 _CLONE_NEWNET = 0x40000000
 
@@ -104,6 +107,9 @@ def spawn_waiting(
                     code = ctypes.get_errno()
                     os.write(error_write, f"{code}:{NETNS_FAILURE} {os.strerror(code)}".encode())
                     os._exit(126)
+            # Forked from ciwatch, which is not dumpable (:mod:`ciwatch.trace.unreachable`):
+            # a tracer without CAP_SYS_PTRACE could not seize it otherwise.
+            make_reachable()
             os.write(ready_write, b"r")
             os.close(ready_write)
             message = _read_all(go_read)
@@ -111,6 +117,13 @@ def spawn_waiting(
                 os._exit(127)  # the tracer gave up before releasing us
             os.close(go_read)
             env = _decode_env(message[1:])
+            try:
+                # The kernel's guard of ciwatch's memory and /proc files: without it, a root
+                # build could open /proc/<tracer>/mem or process_vm_writev into the tracer.
+                drop_ptrace_capability()
+            except OSError as error:
+                os.write(error_write, f"{error.errno}:{CAPABILITY_FAILURE} {error.strerror}".encode())
+                os._exit(126)
             try:
                 # As root still: the filter needs no no_new_privs then, so setuid programs
                 # (sudo) keep working in the build as they would untraced.

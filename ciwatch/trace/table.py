@@ -68,8 +68,6 @@ class When(StrEnum):
     """Argument ``arg`` (open flags) has one of WRITE_OPEN_FLAGS: read-only opens run on."""
     HAS_ADDRESS = "has_address"
     """Argument ``arg`` (a sockaddr pointer) is not NULL: sends on connected sockets run on."""
-    HOOK_ONLY = "hook_only"
-    """Never in the base filter: only a hook's processes (the hook filter) stop at it."""
     ANY_BIT = "any_bit"
     """Argument ``arg`` has one of the bits of ``value`` (clone's and unshare's flags)."""
     EQUALS = "equals"
@@ -93,8 +91,10 @@ class Action(StrEnum):
     """The path being exec'd: kept until the exec event says whether it succeeded."""
     IO_URING = "io_uring"
     """An anomaly that block mode may also refuse."""
-    MEMORY_READ = "memory_read"
-    """A FileRead of another process's memory, or None."""
+    REACH = "reach"
+    """A call that reaches into other processes' memory or descriptors: refused when aimed at
+    ciwatch's own (:mod:`ciwatch.trace.selfguard`); a hook's read of another process's memory
+    is recorded."""
     CONNECT = "connect"
     SENDTO = "sendto"
     SENDMSG = "sendmsg"
@@ -182,7 +182,12 @@ TABLE: tuple[Syscall, ...] = (
     Syscall("rt_tgsigqueueinfo", 297, _P, _ALWAYS, sig.decode_rt_tgsigqueueinfo, Action.SIGNAL),
     Syscall("pidfd_send_signal", 424, _P, _ALWAYS, sig.decode_pidfd_send_signal, Action.SIGNAL),
     Syscall("clone3", 435, _P, When.ENOSYS, e.decode_nothing, Action.ESCAPE),
-    Syscall("process_vm_readv", 310, _P, When.HOOK_ONLY, p.decode_process_vm_readv, Action.MEMORY_READ, hook=True),
+    # Rare in builds, so stopping at them costs nothing; each can reach ciwatch's own processes.
+    Syscall("process_vm_readv", 310, _P, _ALWAYS, sig.decode_process_vm_readv, Action.REACH),
+    Syscall("process_vm_writev", 311, _P, _ALWAYS, sig.decode_process_vm_writev, Action.REACH),
+    Syscall("kcmp", 312, _P, _ALWAYS, sig.decode_kcmp, Action.REACH),
+    Syscall("pidfd_getfd", 438, _P, _ALWAYS, sig.decode_pidfd_getfd, Action.REACH),
+    Syscall("process_madvise", 440, _P, _ALWAYS, sig.decode_process_madvise, Action.REACH),
 )
 
 BY_NUMBER: dict[int, Syscall] = {row.number: row for row in TABLE}
@@ -214,6 +219,11 @@ _I386_NEWER = {
     437: "openat2",
     424: "pidfd_send_signal",
     452: "fchmodat2",
+    347: "process_vm_readv",
+    348: "process_vm_writev",
+    349: "kcmp",
+    438: "pidfd_getfd",
+    440: "process_madvise",
 }
 
 

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from ptrace import PtraceError
 
 from ciwatch.attribution.hooks import detect_hook
-from ciwatch.record.events import Anomaly, Event, FileRead, ProcessExit, ProcessStart
+from ciwatch.record.events import Anomaly, Event, ProcessExit, ProcessStart
 from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace import procfs
 from ciwatch.trace import ptrace_api as pt
 from ciwatch.trace.batch import CompiledLoop, Handler, PythonWait, StopWaiter
 from ciwatch.trace.buildservers import BuildServerWatch
+from ciwatch.trace.decode.signals import Reach
 from ciwatch.trace.escape import EscapeWatch
 from ciwatch.trace.fanwatch import DRAIN_EVERY, FanWatch, open_fan_watch
 from ciwatch.trace.filewatch import FileWatch
@@ -93,7 +94,7 @@ class Tracer:
             Action.SIGNAL: guard.on_signal,
             Action.PTRACE: guard.on_ptrace,
             Action.IO_URING: self._on_io_uring,
-            Action.MEMORY_READ: self._on_memory_read,
+            Action.REACH: self._on_reach,
             Action.CONNECT: escape.guard(network.on_connect),
             Action.SENDTO: escape.guard(network.on_sendto),
             Action.SENDMSG: escape.guard(network.on_sendmsg),
@@ -108,10 +109,8 @@ class Tracer:
         self._waiter: StopWaiter = compiled or PythonWait(self.fan)
         # A hook's thread followed syscall by syscall sees the hook rows at their entry, where
         # every open is a read (the writes have already stopped at the filter).
-        hook_handlers: dict[Action, Handler] = {Action.FILE: files.on_read, Action.MEMORY_READ: self._on_memory_read}
-        self._hook_entries: dict[int, _Entry] = {
-            row.number: (row.decode, hook_handlers[row.action]) for row in TABLE if row.hook
-        }
+        # (The hook rows are all opens.)
+        self._hook_entries: dict[int, _Entry] = {row.number: (row.decode, files.on_read) for row in TABLE if row.hook}
 
     def redirect_through(self, redirector: Redirector | None) -> None:
         """Send connect()s and DNS to the proxy's listeners from now on (None: directly)."""
@@ -400,8 +399,8 @@ class Tracer:
         self._emit(event)
         self.network.refuse_io_uring(thread)
 
-    def _on_memory_read(self, thread: TracedThread, event: FileRead | None) -> None:
-        # Only a hook's reads count (with fanotify, every process stops here: no hook filter).
+    def _on_reach(self, thread: TracedThread, reach: Reach) -> None:
         process = self.processes.get(thread.tgid)
-        if event is not None and process is not None and process.in_hook:
-            self._emit(event)
+        # Only a hook's reads of another process's memory count (credential-read).
+        if not self.guard.on_reach(thread, reach) and reach.read and process is not None and process.in_hook:
+            self._emit(reach.read)

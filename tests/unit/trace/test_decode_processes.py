@@ -6,6 +6,7 @@ from ciwatch.record.events import Anomaly, FileRead
 from ciwatch.record.vocabulary import AnomalyKind, ReadHow
 from ciwatch.trace.decode import AT_EMPTY_PATH, AT_FDCWD
 from ciwatch.trace.decode import processes as p
+from ciwatch.trace.decode import signals as sig
 from tests.unit.trace.fake import FakeMemory, args
 
 PID = 42
@@ -30,6 +31,20 @@ def test_process_vm_readv_of_another_process_is_a_read_of_its_memory() -> None:
         pid=PID, path="/proc/77/mem", how=ReadHow.PROCESS_VM_READV
     )
     assert p.decode_process_vm_readv(PID, args(PID, 0, 1, 0, 1, 0), mem) is None
+
+
+def test_the_calls_that_reach_into_another_process_name_their_targets() -> None:
+    mem = FakeMemory()
+    readv = sig.decode_process_vm_readv(PID, args(77, 0, 1, 0, 1, 0), mem)
+    assert readv.targets == (sig.Aimed("process_vm_readv", sig.Aim.THREAD, 77, sig.REACH),)
+    assert readv.read == FileRead(pid=PID, path="/proc/77/mem", how=ReadHow.PROCESS_VM_READV)
+    writev = sig.decode_process_vm_writev(PID, args(78, 0, 1, 0, 1, 0), mem)
+    assert writev.targets == (sig.Aimed("process_vm_writev", sig.Aim.THREAD, 78, sig.REACH),) and writev.read is None
+    assert sig.decode_pidfd_getfd(PID, args(5, 3, 0), mem).targets[0].aim is sig.Aim.PIDFD
+    assert sig.decode_process_madvise(PID, args(6, 0, 1, 0, 0), mem).targets[0].target == 6
+    kcmp = sig.decode_kcmp(PID, args(PID, 99, 0, 1, 1), mem)
+    assert [t.target for t in kcmp.targets] == [PID, 99]
+    assert kcmp.targets[1].detail == "kcmp(thread 99)"
 
 
 def test_ptrace_and_io_uring_are_anomalies() -> None:

@@ -28,7 +28,7 @@ from ciwatch.trace.fanpaths import PathResolver
 from ciwatch.trace.fanwatch import FanWatch
 from ciwatch.trace.filewatch import FileWatch
 from ciwatch.trace.seccomp import build_filter
-from ciwatch.trace.table import TABLE, When
+from ciwatch.trace.table import TABLE
 from ciwatch.trace.tasks import TracedProcess
 
 ROOT: HandleKey = (1, b"root")
@@ -220,11 +220,9 @@ def _compared_numbers(program: bytes) -> set[int]:
     return {k for code, _, _, k in struct.iter_unpack("<HBBI", program) if code == _BPF_JEQ_K}
 
 
-def test_the_filter_leaves_out_fanotify_s_rows_and_takes_the_hook_rows_for_everyone() -> None:
+def test_the_filter_leaves_out_fanotify_s_rows() -> None:
     with_stops, with_fanotify = _compared_numbers(build_filter()), _compared_numbers(build_filter(fanotify=True))
     for row in TABLE:
         number = row.number
         if row.fanotify:
             assert number in with_stops and number not in with_fanotify, row.name
-        elif row.when is When.HOOK_ONLY:
-            assert number not in with_stops and number in with_fanotify, row.name
