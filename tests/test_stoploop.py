@@ -7,10 +7,12 @@ them on the Python loop (the ciwatch subprocesses inherit it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from ciwatch.record.events import FileWrite
 from ciwatch.trace import batch
 from ciwatch.trace.table import BY_NUMBER, TABLE, Action
 from tests.support.cprograms import program
-from tests.support.runner import run_ciwatch
+from tests.support.runner import ciwatch_command, run_ciwatch
 
 PYTHON_LOOP = {"CIWATCH_STOP_LOOP": "python"}
 COMPILED_LOOP = {"CIWATCH_STOP_LOOP": "compiled"}  # whatever the suite's environment says
@@ -65,6 +67,59 @@ def test_both_loops_record_the_same_writes(tmp_path: Path) -> None:
     assert ("creat", f"{work}/p/b/rel", None, 0o644, "rel", None) in compiled
     assert ("rename", f"{work}/q/a/rel", f"{work}/q/b/moved", None, "rel", "moved") in compiled
     assert sum(1 for c in compiled if c[0] == "unlink") == 3 * 40 * 2 + 2 * 40 * 3
+
+
+@pytest.mark.slow
+def test_holding_a_batch_changes_nothing_in_the_record(tmp_path: Path) -> None:
+    """The loop holds a batch while the build is busy (batch.HOLD_NS); with no hold every stop
+    goes to Python at once. Same writes, in the same order."""
+    held = _writes(tmp_path, COMPILED_LOOP, "held")
+    unheld = _writes(tmp_path, {**COMPILED_LOOP, "CIWATCH_STOP_HOLD_US": "0"}, "unheld")
+    assert held == unheld
+
+
+_WRITE_THEN_WAIT = """
+import os, sys, time
+for index in range(50):
+    with open(f"written-{index}", "w") as handle:
+        handle.write("x")
+print("written", flush=True)
+time.sleep(float(open("sleep").read()) if os.path.exists("sleep") else 0)
+"""
+
+
+def test_a_held_batch_is_on_disk_once_the_build_goes_quiet(tmp_path: Path) -> None:
+    """What the loop holds while the build is busy is recorded as soon as the build is quiet
+    (the hold is 2 ms): a build that writes and then waits has its writes in the record file
+    while it waits, not only when it next stops or ends."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    work.mkdir()
+    (work / "sleep").write_text("30")
+    # No package manager on PATH: registry discovery starts no process, whose end (reaped by
+    # the tracer's wait) would end the hold too.
+    env = {**os.environ, "PATH": str(tmp_path / "no-tools")}
+    command = [*ciwatch_command(), "run", "--out", str(out), "--net", "off", "--file-events", "ptrace", "--"]
+    command += [sys.executable, "-c", _WRITE_THEN_WAIT]
+    build = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert build.stdout is not None
+        assert build.stdout.readline().strip() == "written"
+        seen: set[str] = set()
+        for _ in range(100):  # up to 10 s, while the build sleeps for 30
+            lines = (out / "record.jsonl").read_text().splitlines()
+            seen = {json.loads(line).get("path", "") for line in lines if '"file-write"' in line}
+            if all(f"{work}/written-{index}" in seen for index in range(50)):
+                break
+            time.sleep(0.1)
+        assert all(f"{work}/written-{index}" in seen for index in range(50)), sorted(seen)[-5:]
+        assert build.poll() is None  # still asleep: recorded while quiet, not at its end
+    finally:
+        build.terminate()  # ciwatch ends the build and its record
+        try:
+            build.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            build.kill()
+            build.wait()
 
 
 def test_doctor_names_the_loop() -> None:

@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PTRACE_EVENT_SECCOMP
@@ -266,6 +267,67 @@ static int thread_is_fast(PyObject *threads, pid_t tid) {
     return stepping < 0 ? -1 : !stepping;
 }
 
+/* Holding a batch while the build is busy. A build that makes one syscall at a time stops
+ * again a few tens of microseconds after it is resumed: handing each stop to Python as it
+ * came (a batch of one, then the record written before the next wait) cost more than the stop.
+ * So once the batch holds a stop, the loop waits for the next one up to `hold` nanoseconds
+ * (a timer signal aimed at this thread interrupts the wait) and goes back to Python only when
+ * the build has been quiet that long, when the batch is full, or at a stop it doesn't handle.
+ * The record then trails the build by at most one such burst, as before. */
+static volatile sig_atomic_t hold_expired;
+static timer_t hold_timer;
+static int hold_state; /* 0: not made yet, 1: ready, -1: unavailable (each stop goes to Python) */
+
+static void on_hold_expired(int signal_number) {
+    (void)signal_number;
+    hold_expired = 1;
+}
+
+static int hold_ready(void) {
+    if (hold_state != 0)
+        return hold_state > 0;
+    hold_state = -1;
+    /* A real-time signal nothing else in ciwatch uses; no SA_RESTART, so that the wait ends. */
+    int signal_number = SIGRTMAX - 2;
+    struct sigaction action = {0};
+    action.sa_handler = on_hold_expired;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(signal_number, &action, NULL) != 0)
+        return 0;
+    struct sigevent event = {0};
+    event.sigev_notify = SIGEV_THREAD_ID;
+    event.sigev_signo = signal_number;
+    event._sigev_un._tid = (pid_t)syscall(SYS_gettid); /* the tracer's thread: the one that waits */
+    if (timer_create(CLOCK_MONOTONIC, &event, &hold_timer) != 0)
+        return 0;
+    hold_state = 1;
+    return 1;
+}
+
+static void hold_arm(long nanoseconds) {
+    struct itimerspec when = {{0, 0}, {nanoseconds / 1000000000L, nanoseconds % 1000000000L}};
+    timer_settime(hold_timer, 0, &when, NULL);
+}
+
+/* The next stop within `hold` nanoseconds: its tid, 0 when none came (or any signal arrived:
+ * Python's own handlers then run as soon as the batch is back in Python), -1 when no tracee is
+ * left. The GIL is released while waiting. */
+static pid_t wait_held(int *status, long hold) {
+    pid_t tid;
+    hold_expired = 0;
+    hold_arm(hold);
+    int error;
+    Py_BEGIN_ALLOW_THREADS;
+    tid = waitpid(-1, status, __WALL);
+    error = errno;
+    hold_arm(0); /* disarmed before the GIL is taken again */
+    Py_END_ALLOW_THREADS;
+    if (tid < 0 && error == EINTR)
+        return 0;
+    errno = error;
+    return tid;
+}
+
 /* waitpid(-1) over every tracee, the GIL released; EINTR lets Python run its signal handlers
  * (Ctrl-C) and retries, as os.waitpid does. -2: a handler raised. */
 static pid_t wait_any(int *status, int options) {
@@ -285,14 +347,24 @@ static PyObject *next_batch(PyObject *self, PyObject *args) {
     PyObject *rows, *threads;
     Py_ssize_t limit;
     int block;
-    if (!PyArg_ParseTuple(args, "O!O!np", &PyDict_Type, &rows, &PyDict_Type, &threads, &limit, &block))
+    long hold = 0;
+    if (!PyArg_ParseTuple(args, "O!O!np|l", &PyDict_Type, &rows, &PyDict_Type, &threads, &limit, &block, &hold))
         return NULL;
+    if (hold > 0 && !hold_ready())
+        hold = 0;
     PyObject *batch = PyList_New(0);
     if (batch == NULL)
         return NULL;
     for (;;) {
         int status = 0;
-        pid_t tid = wait_any(&status, __WALL | (block && PyList_GET_SIZE(batch) == 0 ? 0 : WNOHANG));
+        pid_t tid;
+        if (PyList_GET_SIZE(batch) == 0) {
+            tid = wait_any(&status, __WALL | (block ? 0 : WNOHANG));
+        } else {
+            tid = wait_any(&status, __WALL | WNOHANG);
+            if (tid == 0 && hold > 0)
+                tid = wait_held(&status, hold);
+        }
         if (tid == -2)
             goto error;
         if (tid <= 0) /* 0: nothing waiting; -1 (ECHILD): no tracee left */
@@ -346,9 +418,9 @@ error:
 
 static PyMethodDef methods[] = {
     {"next_batch", next_batch, METH_VARARGS,
-     "next_batch(rows, threads, limit, block) -> (batch, tid, status): the fast stops read and resumed, "
-     "then the first other stop (tid > 0, its raw wait status, unresumed), 0 when nothing is waiting, "
-     "-1 when no tracee is left."},
+     "next_batch(rows, threads, limit, block, hold_ns=0) -> (batch, tid, status): the fast stops read and "
+     "resumed (waiting up to hold_ns for each next one once the batch holds one), then the first other stop "
+     "(tid > 0, its raw wait status, unresumed), 0 when nothing is waiting, -1 when no tracee is left."},
     {NULL, NULL, 0, NULL},
 };
 
