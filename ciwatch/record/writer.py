@@ -2,8 +2,9 @@
 
 Lines go out whole on an ``O_APPEND`` descriptor, so a build or a ciwatch killed at any
 moment leaves every line written so far readable; only an ``end`` line says that the run
-finished cleanly. The tracer's lines are written in batches, at the latest whenever the
-tracer waits for the build: a ciwatch killed mid-burst loses at most that burst.
+finished cleanly. The tracer's lines are written in batches, at the latest once the build has
+been quiet for 2 ms (ciwatch.trace.batch.HOLD_NS): a ciwatch killed mid-burst loses at most that
+burst.
 
 Two things the build must not be able to do to its record (issue 9):
 
