@@ -21,7 +21,7 @@ from ciwatch.trace.spawn import Credentials, SpawnedRoot, read_exec_error, spawn
 class Spawned:
     root: SpawnedRoot
     discovery: RegistryDiscovery | None
-    """Running alongside, for ``registries: auto``."""
+    """For ``registries: auto``: its inputs taken before the build is released, not started."""
 
 
 def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
