@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ciwatch.facts.commandline import commands
 from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.facts.programs import package_manager_of
 from ciwatch.gate.allowlist import RuntimeAllowlist
@@ -37,16 +38,12 @@ class RegistryDiscovery:
     def __init__(
         self, project_dir: Path, env: Mapping[str, str], command: Sequence[str] = (), *, use_cache: bool = True
     ) -> None:
-        from ciwatch.registries.cache import cache_dir
-        from ciwatch.registries.command_line import commands
-
         self._found: list[Any] = []
-        # Read now, before the build is released: a script the build could rewrite is read as
-        # the job wrote it, never as a hook left it. The cache is ciwatch's own (its
-        # environment's, not the build's).
-        self._cache = cache_dir() if use_cache else None
+        self._use_cache = use_cache
         # What the job's files say before the build is released; what it writes later is its own.
         self._changed_from_ns = time.time_ns()
+        # Read now, before the build is released: a script the build could rewrite is read as
+        # the job wrote it, never as a hook left it.
         args = (project_dir, dict(env), commands(command, project_dir))
         self._thread = threading.Thread(target=self._discover, args=args, daemon=True)
         self._started = False
@@ -68,9 +65,12 @@ class RegistryDiscovery:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
         try:
             from ciwatch.registries import discover_registries
+            from ciwatch.registries.cache import cache_dir
 
+            # The cache is ciwatch's own: its environment's and user's, which the build can't change.
+            cache = cache_dir() if self._use_cache else None
             self._found = discover_registries(
-                project_dir, env, commands=commands, cache_directory=self._cache, changed_from_ns=self._changed_from_ns
+                project_dir, env, commands=commands, cache_directory=cache, changed_from_ns=self._changed_from_ns
             )
         except Exception:
             log.warning("could not discover the job's registries", exc_info=True)
