@@ -5,6 +5,7 @@ runs one."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -118,3 +119,14 @@ def test_discovery_asked_for_its_answer_starts_then(tmp_path: Path) -> None:
     assert not discovery.started
     assert discovery.result() == []
     assert discovery.started
+
+
+def test_every_event_kind_can_be_read_back() -> None:
+    """The codec makes a kind's field readers at its first line read (not at import, which every
+    run pays): each kind's type hints still resolve to readers."""
+    from ciwatch.record import codec
+
+    for kind, cls in codec.EVENT_TYPES.items():
+        readers = codec._readers_of(cls)
+        assert readers, kind
+        assert {r.name for r in readers} == {f.name for f in dataclasses.fields(cls)}
