@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -100,7 +99,9 @@ def load_policy(path: Path, *, known_rules: RuleCatalogue) -> Policy:
 
 def default_policy(*, known_rules: RuleCatalogue) -> Policy:
     """The built-in default policy (``ciwatch/policy/default.yaml``, identical to ``policies/default.yaml``)."""
-    text = resources.files("ciwatch.policy").joinpath("default.yaml").read_text(encoding="utf-8")
+    # Beside this module (ciwatch is installed as files): importlib.resources' readers (zipfile,
+    # tempfile) would be imported at every start for it.
+    text = Path(__file__).with_name("default.yaml").read_text(encoding="utf-8")
     # Not checked against the schema at every start (jsonschema's import and check take a
     # tenth of a second): the tests check this file fits it (tests/test_startup.py).
     return parse_policy(text, _BUILT_IN, known_rules=known_rules, fits_schema=True)

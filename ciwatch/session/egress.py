@@ -71,8 +71,8 @@ def open_egress(
     elif discovery is not None:
         recording.registries.discover_when_used(discovery)
     if plan.policy.hooks_import:
-        # Imported here: the registries package (and its YAML and TOML readers) only for this.
-        from ciwatch.registries.project_hooks import project_hook_allowlists
+        # Read before the build is released (the build could rewrite the project's files).
+        from ciwatch.facts.project_hooks import project_hook_allowlists
 
         for packages, where in project_hook_allowlists(Path.cwd()):
             recording.sink(HooksAllowed(packages=packages, source=where))
