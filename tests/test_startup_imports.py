@@ -130,3 +130,48 @@ def test_every_event_kind_can_be_read_back() -> None:
         readers = codec._readers_of(cls)
         assert readers, kind
         assert {r.name for r in readers} == {f.name for f in dataclasses.fields(cls)}
+
+
+def test_the_run_ca_written_by_hand_is_the_certificate_cryptography_would_make() -> None:
+    """egress/runca.py writes the run's CA without cryptography.x509 (its import delayed every
+    build): read back, it is a valid self-signed v3 CA certificate of the run's key, with the
+    extensions CertificateBuilder gave it, whose signature verifies."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from cryptography.x509.oid import NameOID
+
+    from ciwatch.egress.trust import generate_run_ca
+
+    authority = generate_run_ca()
+    cert = x509.load_pem_x509_certificate(authority.cert_pem)
+    key = load_pem_private_key(authority.key_pem, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert cert.public_key() == key.public_key()
+    assert cert.version is x509.Version.v3
+    assert cert.issuer == cert.subject
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "ciwatch"
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == f"ciwatch run CA {os.getpid()}"
+    cert.verify_directly_issued_by(cert)  # the signature, by its own key
+    assert 0 < cert.serial_number < 2**159
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert lifetime.days == 3
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value == x509.BasicConstraints(ca=True, path_length=None)
+    usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign
+    assert not usage.value.digital_signature and not usage.value.key_encipherment
+    key_id = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert key_id.value == x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    assert len(cert.extensions) == 3
+
+
+def test_openssl_takes_the_run_ca_as_a_ca(tmp_path: Path) -> None:
+    from ciwatch.egress.trust import generate_run_ca
+
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(generate_run_ca().cert_pem)
+    done = subprocess.run(
+        ["openssl", "verify", "-x509_strict", "-CAfile", str(ca), str(ca)], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and ": OK" in done.stdout, done.stdout + done.stderr
