@@ -52,6 +52,7 @@ def _judging(modules: list[str]) -> list[str]:
 def test_net_off_imports_the_rules_and_reports_only_after_the_build_ran(tmp_path: Path) -> None:
     before, after = _imports_around_the_build(tmp_path, "--net", "off", "--file-events", "ptrace")
     assert _judging(before) == []
+    assert "yaml" not in before  # the built-in policy is data (policy/builtin.py), no package.json here
     # The check sees the tracer's imports: the verdict is judged after the build, by the rules.
     assert "ciwatch.verdict" in after and "ciwatch.rules" in after
     # Nothing of the proxy without one.
@@ -175,3 +176,23 @@ def test_openssl_takes_the_run_ca_as_a_ca(tmp_path: Path) -> None:
         ["openssl", "verify", "-x509_strict", "-CAfile", str(ca), str(ca)], capture_output=True, text=True
     )
     assert done.returncode == 0 and ": OK" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_built_in_policy_is_default_yaml_read() -> None:
+    """policy/builtin.py is default.yaml's data, read without PyYAML at every start; a
+    policy file of the same text is the same policy."""
+    import yaml
+
+    import ciwatch.policy
+    from ciwatch.cli_support import RULE_CATALOGUE
+    from ciwatch.policy.builtin import DEFAULT_POLICY
+    from ciwatch.policy.document import Core12Loader, to_data
+    from ciwatch.policy.loader import default_policy, parse_policy
+
+    text = (Path(ciwatch.policy.__file__).parent / "default.yaml").read_text()
+    problems: list[object] = []
+    assert to_data(yaml.compose(text, Loader=Core12Loader), problems) == DEFAULT_POLICY  # type: ignore[arg-type]
+    assert problems == []
+    built_in = default_policy(known_rules=RULE_CATALOGUE)
+    assert built_in == dataclasses.replace(parse_policy(text, "x", known_rules=RULE_CATALOGUE), source=built_in.source)
+    assert built_in.source == "<built-in default>"
