@@ -11,20 +11,16 @@ from pathlib import Path
 
 import click
 
-from ciwatch import __version__, capabilities, session, supervise
+from ciwatch import __version__, capabilities, cli_support, session, supervise
 from ciwatch.cli_summary import summary
 from ciwatch.cli_support import encodable, fail_exit_code_option, guarded, policy_options, render_error, tracing_lines
 from ciwatch.errors import UsageError
 from ciwatch.exitcodes import ENVIRONMENT_ERROR
 from ciwatch.modes import FileEvents, LeftoverAction, NetMode
-from ciwatch.policy import Mode, load_policy
 from ciwatch.policy.loader import resolve_policy
-from ciwatch.record import read_record
-from ciwatch.record.integrity import verify_record
-from ciwatch.report import github
-from ciwatch.report.baseline import propose_policy
-from ciwatch.report.verdict_text import render_verdict, summary_line
-from ciwatch.verdict import RULE_CATALOGUE, Verdict, VerdictKind, evaluate
+
+# The rules, verdict, reports and record reader are imported where used: `ciwatch run` needs them
+# after its build has run, and each import on the way to the build's exec delays every CI step.
 
 log = logging.getLogger("ciwatch")
 #: ``ciwatch report --format``: kept here so that `ciwatch run` doesn't import the report's modules.
@@ -144,7 +140,7 @@ def run(
     verbose = ctx.obj["verbose"]
     try:
         # Everything that can be wrong with the input is found before the build starts.
-        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
+        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=cli_support.RULE_CATALOGUE)
         plan = session.prepare(
             session.RunOptions(
                 command=list(command),
@@ -169,57 +165,13 @@ def run(
             result = session.run(plan, dict(os.environ), on_root_started=report_root)
         except Exception as error:  # noqa: BLE001
             return render_error(error, verbose), None
-        if result.launch_error:
-            click.secho(f"ciwatch: {result.launch_error}", fg="red", err=True)
-        for program, pid in {program: pid for pid, program in reversed(result.nested_tracers)}.items():
-            click.secho(_NESTED_TRACER.format(program=program, pid=pid), fg="yellow", err=True)
-        verdict = result.verdict
-        if verdict.counted or verdict.verdict is not VerdictKind.PASS:
-            click.echo(render_verdict(verdict, color=sys.stderr.isatty()), err=True)
-            if os.environ.get("GITHUB_ACTIONS") == "true" and verdict.mode is not Mode.AUDIT:
-                for line in github.workflow_commands(verdict):
-                    click.echo(line)  # workflow commands are read from stdout
-        if result.record_problem is not None or result.verdict_error is not None:
-            _say_record_incomplete(result.record_problem, result.verdict_error, result.verdict)
-        if result.leftovers:
-            followed = (
-                "; ciwatch follows them: what they do is appended to the record, and verdict.json is "
-                "replaced when they have exited"
-                if result.follow is not None
-                else ""
-            )
-            click.echo(
-                f"ciwatch: {len(result.leftovers)} process(es) still running after the build "
-                f"({plan.leftovers}): {', '.join(map(str, result.leftovers))}{followed}",
-                err=True,
-            )
-        if not quiet or verdict.verdict is not VerdictKind.PASS:
-            # Never silent: one line says how it went and where the record is.
-            click.echo(summary_line(verdict, out_dir, color=sys.stderr.isatty()), err=True)
+        # Imported once the build has run: the verdict's text and the reports (tests/test_startup_imports.py).
+        from ciwatch.cli_outcome import say_outcome
+
+        say_outcome(result, plan.leftovers, out_dir, quiet)
         return result.exit_code, result.follow
 
     supervise.exit_front(supervise.run_split(in_tracer))
-
-
-_NESTED_TRACER = (
-    "ciwatch: {program} (pid {pid}) tried to trace a process with ptrace, which fails under ciwatch: "
-    "every process of the build already has ciwatch as its tracer, and a process has only one. "
-    "Run debuggers and strace outside ciwatch; for a sanitizer's leak check (LeakSanitizer, part of "
-    "AddressSanitizer) set ASAN_OPTIONS=detect_leaks=0 or LSAN_OPTIONS for that step."
-)
-
-
-def _say_record_incomplete(problem: str | None, verdict_error: str | None, verdict: Verdict) -> None:
-    """One clear line: the build ran on, but its record (or verdict.json) could not be written."""
-    if problem is None:
-        click.secho(f"ciwatch: verdict.json could not be written ({verdict_error})", fg="red", err=True)
-        return
-    if verdict.mode is Mode.BLOCK and verdict.verdict is VerdictKind.FAIL:
-        outcome = "the record could not be written: fail closed, the verdict is fail"
-    else:
-        outcome = f"the build ran on ({verdict.mode} mode) and its exit code is passed on, but the record is incomplete"
-    written = f"; verdict.json could not be written either ({verdict_error})" if verdict_error else ""
-    click.secho(f"ciwatch: {problem}: {outcome}{written}", fg="red", err=True)
 
 
 @main.command()
@@ -258,7 +210,7 @@ def report(
     def action() -> int:
         if as_json and report_format not in (None, "json"):
             raise UsageError(f"--json and --format {report_format}: choose one")
-        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
+        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=cli_support.RULE_CATALOGUE)
         # Imported here: `ciwatch run` never needs the report's model.
         from ciwatch.report.command import OutputRequest, show_report
         from ciwatch.report.model import ReportOptions
@@ -290,7 +242,12 @@ def check(
     """
 
     def action() -> int:
-        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=RULE_CATALOGUE)
+        from ciwatch.record import read_record
+        from ciwatch.record.integrity import verify_record
+        from ciwatch.report.verdict_text import render_verdict
+        from ciwatch.verdict import VerdictKind, evaluate
+
+        policy = resolve_policy(Path.cwd(), policy_file, mode, known_rules=cli_support.RULE_CATALOGUE)
         # First: a record changed after ciwatch wrote it can't pass, whatever it now says
         # (exit 3), and one changed beyond reading is still said to be changed.
         integrity = verify_record(record_path)
@@ -315,6 +272,9 @@ def baseline(ctx: click.Context, records: tuple[Path, ...], output: Path | None)
     hooks, each entry commented with where it came from."""
 
     def action() -> int:
+        from ciwatch.record import read_record
+        from ciwatch.report.baseline import propose_policy
+
         text = encodable(propose_policy([(path, read_record(path)) for path in records]))
         if output is None:
             click.echo(text, nl=False)
@@ -338,7 +298,9 @@ def policy_check(ctx: click.Context, path: Path) -> None:
     """Validate a policy file; errors name the file, line and key."""
 
     def action() -> int:
-        policy = load_policy(path, known_rules=RULE_CATALOGUE)
+        from ciwatch.policy import load_policy
+
+        policy = load_policy(path, known_rules=cli_support.RULE_CATALOGUE)
         hooks = "any package" if policy.hooks_allowed is None else f"{len(policy.hooks_allowed)} package(s)"
         click.echo(
             f"{path}: ok (mode {policy.mode}, {len(policy.allow.hosts)} allowed host pattern(s), "

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from ciwatch.cli_support import encodable, guarded, policy_options
+from ciwatch.cli_support import RULE_CATALOGUE, encodable, guarded, policy_options
 from ciwatch.errors import UsageError
 from ciwatch.policy.loader import resolve_policy
-from ciwatch.verdict import RULE_CATALOGUE
 
 
 @click.command()

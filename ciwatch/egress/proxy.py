@@ -29,6 +29,8 @@ from ciwatch.gate.enforcer import LiveEnforcer
 from ciwatch.record.events import Event
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ciwatch.egress.dns import DnsForwarder
 
 log = logging.getLogger(__name__)
@@ -193,6 +195,8 @@ class EgressProxy:
     # -- the proxy's thread --------------------------------------------------------------
 
     def _thread_main(self) -> None:
+        if self._abandoned:
+            return  # the build ended before this thread ran: nothing will use the proxy
         try:
             # asyncio is imported on this thread: the build doesn't wait for it.
             import asyncio
@@ -210,15 +214,24 @@ class EgressProxy:
         # (glibc after 5 s, Go after two tries), where a TCP client waits in the backlog. Loading
         # mitmproxy takes seconds on a loaded machine: it is imported on a worker thread while
         # this loop answers the build's queries.
+        asyncio.get_running_loop().set_exception_handler(self._unless_abandoned)
         self.dns = DnsForwarder(self.sink, self.destinations, self.config.dns_upstreams, self.peers)
         if self.enforcer is not None and self.enforcer.blocking:
             self.dns.gate = self.enforcer.dns_allowed
         await self.dns.serve(self._listeners.dns)
         try:
+            if self._abandoned:
+                return  # the build has ended (a short step): mitmproxy's import would be CPU for nothing
             await asyncio.to_thread(_load_mitmproxy)
             await self._run_mitmproxy()
         finally:
             self.dns.close()
+
+    def _unless_abandoned(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The loop's errors, unless the proxy was abandoned (the build ended while it started):
+        its sockets were closed under the loop then, and what fails on them is nobody's concern."""
+        if not self._abandoned:
+            loop.default_exception_handler(context)
 
     async def _run_mitmproxy(self) -> None:
         from mitmproxy import master, options, platform

@@ -171,10 +171,15 @@ class EgressRun:
                 upstream_addresses=sorted(config.job_proxy_addresses),
             )
         )
-        # Last: what is left before the build is released doesn't share the CPU with mitmproxy's
-        # start, which goes on while the build runs.
-        proxy.begin_start()
+        # mitmproxy itself starts once the build is released (``begin_start``).
         return additions
+
+    def begin_start(self) -> None:
+        """Start mitmproxy on its thread, the build released: its import holds the interpreter
+        lock for most of a second, and what is left before the release (the hooks the project
+        approves, the release itself) would wait for the lock at every turn."""
+        if self.proxy is not None:
+            self.proxy.begin_start()
 
     def check_started(self) -> None:
         """Raise if the proxy could not start (the build's connections were refused then)."""

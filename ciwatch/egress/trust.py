@@ -57,57 +57,36 @@ class RunAuthority:
 
 def generate_run_ca() -> RunAuthority:
     """A CA for this run only: valid for two days, its key never written anywhere but the
-    proxy's private confdir (removed once loaded)."""
+    proxy's private confdir (removed once loaded). Its certificate is written by
+    ``egress/runca.py``: ``cryptography.x509`` is imported by mitmproxy once the build runs."""
     import datetime
 
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+
+    from ciwatch.egress.runca import ca_certificate_tbs, signed_certificate
 
     # P-256: made in a millisecond, where RSA-2048 takes 60-150 ms of the build's start (the CA
     # must exist before the build does), and as strong as RSA-3072. mitmproxy signs the
     # certificates it makes for each host with it and gives them this key (ECDSA): every TLS
     # 1.2 and 1.3 client accepts that.
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ciwatch"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"ciwatch run CA {os.getpid()}"),
-        ]
-    )
-    now = datetime.datetime.now(datetime.UTC)
     public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    now = datetime.datetime.now(datetime.UTC)
+    tbs = ca_certificate_tbs(spki, point, "ciwatch", f"ciwatch run CA {os.getpid()}", now)
+    der = signed_certificate(tbs, key.sign(tbs, ec.ECDSA(hashes.SHA256())))
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     )
-    return RunAuthority(cert.public_bytes(serialization.Encoding.PEM), key_pem)
+    return RunAuthority(_pem("CERTIFICATE", der), key_pem)
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    text = base64.b64encode(der).decode()
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
+    return "\n".join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----", ""]).encode()
 
 
 @dataclass

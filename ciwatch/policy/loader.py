@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
-
-import yaml
+from typing import TYPE_CHECKING
 
 from ciwatch.errors import UsageError
-from ciwatch.policy.document import Core12Loader, Problem, to_data
 from ciwatch.policy.model import Mode, Policy, RuleCatalogue
 from ciwatch.policy.problems import PolicyProblem, line_of, printable
 from ciwatch.policy.reader import build_policy, value_problems
-from ciwatch.policy.schema import schema_problems
+
+# PyYAML and the node API are imported where a policy file is read: a run with the built-in
+# policy (policy/builtin.py) needs neither on the way to its build.
+if TYPE_CHECKING:
+    import yaml
+
+    from ciwatch.policy.document import Problem
 
 __all__ = [
     "POLICY_FILE_NAMES",
@@ -100,10 +103,16 @@ def load_policy(path: Path, *, known_rules: RuleCatalogue) -> Policy:
 
 def default_policy(*, known_rules: RuleCatalogue) -> Policy:
     """The built-in default policy (``ciwatch/policy/default.yaml``, identical to ``policies/default.yaml``)."""
-    text = resources.files("ciwatch.policy").joinpath("default.yaml").read_text(encoding="utf-8")
-    # Not checked against the schema at every start (jsonschema's import and check take a
-    # tenth of a second): the tests check this file fits it (tests/test_startup.py).
-    return parse_policy(text, _BUILT_IN, known_rules=known_rules, fits_schema=True)
+    # Beside this module (ciwatch is installed as files): importlib.resources' readers (zipfile,
+    # tempfile) would be imported at every start for it.
+    import copy
+
+    from ciwatch.policy.builtin import DEFAULT_POLICY
+
+    # default.yaml's data, neither parsed nor checked against the schema at every start
+    # (PyYAML's import, jsonschema's import and check): the tests check that the two agree and
+    # that the file fits the schema (tests/test_startup.py, tests/test_startup_imports.py).
+    return build_policy(copy.deepcopy(DEFAULT_POLICY), None, _BUILT_IN)
 
 
 def resolve_policy(
@@ -136,6 +145,11 @@ def parse_policy(text: str, source: str, *, known_rules: RuleCatalogue, fits_sch
     Its shape is checked against ``schema.json`` (the rule ids filled in from ``known_rules``;
     not when ``fits_schema`` says it is known to), then what a schema can't say (hosts,
     package specs, version ranges, dates) in code."""
+    import yaml
+
+    from ciwatch.policy.document import Core12Loader, to_data
+    from ciwatch.policy.schema import schema_problems
+
     if len(text) > MAX_BYTES:
         raise PolicyError([PolicyProblem(source, 1, "", _too_big())])
     try:
@@ -180,6 +194,10 @@ def _check_bounds(text: str, source: str) -> None:
     value than any policy needs, from PyYAML's event stream: its parser keeps its own stack (no
     recursion, unlike the composer that follows) and holds one event at a time, so this costs
     one pass over the text and bounded memory whatever the document."""
+    import yaml
+
+    from ciwatch.policy.document import Core12Loader
+
     depth = values = 0
     anchored: dict[str, int] = {}  # anchor -> how many values it stands for, expanded
     open_anchors: list[tuple[str | None, int]] = []  # per open collection: its anchor, `values` at its start

@@ -6,8 +6,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = ["PolicyProblem", "choices", "kind", "line_of", "quote", "suggest"]
 
@@ -54,11 +56,15 @@ def line_of(node: yaml.Node) -> int:
 
 
 def is_null(node: yaml.Node) -> bool:
+    import yaml  # here: the built-in policy is read without PyYAML (policy/builtin.py)
+
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def kind(node: yaml.Node) -> str:
     """What was found, for ``expected X, found ...``."""
+    import yaml  # as in is_null
+
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):

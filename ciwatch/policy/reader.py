@@ -8,14 +8,16 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from ciwatch.policy.document import Path, Problem, key_text, node_at
 from ciwatch.policy.model import Allowlist, Exception_, HostPattern, Mode, PackageSpec, Policy, Severity
 from ciwatch.policy.problems import line_of, quote
 from ciwatch.policy.values import host_problem, parse_package
+
+if TYPE_CHECKING:
+    import yaml
+
+    from ciwatch.policy.document import Path, Problem
 
 __all__ = ["build_policy", "value_problems"]
 
@@ -54,6 +56,9 @@ _EXCEPTION_CHECKS: tuple[tuple[str, _Check], ...] = (
 
 
 def value_problems(data: object, root: yaml.Node) -> Iterator[Problem]:
+    # Imported here: the built-in policy is read without PyYAML (policy/builtin.py).
+    from ciwatch.policy.document import key_text, node_at
+
     """Each host, package spec and date in ``data`` that is text but not a good one."""
     checks: list[tuple[Path, object, _Check]] = []
     for index, host in enumerate(_items(data, "allow", "hosts")):
@@ -70,13 +75,17 @@ def value_problems(data: object, root: yaml.Node) -> Iterator[Problem]:
             yield node_at(root, path), key_text(path), wrong
 
 
-def build_policy(data: dict[str, Any], root: yaml.Node, source: str) -> Policy:
-    """The Policy ``data`` describes; ``data`` has passed the schema and ``value_problems``."""
+def build_policy(data: dict[str, Any], root: yaml.Node | None, source: str) -> Policy:
+    """The Policy ``data`` describes; ``data`` has passed the schema and ``value_problems``.
+    ``root``: its nodes, which name each exception's line (None: data that has none)."""
     allow = data.get("allow") or {}
     hooks = data.get("hooks") or {}
     allowed = hooks.get("allowed")
     exceptions = []
     for index, item in enumerate(data.get("exceptions") or []):
+        from ciwatch.policy.document import node_at
+
+        assert root is not None, "exceptions are read from a file's nodes"
         exceptions.append(
             Exception_(
                 rule=item["rule"],

@@ -3,7 +3,6 @@ policy that a JSON Schema's patterns can't explain well)."""
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 
@@ -40,6 +39,8 @@ _VERSION_OPERATOR = re.compile(r"[=<>!~^]")
 
 
 def _suggest(word: str, choices: tuple[str, ...]) -> str:
+    import difflib  # here: only a typo needs it
+
     close = difflib.get_close_matches(word.lower(), choices, n=1, cutoff=0.6)
     return f'did you mean "{close[0]}"? ' if close else ""
 

@@ -253,7 +253,16 @@ def _field_readers(cls: type[Event]) -> tuple[_FieldReader, ...]:
     )
 
 
-_FIELD_READERS: dict[type[Event], tuple[_FieldReader, ...]] = {cls: _field_readers(cls) for cls in EVENT_TYPES.values()}
+#: Made at an event class's first line read: a run writes its record, and reads none, on the
+#: way to its build's exec (each class's type hints evaluated: milliseconds every start).
+_FIELD_READERS: dict[type[Event], tuple[_FieldReader, ...]] = {}
+
+
+def _readers_of(cls: type[Event]) -> tuple[_FieldReader, ...]:
+    readers = _FIELD_READERS.get(cls)
+    if readers is None:
+        readers = _FIELD_READERS[cls] = _field_readers(cls)
+    return readers
 
 
 def event_type(kind: str) -> type[Event] | None:
@@ -284,7 +293,7 @@ def from_json_dict(data: dict[str, Any]) -> Event:
     if cls is None:
         raise ValueError(f"unknown event kind {shown(kind)!r}")
     values: dict[str, object] = {}
-    for field in _FIELD_READERS[cls]:
+    for field in _readers_of(cls):
         value = data.get(field.name, _MISSING)
         if value is _MISSING:
             if field.required:

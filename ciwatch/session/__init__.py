@@ -48,7 +48,13 @@ def run(plan: RunPlan, env: Mapping[str, str], on_root_started: Callable[[int], 
         spawned = spawn(plan, env, tracer)
         egress = new_egress(plan, recording, tracer)
         armed = open_egress(plan, recording, tracer, spawned, egress, env)
-        trace(plan, recording, tracer, armed, outcome, on_root_started)
+
+        def released(root_pid: int) -> None:
+            on_root_started(root_pid)
+            if egress is not None:
+                egress.begin_start()
+
+        trace(plan, recording, tracer, armed, outcome, released)
         if egress is not None:
             egress.check_started()  # the build ran without a proxy: its connections were refused
     except KeyboardInterrupt:

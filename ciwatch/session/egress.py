@@ -28,7 +28,8 @@ class Armed:
     env: dict[str, str]
     """The build's environment: the job's, plus what the proxy needs its clients to see."""
     discovery: RegistryDiscovery | None
-    """Still to settle once the build has run (None: settled already, or not asked for)."""
+    """Still to settle once the build has run (None: settled already, or not asked for);
+    started at the build's first run of a package manager, or when it is settled."""
 
 
 def new_egress(plan: RunPlan, recording: Recording, tracer: Tracer) -> EgressRun | None:
@@ -67,9 +68,11 @@ def open_egress(
         # Live decisions need the whole allowlist before the build makes its first request.
         settle_registries(discovery, recording.registries, recording.allowlist, recording.sink)
         discovery = None
+    elif discovery is not None:
+        recording.registries.discover_when_used(discovery)
     if plan.policy.hooks_import:
-        # Imported here: the registries package (and its YAML and TOML readers) only for this.
-        from ciwatch.registries.project_hooks import project_hook_allowlists
+        # Read before the build is released (the build could rewrite the project's files).
+        from ciwatch.facts.project_hooks import project_hook_allowlists
 
         for packages, where in project_hook_allowlists(Path.cwd()):
             recording.sink(HooksAllowed(packages=packages, source=where))

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
 from ciwatch.policy.model import Mode
@@ -17,7 +18,11 @@ from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
 from ciwatch.session.trace import Outcome
 from ciwatch.trace import Tracer
-from ciwatch.verdict import Verdict, VerdictKind, evaluate, write_verdict
+
+if TYPE_CHECKING:
+    # Imported in ``finish``: the rules and the analysis are needed once the build has run,
+    # and importing them on the way to its exec would delay every build (cli.py).
+    from ciwatch.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ def _peak_rss_mb() -> float:
 
 
 def finish(plan: RunPlan, recording: Recording, tracer: Tracer, outcome: Outcome, exit_code: int) -> RunResult:
+    from ciwatch.verdict import VerdictKind, evaluate, write_verdict
+
     # The events as written (scrubbed): the same record `ciwatch check` reads back from disk.
     verdict = evaluate(recording.writer.record(), plan.policy)
     if exit_code != 0:

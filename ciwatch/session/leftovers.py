@@ -21,6 +21,7 @@ import signal
 import time
 from dataclasses import replace
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.net.address import is_loopback
@@ -30,7 +31,9 @@ from ciwatch.record.vocabulary import RefusedWhat, Transport
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording
 from ciwatch.trace import Tracer
-from ciwatch.verdict import Verdict, evaluate, write_verdict
+
+if TYPE_CHECKING:
+    from ciwatch.verdict import Verdict  # imported when judging: after the build (session/finish.py)
 
 #: How ciwatch is told to stop while it follows leftovers (the front has gone: these come
 #: from a CI runner ending the job, or a user); the leftovers are then killed.
@@ -75,6 +78,8 @@ def follow_leftovers(plan: RunPlan, recording: Recording, tracer: Tracer, pids: 
     """Trace the processes left running until the last exits; then close the second segment
     and replace ``verdict.json`` (``first``'s, which already gave the run's exit code).
     Runs in the tracer process after the front has returned."""
+    from ciwatch.verdict import evaluate, write_verdict
+
     started = time.monotonic()
     recording.writer.reopen()
     recording.sink(AfterBuild(pids=list(pids)))

@@ -11,6 +11,7 @@ from pathlib import Path
 from ptrace import PtraceError
 
 from ciwatch.errors import EnvironmentNotSupported
+from ciwatch.policy.model import Mode
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.registries import RegistryDiscovery
 from ciwatch.trace import Tracer, procfs
@@ -21,7 +22,8 @@ from ciwatch.trace.spawn import Credentials, SpawnedRoot, read_exec_error, spawn
 class Spawned:
     root: SpawnedRoot
     discovery: RegistryDiscovery | None
-    """Running alongside, for ``registries: auto``."""
+    """For ``registries: auto``: its inputs taken before the build is released; asking, in
+    block mode only (elsewhere it starts at the build's first package manager)."""
 
 
 def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
@@ -39,6 +41,10 @@ def spawn(plan: RunPlan, env: Mapping[str, str], tracer: Tracer) -> Spawned:
         if plan.policy.allow.registries_auto
         else None
     )
+    if discovery is not None and plan.policy.mode is Mode.BLOCK:
+        # Block mode waits for the answer before the release (session/egress.py): asked now,
+        # alongside the proxy's set-up. Elsewhere the build's first package manager asks.
+        discovery.start()
     if not wait_ready(root):
         _, message = read_exec_error(root) or (0, "the build's process failed to start")
         os.waitpid(root.pid, 0)

@@ -53,9 +53,9 @@ def trace(
     on_root_started(armed.root.pid)
     outcome.build = tracer.run_until_root_exits()
     if armed.discovery is not None:
-        # Audit and warn: discovery ran alongside the build, at no cost to its time. A build
-        # that ran no package manager (and left nothing running that still could) is allowed
-        # no registry: its answer isn't waited for.
+        # Audit and warn: discovery ran alongside the build from its first run of a package
+        # manager, at no cost to its time. A build that ran none (and left nothing running
+        # that still could) is allowed no registry: discovery never started.
         needed = recording.registries.used_any or any(pid != armed.root.pid for pid in tracer.live_processes())
         discovery = armed.discovery if needed else None
         settle_registries(discovery, recording.registries, recording.allowlist, recording.sink)

@@ -190,6 +190,7 @@ class FanWatch:
         if not batch:
             return
         self.events += len(batch)
+        batch = [raw for raw in batch if self._located(raw, reaped, held)]
         located, complete = self._paths.locate(batch)
         for _ in range(_RETRIES):
             if complete:
@@ -198,7 +199,7 @@ class FanWatch:
             if not more:
                 break
             self.events += len(more)
-            batch += more
+            batch += [raw for raw in more if self._located(raw, reaped, held)]
             located, complete = self._paths.locate(batch)
         recorded = _Batch()
         for where in located:
@@ -211,6 +212,14 @@ class FanWatch:
                 os.close(raw.pidfd)
         for removal in sorted(recorded.removed_directories, key=lambda w: -w.path.count("/")):
             self._files.record_write(removal.pid, removal)
+
+    def _located(self, raw: RawEvent, reaped: int, held: set[int]) -> bool:
+        """Whether an event's paths are worth finding: the build's own (or one that may yet be,
+        under a pid just reaped or held back), or a directory's, whoever made it (a rename or a
+        removal of a directory changes the paths of the events before it). The rest of the
+        machine's file events are dropped unresolved: resolving them cost the tracer a busy
+        machine's every write (the group reports every process's; their pidfds are closed)."""
+        return bool(raw.mask & FAN_ONDIR) or raw.pid == reaped or id(raw) in held or self._is_build(raw.pid)
 
     def _hold(self, raw: RawEvent, reaped: int, held: bool) -> bool:
         """Whether to hold the event back: its pid was just reaped (or, held already, is

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ptrace.syscall.linux import i386, x86_64
-
 from ciwatch.trace.decode import Args, MemoryReader
 from ciwatch.trace.decode import escapes as e
 from ciwatch.trace.decode import files as f
@@ -199,6 +197,10 @@ def name_x86_64(number: int) -> str:
     row = BY_NUMBER.get(number)
     if row is not None:
         return row.name
+    # Imported when a syscall outside the table is named (an anomaly): python-ptrace's syscall
+    # package (its prototypes, argument formatting) costs ~10 ms at every start otherwise.
+    from ptrace.syscall.linux import x86_64
+
     return str(x86_64.SYSCALL_NAMES.get(number) or f"syscall_{number}")
 
 
@@ -228,6 +230,8 @@ _I386_NEWER = {
 
 
 def name_i386(number: int) -> str:
+    from ptrace.syscall.linux import i386  # as in name_x86_64
+
     return _I386_NEWER.get(number) or str(i386.SYSCALL_NAMES.get(number, f"syscall_{number}"))
 
 

@@ -226,3 +226,24 @@ def test_the_filter_leaves_out_fanotify_s_rows() -> None:
         number = row.number
         if row.fanotify:
             assert number in with_stops and number not in with_fanotify, row.name
+
+
+def test_the_rest_of_the_machine_s_file_events_are_not_resolved(tmp_path: Path) -> None:
+    """fanotify reports every process's writes on the marked filesystems: another process's
+    file events are dropped without opening their directory's handle (on a busy machine that
+    cost the tracer more than the build's own), but its directory renames still count."""
+    (tmp_path / "b").mkdir()
+    group = FakeGroup({ROOT: tmp_path, A: tmp_path / "b", B: tmp_path})
+    opened: list[HandleKey] = []
+    open_handle = group.open_handle
+    group.open_handle = lambda key: opened.append(key) or open_handle(key)  # type: ignore[method-assign]
+    watch, events = _watch(group, _processes(10))
+    group.queue = [
+        _event(WRITTEN, A, "f"),  # the build's, in a directory another process then renames
+        _event(WRITTEN, B, "other", pid=99),
+        _rename((ROOT, "a"), (ROOT, "b"), A, pid=99),
+    ]
+    watch.drain()
+    assert [e.path for e in events if isinstance(e, FileWrite)] == [f"{tmp_path}/a/f"]
+    assert B not in opened
+>>>>>>> i14-start

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 
 def _allowed_keys(value: Any) -> list[str]:
     """Names from a list, or from a mapping whose value is true (``{"pkg": true}``)."""
@@ -41,6 +39,8 @@ def project_hook_allowlists(project_dir: Path) -> list[tuple[list[str], str]]:
             found.append((_allowed_keys(lavamoat["allowScripts"]), "package.json lavamoat.allowScripts"))
     workspace = project_dir / "pnpm-workspace.yaml"
     if workspace.is_file():
+        import yaml  # here: most projects have no pnpm workspace, and every run reads this
+
         try:
             data = yaml.safe_load(workspace.read_text()) or {}
         except (OSError, yaml.YAMLError):
