@@ -246,4 +246,3 @@ def test_the_rest_of_the_machine_s_file_events_are_not_resolved(tmp_path: Path) 
     watch.drain()
     assert [e.path for e in events if isinstance(e, FileWrite)] == [f"{tmp_path}/a/f"]
     assert B not in opened
->>>>>>> i14-start
