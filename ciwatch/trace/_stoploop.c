@@ -132,6 +132,37 @@ static int canonical_fast(const char *joined, int follow, char *out, size_t size
     return 1;
 }
 
+/* A bare name (no slash, not "." or "..") relative to the tracee's cwd or a dirfd, whose link
+ * `base` the loop has just read: the kernel's own spelling of that directory, so the name's
+ * canonical path is `base/name` without walking the directory again (canonical_fast's openat2,
+ * descriptor link and close: three syscalls a stop). Where the syscall follows the name, it
+ * is looked up through the tracee's own link (/proc/<tid>/cwd/<name>), as the tracee will:
+ * a symlink goes to the slow walk. -1: not a bare name (canonical_fast decides); 0: the slow
+ * walk; 1: `out` holds the canonical path. */
+static int canonical_bare(pid_t tid, const char *via, const char *base, const char *name, int follow, char *out,
+                          size_t size) {
+    if (*name == 0 || strchr(name, '/') != NULL || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return -1;
+    size_t length = strlen(base);
+    const char *deleted = " (deleted)";
+    size_t tail = strlen(deleted);
+    if (base[0] != '/' || (length >= tail && strcmp(base + length - tail, deleted) == 0) ||
+        strncmp(base, "/proc/", 6) == 0)
+        return 0; /* gone, unreachable or in /proc: as canonical_fast refuses them */
+    if (follow) {
+        char link[PATH_BUF], one;
+        if ((size_t)snprintf(link, sizeof link, "/proc/%d/%s/%s", tid, via, name) >= sizeof link)
+            return 0;
+        if (readlink(link, &one, 1) >= 0)
+            return 0; /* the last component is a symlink the syscall follows */
+    }
+    while (length > 1 && base[length - 1] == '/')
+        length--;
+    if ((size_t)snprintf(out, size, "%.*s/%s", length == 1 ? 0 : (int)length, base, name) >= size)
+        return 0;
+    return 1;
+}
+
 static int follows(long mode, unsigned long flag_arg) {
     switch (mode) {
     case FOLLOW_ALWAYS:
@@ -197,6 +228,7 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
             continue;
         const char *written = PyBytes_AS_STRING(text);
         char joined[PATH_BUF], base[PATH_BUF], canonical[PATH_BUF];
+        char via[32] = ""; /* the tracee's link a relative name is resolved through: cwd, fd/N */
         if (PyBytes_GET_SIZE(text) >= PATH_BUF) {
             status = 0; /* longer than the loop's buffers: the Python loop reads it */
             goto done;
@@ -206,6 +238,7 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
         } else {
             int dirfd = spec[1] < 0 ? AT_FDCWD_ : (int)(args[spec[1]] & 0xFFFFFFFF);
             if (dirfd == AT_FDCWD_) {
+                snprintf(via, sizeof via, "cwd");
                 if (!have_cwd) {
                     proc_link(tid, "cwd", cwd_text, sizeof cwd_text);
                     have_cwd = 1;
@@ -215,9 +248,8 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
                 }
                 snprintf(base, sizeof base, "%s", cwd_text);
             } else {
-                char what[32];
-                snprintf(what, sizeof what, "fd/%d", dirfd);
-                proc_link(tid, what, base, sizeof base);
+                snprintf(via, sizeof via, "fd/%d", dirfd);
+                proc_link(tid, via, base, sizeof base);
                 if (append_new(fds, Py_BuildValue("(iN)", dirfd, PyUnicode_DecodeFSDefault(base))) < 0)
                     goto done;
             }
@@ -229,7 +261,10 @@ static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject
             }
         }
         int follow = follows(spec[3], spec[3] >= FOLLOW_OPEN_FLAGS ? args[spec[4]] & 0xFFFFFFFF : 0);
-        if (!canonical_fast(joined, follow, canonical, sizeof canonical)) {
+        int settled = via[0] ? canonical_bare(tid, via, base, written, follow, canonical, sizeof canonical) : -1;
+        if (settled < 0)
+            settled = canonical_fast(joined, follow, canonical, sizeof canonical);
+        if (!settled) {
             status = 0;
             goto done;
         }

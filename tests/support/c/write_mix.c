@@ -72,6 +72,15 @@ static void relative(const char *name) {
         check(symlinkat("rel", dir, "sym") == 0, "symlinkat");
         check(fchmodat(dir, "rel", 0700, 0) == 0, "fchmodat");
         check(unlinkat(dir, "sym", 0) == 0, "unlinkat sym");
+        /* Bare names through a symlink, from the cwd and from the dirfd: the target is written. */
+        check(symlinkat("rel", dir, "lnk") == 0, "symlinkat lnk");
+        fd = open("lnk", O_WRONLY);
+        check(fd >= 0, "open lnk");
+        close(fd);
+        fd = openat(dir, "lnk", O_WRONLY | O_APPEND);
+        check(fd >= 0, "openat lnk");
+        close(fd);
+        check(unlinkat(dir, "lnk", 0) == 0, "unlinkat lnk");
         check(linkat(dir, "rel", AT_FDCWD, "../a/hard", 0) == 0, "linkat");
         check(unlink("../a/hard") == 0, "unlink hard");
         close(dir);
