@@ -55,6 +55,8 @@ enum { READ_PATH = 1, READ_STRING = 2, READ_FD = 3 };
 enum { FOLLOW_NEVER = 0, FOLLOW_ALWAYS = 1, FOLLOW_OPEN_FLAGS = 2, FOLLOW_AT_FLAG = 3 };
 
 static long page_size;
+/* TracedThread.steps_syscalls's name, made once: asked at every stop. */
+static PyObject *steps_syscalls_name;
 
 /* The NUL-terminated string at address in tid's memory, page by page (as
  * ciwatch.trace.memory.read_cstring), into buffer (STRING_LIMIT bytes): its length, 0 when
@@ -364,7 +366,7 @@ static int thread_is_fast(PyObject *threads, pid_t tid) {
     Py_DECREF(key);
     if (thread == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    PyObject *steps = PyObject_GetAttrString(thread, "steps_syscalls");
+    PyObject *steps = PyObject_GetAttr(thread, steps_syscalls_name);
     if (steps == NULL)
         return -1;
     int stepping = PyObject_IsTrue(steps);
@@ -498,5 +500,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_stoploop", NULL, -1
 
 PyMODINIT_FUNC PyInit__stoploop(void) {
     page_size = sysconf(_SC_PAGESIZE);
+    steps_syscalls_name = PyUnicode_InternFromString("steps_syscalls");
+    if (steps_syscalls_name == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }
