@@ -23,7 +23,9 @@ from ciwatch.record.closing import End
 from ciwatch.record.events import FileRead, FileWrite
 from ciwatch.record.vocabulary import FileOp
 from ciwatch.trace import batch
+from ciwatch.trace.decode import canonicalise
 from ciwatch.trace.decode.files import decode_open, decode_openat
+from ciwatch.trace.memory import _readlink
 from ciwatch.trace.table import BY_NUMBER, WRITE_OPEN_FLAGS
 from tests.support.cprograms import program
 from tests.support.packages import make_npm_package, make_npm_project, npm_env
@@ -122,6 +124,61 @@ class _Abs:
         return path
 
 
+# -- the path the loop judges is the one Python's walk gives ------------------------------
+
+
+def _tree(root: Path) -> None:
+    """Files, directories, symlinks (to files, to directories, relative, chained, dangling,
+    to a missing directory, to /proc/self), a file where a directory is expected."""
+    (root / "d" / "e").mkdir(parents=True)
+    (root / "d" / "f").write_text("x")
+    (root / "d" / "e" / "g").write_text("x")
+    (root / "home" / "u").mkdir(parents=True)
+    (root / "home" / "u" / ".npmrc").write_text("x")
+    links = {
+        "to-file": root / "d" / "f",
+        "to-dir": root / "d",
+        "rel": Path("d/e/g"),
+        "chain": Path("rel"),
+        "dangling": root / "nowhere" / "x",
+        "to-missing-dir": root / "missing",
+        "to-self": Path("/proc/self/environ"),
+        "to-npmrc": root / "home" / "u" / ".npmrc",
+        "to-ssh": root / "home" / "u" / ".ssh" / "id_rsa",
+    }
+    for name, target in links.items():
+        (root / name).symlink_to(target)
+
+
+def _spellings(root: Path) -> list[str]:
+    r = str(root)
+    tails = [
+        "d/f", "d/e/g", "d/missing", "missing/x", "missing/deeper/x", "d/f/under-a-file", "to-file",
+        "to-dir/f", "to-dir/e/g", "rel", "chain", "dangling", "to-missing-dir/x", "to-missing-dir",
+        "to-self", "to-npmrc", "to-ssh", "home/u/.ssh/id_rsa", "home/u/.npmrc", "d/./f", "./missing/./x",
+        "d/e/../f", "missing/../d/f", "to-dir/../d/f", "d//e//g", "d/e/", "missing/", "to-dir/missing/x",
+        "to-file/x", "dangling/x",
+    ]  # fmt: skip
+    return [f"{r}/{tail}" for tail in tails] + ["/", "/proc/self/environ", "/proc/1/environ", "/nonexistent/x"]
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_the_loop_judges_a_read_by_the_path_python_would_record(tmp_path: Path, follow: bool) -> None:
+    assert batch._stoploop is not None, batch.compiled_loop_state()
+    root = tmp_path.resolve()
+    _tree(root)
+    judged = 0
+    for joined in _spellings(root):
+        found = batch._stoploop.judged_path(os.fsencode(joined), follow)
+        walked = canonicalise(joined, _readlink, os.getpid(), os.getpid(), follow)
+        if found is not None:
+            judged += 1
+            assert found == walked, joined
+        else:  # left to Python: /proc, a symlink the walk follows past a missing part, ".."
+            assert walked.startswith("/proc/") or ".." in joined or "dangling" in joined or "to-" in joined, joined
+    assert judged >= 15
+
+
 # -- a real hook, both loops ------------------------------------------------------------
 
 
@@ -172,9 +229,14 @@ def test_a_hooks_system_reads_stay_in_the_loop_and_its_credential_reads_are_reco
         (npmrc, "sub/../.npmrc"),
     ]
     assert sorted((read for read in compiled_reads if read[0] == npmrc), key=repr) == sorted(expected_npmrc, key=repr)
+    # Reads of credentials that aren't there are recorded as well (the open fails): by the
+    # path that a missing directory or a dangling symlink would have led to.
+    assert (f"{home}/.ssh/id_ed25519", ".ssh/id_ed25519") in compiled_reads
+    assert (f"{home}/.aws/credentials", f"{scratch}/dangling") in compiled_reads
     environs = [read for read in compiled_reads if read[0].startswith("/proc/")]
     assert len(environs) == 1 and environs[0][0].endswith("/environ"), environs
     assert not any(read[0].startswith("/usr/") for read in compiled_reads), compiled_reads
+    assert len(compiled_reads) == len(expected_npmrc) + 3
     # The Python loop judges every read: the same reads (but the other process's pid).
     strip_pid = [(path if not path.startswith("/proc/") else "/proc/N/environ", w) for path, w in compiled_reads]
     python_strip = [(path if not path.startswith("/proc/") else "/proc/N/environ", w) for path, w in python_reads]

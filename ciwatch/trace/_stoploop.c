@@ -172,6 +172,7 @@ struct gathered {
     int fd; /* READ_FD, or a READ_PATH's dirfd other than AT_FDCWD (-1 otherwise) */
     char fd_link[PATH_BUF];
     int canonicalised; /* a READ_PATH the loop resolved: joined, follow, canonical */
+    int unsettled;     /* a READ_PATH joined, but not resolved by canonical_fast */
     char joined[PATH_BUF];
     int follow;
     char canonical[PATH_BUF];
@@ -222,6 +223,7 @@ static int gather(pid_t tid, const __uint64_t *args, PyObject *reads, struct cap
         g->kind = (int)spec[0];
         g->fd = -1;
         g->canonicalised = 0;
+        g->unsettled = 0;
         g->text = string_buffers[index];
         g->length = 0;
         g->text[0] = 0;
@@ -264,11 +266,102 @@ static int gather(pid_t tid, const __uint64_t *args, PyObject *reads, struct cap
                 return 0;
         }
         g->follow = follows(spec[3], spec[3] >= FOLLOW_OPEN_FLAGS ? args[spec[4]] & 0xFFFFFFFF : 0);
-        if (!canonical_fast(g->joined, g->follow, g->canonical, sizeof g->canonical))
+        if (!canonical_fast(g->joined, g->follow, g->canonical, sizeof g->canonical)) {
+            g->unsettled = 1;
             return 0;
+        }
         g->canonicalised = 1;
     }
     return 1;
+}
+
+/* Where the directory at path lands, refusing magic links, into out; 0 when it can't be opened
+ * (errno says why) or lands in /proc. */
+static int landed_directory(const char *path, char *out, size_t size, int *fd_out) {
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+    int fd = syscall(SYS_openat2, AT_FDCWD_, path, &how, sizeof how);
+    if (fd < 0)
+        return 0;
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    ssize_t got = readlink(self, out, size - 1);
+    if (got <= 0 || strncmp(out, "/proc/", 6) == 0 || strcmp(out, "/proc") == 0) {
+        close(fd);
+        errno = EPERM;
+        return 0;
+    }
+    while (got > 1 && out[got - 1] == '/')
+        got--;
+    out[got] = 0;
+    *fd_out = fd;
+    return 1;
+}
+
+/* The path a read-only open that canonical_fast could not settle reaches, as Python's slow walk
+ * (ciwatch.trace.decode.canonicalise) would spell it, for judging it only; 0 when unsure (the
+ * stop then goes to Python). Two cases are common in a hook: a followed last component that is
+ * a symlink (a library's soname), settled by the kernel's own walk of the whole path; and a
+ * directory that doesn't exist (every process probes /usr/lib/locale/C.UTF-8/...), settled by
+ * the deepest directory that does, then the rest as written: a component that is missing, or
+ * no directory, has nothing under it for the walk to follow. A symlink at that point, a ".."
+ * or anything in /proc is left to Python. */
+static int landing(const struct gathered *g, char *out, size_t size) {
+    char found[PATH_BUF];
+    int fd;
+    if (g->follow) {
+        struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+        fd = syscall(SYS_openat2, AT_FDCWD_, g->joined, &how, sizeof how);
+        if (fd >= 0) {
+            char self[64];
+            snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+            ssize_t got = readlink(self, found, sizeof found - 1);
+            close(fd);
+            if (got <= 0 || strncmp(found, "/proc", 5) == 0)
+                return 0;
+            found[got] = 0;
+            return (size_t)snprintf(out, size, "%s", found) < size;
+        }
+        if (errno != ENOENT && errno != ENOTDIR)
+            return 0;
+    }
+    /* The components, "." dropped as the walk drops them. */
+    char copy[PATH_BUF];
+    const char *parts[PATH_BUF / 2];
+    int count = 0;
+    char *rest = NULL;
+    snprintf(copy, sizeof copy, "%s", g->joined);
+    for (char *part = strtok_r(copy, "/", &rest); part != NULL; part = strtok_r(NULL, "/", &rest)) {
+        if (strcmp(part, "..") == 0)
+            return 0;
+        if (strcmp(part, ".") != 0)
+            parts[count++] = part;
+    }
+    if (count == 0)
+        return 0;
+    for (int kept = count - 1, tries = 0; kept >= 0 && tries < 16; kept--, tries++) {
+        char directory[PATH_BUF] = "/";
+        size_t used = 1;
+        for (int index = 0; index < kept; index++)
+            used += snprintf(directory + used, sizeof directory - used, index ? "/%s" : "%s", parts[index]);
+        if (used >= sizeof directory)
+            return 0;
+        if (!landed_directory(directory, found, sizeof found, &fd)) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                continue; /* not there (or no directory): one level up */
+            return 0;
+        }
+        char one;
+        int is_link = readlinkat(fd, parts[kept], &one, 1) >= 0;
+        close(fd);
+        /* A symlink where the walk goes on (or the followed last component) is followed by it. */
+        if (is_link && (kept < count - 1 || g->follow))
+            return 0;
+        size_t length = snprintf(out, size, "%s", strcmp(found, "/") == 0 ? "" : found);
+        for (int index = kept; index < count && length < size; index++)
+            length += snprintf(out + length, size - length, "/%s", parts[index]);
+        return length < size;
+    }
+    return 0;
 }
 
 /* The literal heads of the credential patterns (ciwatch.facts.paths.credential_prefixes, as
@@ -300,16 +393,24 @@ static int parse_prefixes(PyObject *tuple, struct prefixes *out) {
 
 /* Whether the stop is a read-only open whose canonical path starts with no credential prefix:
  * FileWatch.on_read would record nothing for it (is_credential_path is given exactly that
- * path, the decoder's canonical one), so it is resumed here and never reaches Python. Only a
- * path this loop resolved itself is judged: anything else (/proc, a followed symlink, a
- * dirfd that is no directory) goes to Python as before. flag_arg < 0: the row is no open. */
+ * path, the decoder's canonical one), so it is resumed here and never reaches Python. A path
+ * canonical_fast couldn't settle is judged by its landing() when that is sure; anything else
+ * (/proc, a symlink where a directory is missing, "..") goes to Python as before. flag_arg < 0:
+ * the row is no open. */
 static int is_plain_read(const struct capture *c, const __uint64_t *args, long flag_arg, unsigned long write_flags,
                          const struct prefixes *credential) {
     if (flag_arg < 0 || (args[flag_arg] & 0xFFFFFFFF & write_flags) != 0)
         return 0;
-    if (c->count != 1 || c->reads[0].kind != READ_PATH || !c->reads[0].canonicalised)
+    if (c->count != 1 || c->reads[0].kind != READ_PATH)
         return 0;
-    const char *path = c->reads[0].canonical;
+    const struct gathered *g = &c->reads[0];
+    char landed[PATH_BUF];
+    const char *path = g->canonical;
+    if (!g->canonicalised) {
+        if (!g->unsettled || !landing(g, landed, sizeof landed))
+            return 0;
+        path = landed;
+    }
     for (Py_ssize_t index = 0; index < credential->count; index++)
         if (strncmp(path, credential->text[index], credential->length[index]) == 0)
             return 0;
@@ -457,14 +558,17 @@ static PyObject *next_batch(PyObject *self, PyObject *args) {
                 fast = reads != NULL && PyTuple_Check(reads);
             }
         }
+        int gathered = 0;
         if (fast) {
-            fast = gather(tid, info.seccomp.args, reads, &captured);
-            if (fast < 0)
+            gathered = gather(tid, info.seccomp.args, reads, &captured);
+            if (gathered < 0)
                 goto error;
         }
-        if (!fast)
+        /* A read is judged even when its path needs the slow walk to be recorded. */
+        int plain = fast && is_plain_read(&captured, info.seccomp.args, flag_arg, write_flags, &credential);
+        if (!plain && !gathered)
             return Py_BuildValue("(Niin)", batch, tid, status, judged);
-        if (is_plain_read(&captured, info.seccomp.args, flag_arg, write_flags, &credential)) {
+        if (plain) {
             ptrace(PTRACE_CONT, tid, 0, 0);
             /* Back to Python now and then all the same: its signal handlers (Ctrl-C) run there. */
             if (++judged >= JUDGED_LIMIT)
@@ -487,12 +591,34 @@ error:
     return NULL;
 }
 
+/* judged_path(joined, follow): the path the loop judges a read-only open of joined by (the
+ * canonical path, else its landing()), None when it leaves the open to Python. For tests. */
+static PyObject *judged_path(PyObject *self, PyObject *args) {
+    const char *joined;
+    int follow;
+    if (!PyArg_ParseTuple(args, "yp", &joined, &follow))
+        return NULL;
+    if (strlen(joined) >= PATH_BUF || joined[0] != '/')
+        Py_RETURN_NONE;
+    static struct gathered g;
+    snprintf(g.joined, sizeof g.joined, "%s", joined);
+    g.follow = follow;
+    if (canonical_fast(g.joined, follow, g.canonical, sizeof g.canonical))
+        return PyUnicode_DecodeFSDefault(g.canonical);
+    if (!landing(&g, g.canonical, sizeof g.canonical))
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(g.canonical);
+}
+
 static PyMethodDef methods[] = {
     {"next_batch", next_batch, METH_VARARGS,
      "next_batch(rows, threads, limit, block, read_opens, write_flags, credential_prefixes) -> "
      "(batch, tid, status, judged): the fast stops read and resumed, then the first other stop (tid > 0, "
      "its raw wait status, unresumed), 0 when nothing is waiting, -1 when no tracee is left; judged: the "
      "read-only opens of paths under no credential prefix, resumed without an item."},
+    {"judged_path", judged_path, METH_VARARGS,
+     "judged_path(joined: bytes, follow) -> str | None: what a hook's read-only open of joined is judged by "
+     "in the loop (None: left to Python)."},
     {NULL, NULL, 0, NULL},
 };
 
