@@ -285,6 +285,7 @@ static int landed_directory(const char *path, char *out, size_t size, int *fd_ou
     char self[64];
     snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
     ssize_t got = readlink(self, out, size - 1);
+    out[got < 0 ? 0 : got] = 0;
     if (got <= 0 || strncmp(out, "/proc/", 6) == 0 || strcmp(out, "/proc") == 0) {
         close(fd);
         errno = EPERM;
@@ -316,9 +317,9 @@ static int landing(const struct gathered *g, char *out, size_t size) {
             snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
             ssize_t got = readlink(self, found, sizeof found - 1);
             close(fd);
+            found[got < 0 ? 0 : got] = 0;
             if (got <= 0 || strncmp(found, "/proc", 5) == 0)
                 return 0;
-            found[got] = 0;
             return (size_t)snprintf(out, size, "%s", found) < size;
         }
         if (errno != ENOENT && errno != ENOTDIR)
