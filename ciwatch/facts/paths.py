@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import glob
 import os
+import re
 from collections.abc import Mapping
 
 #: ``~`` is the job's home directory.
@@ -35,20 +36,41 @@ CREDENTIAL_PATTERNS = (
 )
 
 
+def _credential_patterns(home: str) -> list[str]:
+    """``CREDENTIAL_PATTERNS`` with ``~`` made ``home`` (those in the home left out without one)."""
+    expanded = []
+    for pattern in CREDENTIAL_PATTERNS:
+        if pattern.startswith("~"):
+            if not home:
+                continue
+            pattern = home.rstrip("/") + pattern[1:]
+        expanded.append(pattern)
+    return expanded
+
+
 def is_credential_path(path: str, home: str, own_pid: int | None = None) -> bool:
     """Whether ``path`` holds credentials; a process reading its own /proc entries doesn't count."""
     if own_pid is not None and (path.startswith(f"/proc/{own_pid}/") or path.startswith("/proc/self/")):
         return False
     if path.startswith("/proc/thread-self/"):
         return False
-    for pattern in CREDENTIAL_PATTERNS:
-        if pattern.startswith("~"):
-            if not home:
-                continue
-            pattern = home.rstrip("/") + pattern[1:]
-        if fnmatch.fnmatchcase(path, pattern):
-            return True
-    return False
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in _credential_patterns(home))
+
+
+_GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+def credential_prefixes(home: str) -> tuple[str, ...]:
+    """Texts one of which starts every path ``is_credential_path`` can accept: each pattern up
+    to its first glob character (fnmatch's ``*`` spans ``/``, so only that literal head is
+    certain), the shortest of those that share a head. A path that starts with none of them is
+    no credential, whoever reads it: the compiled stop loop resumes such reads without asking."""
+    heads = sorted({_GLOB_CHARACTERS.split(pattern, maxsplit=1)[0] for pattern in _credential_patterns(home)})
+    kept: list[str] = []
+    for head in heads:  # sorted: a head's own prefixes come before it
+        if not any(head.startswith(shorter) for shorter in kept):
+            kept.append(head)
+    return tuple(kept)
 
 
 def credential_places(home: str, limit: int = 500) -> list[str]:

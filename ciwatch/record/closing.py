@@ -25,6 +25,9 @@ class End(Event):
     error: str | None = None
     tracer_stops: int = 0
     """How many times a tracee stopped for the tracer (its cost is per stop)."""
+    tracer_reads_judged_in_loop: int = 0
+    """Of those, a hook's read-only opens of paths no credential pattern can match, resumed by
+    the compiled stop loop without reaching Python (nothing is recorded for them either way)."""
     tracer_cpu_s: float = 0.0
     """CPU time the tracing process used (the build's own time is not in it)."""
     tracer_max_rss_mb: float = 0.0

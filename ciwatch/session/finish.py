@@ -71,6 +71,7 @@ def end_record(
             clean=error is None,
             error=error,
             tracer_stops=tracer.stops,
+            tracer_reads_judged_in_loop=tracer.reads_judged_in_loop,
             tracer_cpu_s=round(time.process_time() - recording.cpu_started, 3),
             tracer_max_rss_mb=_peak_rss_mb(),
             foreign_peers=dict(foreign_peers or {}),

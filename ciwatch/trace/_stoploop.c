@@ -15,6 +15,11 @@
  * a path the fast resolution can't settle) ends the batch unresumed: Python handles it as
  * it always has. Each event is complete before its tracee runs on, so a batch's order is
  * the order the stops happened in.
+ *
+ * A hook's read-only open (the hook filter stops at every open) whose canonical path starts
+ * with none of the credential patterns' literal heads (ciwatch.facts.paths.credential_prefixes,
+ * handed in by Python) can't be a credential: it is resumed and counted here, and nothing is
+ * built for Python, since FileWatch.on_read would record nothing for it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -51,14 +56,16 @@ enum { READ_PATH = 1, READ_STRING = 2, READ_FD = 3 };
 enum { FOLLOW_NEVER = 0, FOLLOW_ALWAYS = 1, FOLLOW_OPEN_FLAGS = 2, FOLLOW_AT_FLAG = 3 };
 
 static long page_size;
+/* TracedThread.steps_syscalls's name, made once: asked at every stop. */
+static PyObject *steps_syscalls_name;
 
 /* The NUL-terminated string at address in tid's memory, page by page (as
- * ciwatch.trace.memory.read_cstring): b"" when unreadable. */
-static PyObject *read_cstring(pid_t tid, unsigned long address) {
-    static char buffer[STRING_LIMIT];
+ * ciwatch.trace.memory.read_cstring), into buffer (STRING_LIMIT bytes): its length, 0 when
+ * unreadable. */
+static size_t read_cstring(pid_t tid, unsigned long address, char *buffer) {
     size_t length = 0;
     if (address == 0)
-        return PyBytes_FromStringAndSize("", 0);
+        return 0;
     while (length < STRING_LIMIT) {
         size_t to_page_end = page_size - (address % page_size);
         size_t want = length == 0 && to_page_end > 256 ? 256 : to_page_end;
@@ -70,11 +77,11 @@ static PyObject *read_cstring(pid_t tid, unsigned long address) {
             break;
         char *nul = memchr(buffer + length, 0, got);
         if (nul != NULL)
-            return PyBytes_FromStringAndSize(buffer, nul - buffer);
+            return nul - buffer;
         length += got;
         address += got;
     }
-    return PyBytes_FromStringAndSize(buffer, length);
+    return length;
 }
 
 /* readlink of /proc/<tid>/<what> into out; "" when it fails (as procfs.readlink). */
@@ -185,104 +192,308 @@ static int append_new(PyObject *list, PyObject *item) {
     return failed;
 }
 
-/* Read what the row's decoder will ask for. 1: read (the tuple in *result); 0: not for the
- * fast path (the stop goes to Python unresumed); -1: a Python error. */
-static int capture(pid_t tid, const struct __ptrace_syscall_info *info, PyObject *reads, PyObject **result) {
-    const __uint64_t *args = info->seccomp.args;
-    PyObject *strings = PyList_New(0), *fds = PyList_New(0), *canon = PyList_New(0), *cwd = Py_None;
-    Py_INCREF(cwd);
-    char cwd_text[PATH_BUF] = "";
-    int have_cwd = 0, status = -1;
-    if (strings == NULL || fds == NULL || canon == NULL)
-        goto done;
-    Py_ssize_t count = PyTuple_GET_SIZE(reads);
-    for (Py_ssize_t index = 0; index < count; index++) {
+/* At most this many reads per row (a rename's or a link's two paths). */
+#define MAX_READS 2
+
+/* One of a row's reads, as gathered in C before anything is built for Python. */
+struct gathered {
+    int kind;
+    unsigned long address; /* READ_PATH, READ_STRING: where the string was read */
+    char *text;            /* its bytes (STRING_LIMIT), NUL-terminated at length */
+    size_t length;
+    int fd; /* READ_FD, or a READ_PATH's dirfd other than AT_FDCWD (-1 otherwise) */
+    char fd_link[PATH_BUF];
+    int canonicalised; /* a READ_PATH the loop resolved: joined, follow, canonical */
+    int unsettled;     /* a READ_PATH joined, but not resolved by canonical_fast */
+    char joined[PATH_BUF];
+    int follow;
+    char canonical[PATH_BUF];
+};
+
+/* Everything a stop's row asks for, read while the tracee is stopped. */
+struct capture {
+    Py_ssize_t count;
+    struct gathered reads[MAX_READS];
+    int have_cwd;
+    char cwd[PATH_BUF];
+};
+
+static char string_buffers[MAX_READS][STRING_LIMIT + 1];
+static struct capture captured;
+
+/* Check a read spec (kind, a, b, follow, flag_arg) from ciwatch.trace.batch into spec. */
+static int parse_read(PyObject *read, long spec[5]) {
+    if (!PyTuple_Check(read) || PyTuple_GET_SIZE(read) != 5) {
+        PyErr_SetString(PyExc_ValueError, "a read is (kind, a, b, follow, flag_arg)");
+        return -1;
+    }
+    for (int part = 0; part < 5; part++)
+        spec[part] = PyLong_AsLong(PyTuple_GET_ITEM(read, part));
+    if (PyErr_Occurred())
+        return -1;
+    if (spec[1] < -1 || spec[1] > 5 || spec[2] < 0 || spec[2] > 5 || spec[4] < 0 || spec[4] > 5) {
+        PyErr_SetString(PyExc_ValueError, "a read names an argument beyond the sixth");
+        return -1;
+    }
+    return 0;
+}
+
+/* Read what the row's decoder will ask for into c, in C buffers only. 1: read; 0: not for
+ * the fast path (the stop goes to Python unresumed); -1: a Python error. */
+static int gather(pid_t tid, const __uint64_t *args, PyObject *reads, struct capture *c) {
+    c->count = PyTuple_GET_SIZE(reads);
+    c->have_cwd = 0;
+    if (c->count > MAX_READS) {
+        PyErr_SetString(PyExc_ValueError, "a row has more reads than the loop holds");
+        return -1;
+    }
+    for (Py_ssize_t index = 0; index < c->count; index++) {
         long spec[5];
-        PyObject *read = PyTuple_GET_ITEM(reads, index);
-        if (!PyTuple_Check(read) || PyTuple_GET_SIZE(read) != 5) {
-            PyErr_SetString(PyExc_ValueError, "a read is (kind, a, b, follow, flag_arg)");
-            goto done;
-        }
-        for (int part = 0; part < 5; part++)
-            spec[part] = PyLong_AsLong(PyTuple_GET_ITEM(read, part));
-        if (PyErr_Occurred())
-            goto done;
-        if (spec[1] < -1 || spec[1] > 5 || spec[2] < 0 || spec[2] > 5 || spec[4] < 0 || spec[4] > 5) {
-            PyErr_SetString(PyExc_ValueError, "a read names an argument beyond the sixth");
-            goto done;
-        }
-        if (spec[0] == READ_FD) {
-            char link[PATH_BUF], what[32];
-            int fd = (int)(args[spec[1]] & 0xFFFFFFFF);
-            snprintf(what, sizeof what, "fd/%d", fd);
-            proc_link(tid, what, link, sizeof link);
-            if (append_new(fds, Py_BuildValue("(iN)", fd, PyUnicode_DecodeFSDefault(link))) < 0)
-                goto done;
+        struct gathered *g = &c->reads[index];
+        if (parse_read(PyTuple_GET_ITEM(reads, index), spec) < 0)
+            return -1;
+        g->kind = (int)spec[0];
+        g->fd = -1;
+        g->canonicalised = 0;
+        g->unsettled = 0;
+        g->text = string_buffers[index];
+        g->length = 0;
+        g->text[0] = 0;
+        if (g->kind == READ_FD) {
+            char what[32];
+            g->fd = (int)(args[spec[1]] & 0xFFFFFFFF);
+            snprintf(what, sizeof what, "fd/%d", g->fd);
+            proc_link(tid, what, g->fd_link, sizeof g->fd_link);
             continue;
         }
-        unsigned long address = args[spec[2]];
-        PyObject *text = read_cstring(tid, address);
-        if (text == NULL || append_new(strings, Py_BuildValue("(kN)", address, text)) < 0)
-            goto done;
-        if (spec[0] != READ_PATH)
+        g->address = args[spec[2]];
+        g->length = read_cstring(tid, g->address, g->text);
+        g->text[g->length] = 0;
+        if (g->kind != READ_PATH)
             continue;
-        const char *written = PyBytes_AS_STRING(text);
-        char joined[PATH_BUF], base[PATH_BUF], canonical[PATH_BUF];
+        if (g->length >= PATH_BUF)
+            return 0; /* longer than the loop's buffers: the Python loop reads it */
+        const char *written = g->text, *base = "";
         char via[32] = ""; /* the tracee's link a relative name is resolved through: cwd, fd/N */
-        if (PyBytes_GET_SIZE(text) >= PATH_BUF) {
-            status = 0; /* longer than the loop's buffers: the Python loop reads it */
-            goto done;
-        }
         if (written[0] == '/') {
-            memcpy(joined, written, PyBytes_GET_SIZE(text) + 1);
+            memcpy(g->joined, written, g->length + 1);
         } else {
             int dirfd = spec[1] < 0 ? AT_FDCWD_ : (int)(args[spec[1]] & 0xFFFFFFFF);
             if (dirfd == AT_FDCWD_) {
                 snprintf(via, sizeof via, "cwd");
-                if (!have_cwd) {
-                    proc_link(tid, "cwd", cwd_text, sizeof cwd_text);
-                    have_cwd = 1;
-                    Py_DECREF(cwd);
-                    if ((cwd = PyUnicode_DecodeFSDefault(cwd_text)) == NULL)
-                        goto done;
+                if (!c->have_cwd) {
+                    proc_link(tid, "cwd", c->cwd, sizeof c->cwd);
+                    c->have_cwd = 1;
                 }
-                snprintf(base, sizeof base, "%s", cwd_text);
+                base = c->cwd;
             } else {
+                g->fd = dirfd;
                 snprintf(via, sizeof via, "fd/%d", dirfd);
-                proc_link(tid, via, base, sizeof base);
-                if (append_new(fds, Py_BuildValue("(iN)", dirfd, PyUnicode_DecodeFSDefault(base))) < 0)
-                    goto done;
+                proc_link(tid, via, g->fd_link, sizeof g->fd_link);
+                base = g->fd_link;
             }
             if (base[0] != '/')
                 continue; /* the decoder resolves it textually: nothing to canonicalise */
-            if ((size_t)snprintf(joined, sizeof joined, written[0] ? "%s/%s" : "%s", base, written) >= sizeof joined) {
-                status = 0;
-                goto done;
-            }
+            if ((size_t)snprintf(g->joined, sizeof g->joined, written[0] ? "%s/%s" : "%s", base, written) >=
+                sizeof g->joined)
+                return 0;
         }
-        int follow = follows(spec[3], spec[3] >= FOLLOW_OPEN_FLAGS ? args[spec[4]] & 0xFFFFFFFF : 0);
-        int settled = via[0] ? canonical_bare(tid, via, base, written, follow, canonical, sizeof canonical) : -1;
+        g->follow = follows(spec[3], spec[3] >= FOLLOW_OPEN_FLAGS ? args[spec[4]] & 0xFFFFFFFF : 0);
+        int settled = via[0] ? canonical_bare(tid, via, base, written, g->follow, g->canonical, sizeof g->canonical)
+                             : -1;
         if (settled < 0)
-            settled = canonical_fast(joined, follow, canonical, sizeof canonical);
+            settled = canonical_fast(g->joined, g->follow, g->canonical, sizeof g->canonical);
         if (!settled) {
-            status = 0;
-            goto done;
+            g->unsettled = 1;
+            return 0;
         }
-        PyObject *key = Py_BuildValue("(NN)", PyUnicode_DecodeFSDefault(joined), PyBool_FromLong(follow));
-        if (append_new(canon, Py_BuildValue("(NN)", key, PyUnicode_DecodeFSDefault(canonical))) < 0)
+        g->canonicalised = 1;
+    }
+    return 1;
+}
+
+/* Where the directory at path lands, refusing magic links, into out; 0 when it can't be opened
+ * (errno says why) or lands in /proc. */
+static int landed_directory(const char *path, char *out, size_t size, int *fd_out) {
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+    int fd = syscall(SYS_openat2, AT_FDCWD_, path, &how, sizeof how);
+    if (fd < 0)
+        return 0;
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+    ssize_t got = readlink(self, out, size - 1);
+    out[got < 0 ? 0 : got] = 0;
+    if (got <= 0 || strncmp(out, "/proc/", 6) == 0 || strcmp(out, "/proc") == 0) {
+        close(fd);
+        errno = EPERM;
+        return 0;
+    }
+    while (got > 1 && out[got - 1] == '/')
+        got--;
+    out[got] = 0;
+    *fd_out = fd;
+    return 1;
+}
+
+/* The path a read-only open that canonical_fast could not settle reaches, as Python's slow walk
+ * (ciwatch.trace.decode.canonicalise) would spell it, for judging it only; 0 when unsure (the
+ * stop then goes to Python). Two cases are common in a hook: a followed last component that is
+ * a symlink (a library's soname), settled by the kernel's own walk of the whole path; and a
+ * directory that doesn't exist (every process probes /usr/lib/locale/C.UTF-8/...), settled by
+ * the deepest directory that does, then the rest as written: a component that is missing, or
+ * no directory, has nothing under it for the walk to follow. A symlink at that point, a ".."
+ * or anything in /proc is left to Python. */
+static int landing(const struct gathered *g, char *out, size_t size) {
+    char found[PATH_BUF];
+    int fd;
+    if (g->follow) {
+        struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
+        fd = syscall(SYS_openat2, AT_FDCWD_, g->joined, &how, sizeof how);
+        if (fd >= 0) {
+            char self[64];
+            snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+            ssize_t got = readlink(self, found, sizeof found - 1);
+            close(fd);
+            found[got < 0 ? 0 : got] = 0;
+            if (got <= 0 || strncmp(found, "/proc", 5) == 0)
+                return 0;
+            return (size_t)snprintf(out, size, "%s", found) < size;
+        }
+        if (errno != ENOENT && errno != ENOTDIR)
+            return 0;
+    }
+    /* The components, "." dropped as the walk drops them. */
+    char copy[PATH_BUF];
+    const char *parts[PATH_BUF / 2];
+    int count = 0;
+    char *rest = NULL;
+    snprintf(copy, sizeof copy, "%s", g->joined);
+    for (char *part = strtok_r(copy, "/", &rest); part != NULL; part = strtok_r(NULL, "/", &rest)) {
+        if (strcmp(part, "..") == 0)
+            return 0;
+        if (strcmp(part, ".") != 0)
+            parts[count++] = part;
+    }
+    if (count == 0)
+        return 0;
+    for (int kept = count - 1, tries = 0; kept >= 0 && tries < 16; kept--, tries++) {
+        char directory[PATH_BUF] = "/";
+        size_t used = 1;
+        for (int index = 0; index < kept; index++)
+            used += snprintf(directory + used, sizeof directory - used, index ? "/%s" : "%s", parts[index]);
+        if (used >= sizeof directory)
+            return 0;
+        if (!landed_directory(directory, found, sizeof found, &fd)) {
+            if (errno == ENOENT || errno == ENOTDIR)
+                continue; /* not there (or no directory): one level up */
+            return 0;
+        }
+        char one;
+        int is_link = readlinkat(fd, parts[kept], &one, 1) >= 0;
+        close(fd);
+        /* A symlink where the walk goes on (or the followed last component) is followed by it. */
+        if (is_link && (kept < count - 1 || g->follow))
+            return 0;
+        size_t length = snprintf(out, size, "%s", strcmp(found, "/") == 0 ? "" : found);
+        for (int index = kept; index < count && length < size; index++)
+            length += snprintf(out + length, size - length, "/%s", parts[index]);
+        return length < size;
+    }
+    return 0;
+}
+
+/* The literal heads of the credential patterns (ciwatch.facts.paths.credential_prefixes, as
+ * bytes), held for one next_batch call. */
+#define MAX_PREFIXES 64
+struct prefixes {
+    Py_ssize_t count;
+    const char *text[MAX_PREFIXES];
+    Py_ssize_t length[MAX_PREFIXES];
+};
+
+static int parse_prefixes(PyObject *tuple, struct prefixes *out) {
+    out->count = PyTuple_GET_SIZE(tuple);
+    if (out->count > MAX_PREFIXES) {
+        PyErr_SetString(PyExc_ValueError, "too many credential prefixes");
+        return -1;
+    }
+    for (Py_ssize_t index = 0; index < out->count; index++) {
+        PyObject *item = PyTuple_GET_ITEM(tuple, index);
+        if (!PyBytes_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "a credential prefix is bytes");
+            return -1;
+        }
+        out->text[index] = PyBytes_AS_STRING(item);
+        out->length[index] = PyBytes_GET_SIZE(item);
+    }
+    return 0;
+}
+
+/* Whether the stop is a read-only open whose canonical path starts with no credential prefix:
+ * FileWatch.on_read would record nothing for it (is_credential_path is given exactly that
+ * path, the decoder's canonical one), so it is resumed here and never reaches Python. A path
+ * canonical_fast couldn't settle is judged by its landing() when that is sure; anything else
+ * (/proc, a symlink where a directory is missing, "..") goes to Python as before. flag_arg < 0:
+ * the row is no open. */
+static int is_plain_read(const struct capture *c, const __uint64_t *args, long flag_arg, unsigned long write_flags,
+                         const struct prefixes *credential) {
+    if (flag_arg < 0 || (args[flag_arg] & 0xFFFFFFFF & write_flags) != 0)
+        return 0;
+    if (c->count != 1 || c->reads[0].kind != READ_PATH)
+        return 0;
+    const struct gathered *g = &c->reads[0];
+    char landed[PATH_BUF];
+    const char *path = g->canonical;
+    if (!g->canonicalised) {
+        if (!g->unsettled || !landing(g, landed, sizeof landed))
+            return 0;
+        path = landed;
+    }
+    for (Py_ssize_t index = 0; index < credential->count; index++)
+        if (strncmp(path, credential->text[index], credential->length[index]) == 0)
+            return 0;
+    return 1;
+}
+
+/* The tuple ciwatch.trace.batch.Snapshot reads, built from what gather() read. */
+static PyObject *build(pid_t tid, const struct __ptrace_syscall_info *info, const struct capture *c) {
+    const __uint64_t *args = info->seccomp.args;
+    PyObject *strings = PyList_New(0), *fds = PyList_New(0), *canon = PyList_New(0), *cwd = NULL, *result = NULL;
+    if (strings == NULL || fds == NULL || canon == NULL)
+        goto done;
+    if (c->have_cwd) {
+        if ((cwd = PyUnicode_DecodeFSDefault(c->cwd)) == NULL)
+            goto done;
+    } else {
+        cwd = Py_None;
+        Py_INCREF(cwd);
+    }
+    for (Py_ssize_t index = 0; index < c->count; index++) {
+        const struct gathered *g = &c->reads[index];
+        if (g->fd >= 0 &&
+            append_new(fds, Py_BuildValue("(iN)", g->fd, PyUnicode_DecodeFSDefaultAndSize(g->fd_link, strlen(g->fd_link)))) < 0)
+            goto done;
+        if (g->kind == READ_FD)
+            continue;
+        PyObject *text = PyBytes_FromStringAndSize(g->text, g->length);
+        if (text == NULL || append_new(strings, Py_BuildValue("(kN)", g->address, text)) < 0)
+            goto done;
+        if (!g->canonicalised)
+            continue;
+        PyObject *key = Py_BuildValue("(NN)", PyUnicode_DecodeFSDefault(g->joined), PyBool_FromLong(g->follow));
+        if (append_new(canon, Py_BuildValue("(NN)", key, PyUnicode_DecodeFSDefault(g->canonical))) < 0)
             goto done;
     }
-    *result = Py_BuildValue(
+    result = Py_BuildValue(
         "(iK(KKKKKK)NNNN)", tid, (unsigned long long)info->seccomp.nr, args[0], args[1], args[2], args[3], args[4],
         args[5], strings, cwd, fds, canon);
     strings = cwd = fds = canon = NULL;
-    status = *result == NULL ? -1 : 1;
 done:
     Py_XDECREF(strings);
     Py_XDECREF(cwd);
     Py_XDECREF(fds);
     Py_XDECREF(canon);
-    return status;
+    return result;
 }
 
 /* Whether the stop's thread may take the fast path: known to the tracer, not stepped. */
@@ -294,7 +505,7 @@ static int thread_is_fast(PyObject *threads, pid_t tid) {
     Py_DECREF(key);
     if (thread == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    PyObject *steps = PyObject_GetAttrString(thread, "steps_syscalls");
+    PyObject *steps = PyObject_GetAttr(thread, steps_syscalls_name);
     if (steps == NULL)
         return -1;
     int stepping = PyObject_IsTrue(steps);
@@ -378,18 +589,42 @@ static pid_t wait_any(int *status, int options) {
     }
 }
 
+/* The row's flags argument when the row is an open that the hook filter stops at whatever its
+ * flags (read_opens: number -> argument); -1 otherwise. */
+static long read_open_flag_arg(PyObject *read_opens, PyObject *key) {
+    PyObject *found = PyDict_GetItemWithError(read_opens, key);
+    if (found == NULL)
+        return PyErr_Occurred() ? -2 : -1;
+    long arg = PyLong_AsLong(found);
+    if (arg == -1 && PyErr_Occurred())
+        return -2;
+    if (arg < 0 || arg > 5) {
+        PyErr_SetString(PyExc_ValueError, "an open's flags argument beyond the sixth");
+        return -2;
+    }
+    return arg;
+}
+
+#define JUDGED_LIMIT 4096
+
 static PyObject *next_batch(PyObject *self, PyObject *args) {
-    PyObject *rows, *threads;
+    PyObject *rows, *threads, *read_opens, *prefix_tuple;
     Py_ssize_t limit;
     int block;
+    unsigned long write_flags;
+    struct prefixes credential;
     long hold = 0;
-    if (!PyArg_ParseTuple(args, "O!O!np|l", &PyDict_Type, &rows, &PyDict_Type, &threads, &limit, &block, &hold))
+    if (!PyArg_ParseTuple(args, "O!O!npO!kO!|l", &PyDict_Type, &rows, &PyDict_Type, &threads, &limit, &block,
+                          &PyDict_Type, &read_opens, &write_flags, &PyTuple_Type, &prefix_tuple, &hold))
         return NULL;
     if (hold > 0 && !hold_ready())
         hold = 0;
+    if (parse_prefixes(prefix_tuple, &credential) < 0)
+        return NULL;
     PyObject *batch = PyList_New(0);
     if (batch == NULL)
         return NULL;
+    Py_ssize_t judged = 0; /* plain reads resumed here, never handed to Python */
     for (;;) {
         int status = 0;
         pid_t tid;
@@ -403,13 +638,14 @@ static PyObject *next_batch(PyObject *self, PyObject *args) {
         if (tid == -2)
             goto error;
         if (tid <= 0) /* 0: nothing waiting; -1 (ECHILD): no tracee left */
-            return Py_BuildValue("(Nii)", batch, tid < 0 ? -1 : 0, 0);
+            return Py_BuildValue("(Niin)", batch, tid < 0 ? -1 : 0, 0, judged);
         int seccomp = WIFSTOPPED(status) && (status >> 8) == (SIGTRAP | (PTRACE_EVENT_SECCOMP << 8));
         int fast = seccomp ? thread_is_fast(threads, tid) : 0;
         if (fast < 0)
             goto error;
         struct __ptrace_syscall_info info;
         PyObject *reads = NULL;
+        long flag_arg = -1;
         if (fast) {
             long got = ptrace(PTRACE_GET_SYSCALL_INFO, tid, sizeof info, &info);
             if (got < 0) {
@@ -424,20 +660,33 @@ static PyObject *next_batch(PyObject *self, PyObject *args) {
                 if (key == NULL)
                     goto error;
                 reads = PyDict_GetItemWithError(rows, key);
+                flag_arg = reads != NULL ? read_open_flag_arg(read_opens, key) : -1;
                 Py_DECREF(key);
-                if (reads == NULL && PyErr_Occurred())
+                if ((reads == NULL && PyErr_Occurred()) || flag_arg == -2)
                     goto error;
                 fast = reads != NULL && PyTuple_Check(reads);
             }
         }
-        PyObject *item = NULL;
+        int gathered = 0;
         if (fast) {
-            fast = capture(tid, &info, reads, &item);
-            if (fast < 0)
+            gathered = gather(tid, info.seccomp.args, reads, &captured);
+            if (gathered < 0)
                 goto error;
         }
-        if (!fast)
-            return Py_BuildValue("(Nii)", batch, tid, status);
+        /* A read is judged even when its path needs the slow walk to be recorded. */
+        int plain = fast && is_plain_read(&captured, info.seccomp.args, flag_arg, write_flags, &credential);
+        if (!plain && !gathered)
+            return Py_BuildValue("(Niin)", batch, tid, status, judged);
+        if (plain) {
+            ptrace(PTRACE_CONT, tid, 0, 0);
+            /* Back to Python now and then all the same: its signal handlers (Ctrl-C) run there. */
+            if (++judged >= JUDGED_LIMIT)
+                break;
+            continue;
+        }
+        PyObject *item = build(tid, &info, &captured);
+        if (item == NULL)
+            goto error;
         /* Resume at once; ESRCH (killed meanwhile) still records what it was about to do. */
         ptrace(PTRACE_CONT, tid, 0, 0);
         if (append_new(batch, item) < 0)
@@ -445,17 +694,41 @@ static PyObject *next_batch(PyObject *self, PyObject *args) {
         if (PyList_GET_SIZE(batch) >= limit)
             break;
     }
-    return Py_BuildValue("(Nii)", batch, 0, 0);
+    return Py_BuildValue("(Niin)", batch, 0, 0, judged);
 error:
     Py_DECREF(batch);
     return NULL;
 }
 
+/* judged_path(joined, follow): the path the loop judges a read-only open of joined by (the
+ * canonical path, else its landing()), None when it leaves the open to Python. For tests. */
+static PyObject *judged_path(PyObject *self, PyObject *args) {
+    const char *joined;
+    int follow;
+    if (!PyArg_ParseTuple(args, "yp", &joined, &follow))
+        return NULL;
+    if (strlen(joined) >= PATH_BUF || joined[0] != '/')
+        Py_RETURN_NONE;
+    static struct gathered g;
+    snprintf(g.joined, sizeof g.joined, "%s", joined);
+    g.follow = follow;
+    if (canonical_fast(g.joined, follow, g.canonical, sizeof g.canonical))
+        return PyUnicode_DecodeFSDefault(g.canonical);
+    if (!landing(&g, g.canonical, sizeof g.canonical))
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(g.canonical);
+}
+
 static PyMethodDef methods[] = {
     {"next_batch", next_batch, METH_VARARGS,
-     "next_batch(rows, threads, limit, block, hold_ns=0) -> (batch, tid, status): the fast stops read and "
-     "resumed (waiting up to hold_ns for each next one once the batch holds one), then the first other stop "
-     "(tid > 0, its raw wait status, unresumed), 0 when nothing is waiting, -1 when no tracee is left."},
+     "next_batch(rows, threads, limit, block, read_opens, write_flags, credential_prefixes, hold_ns=0) -> "
+     "(batch, tid, status, judged): the fast stops read and resumed (waiting up to hold_ns for each next one "
+     "once the batch holds one), then the first other stop (tid > 0, "
+     "its raw wait status, unresumed), 0 when nothing is waiting, -1 when no tracee is left; judged: the "
+     "read-only opens of paths under no credential prefix, resumed without an item."},
+    {"judged_path", judged_path, METH_VARARGS,
+     "judged_path(joined: bytes, follow) -> str | None: what a hook's read-only open of joined is judged by "
+     "in the loop (None: left to Python)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -463,5 +736,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_stoploop", NULL, -1
 
 PyMODINIT_FUNC PyInit__stoploop(void) {
     page_size = sysconf(_SC_PAGESIZE);
+    steps_syscalls_name = PyUnicode_InternFromString("steps_syscalls");
+    if (steps_syscalls_name == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }

@@ -6,7 +6,8 @@ syscall info, path strings, the cwd or dirfd link, the path made canonical), res
 once and goes on waiting; it comes back to Python with a batch of such stops and the first
 stop it does not handle. Each batched stop is then decoded by the table's own decoder over a
 :class:`Snapshot` of what was read, and handled by the same handler as a stop decoded live:
-there is one decoder of what a syscall means.
+there is one decoder of what a syscall means. A hook's read-only open of a path that can't be
+a credential (``credential_prefixes``) needs no decoding at all: it is resumed and counted in C.
 
 Without the extension (not built: no compiler when installed), or with
 ``CIWATCH_STOP_LOOP=python``, the tracer keeps its Python loop; ``ciwatch doctor`` says which.
@@ -20,8 +21,9 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any, Protocol
 
+from ciwatch.facts.paths import credential_prefixes
 from ciwatch.trace.fanwatch import FanWatch
-from ciwatch.trace.table import TABLE, Action, Decoder
+from ciwatch.trace.table import TABLE, WRITE_OPEN_FLAGS, Action, Decoder, When
 from ciwatch.trace.tasks import TracedThread
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,7 @@ READS: dict[str, tuple[_Read, ...]] = {
 }
 
 
-_COMPILED = "compiled (write stops are read and resumed in C)"
+_COMPILED = "compiled (write stops, and a hook's reads that can't be of credentials, are resumed in C)"
 
 
 def compiled_loop_state() -> str:
@@ -165,6 +167,9 @@ _WALL = 0x40000000
 
 
 class StopWaiter(Protocol):
+    reads_judged_in_loop: int
+    """A hook's read-only opens resumed without reaching Python (no credential can be read)."""
+
     def next_stop(self, idle: Callable[[], None]) -> tuple[int, int, int]:
         """Wait for the next stop that needs the tracer: its tid and wait status, and how many
         stops were handled on the way. Raises ChildProcessError when no tracee is left;
@@ -177,6 +182,7 @@ class PythonWait:
 
     def __init__(self, fan: FanWatch | None) -> None:
         self._fan = fan
+        self.reads_judged_in_loop = 0
 
     def next_stop(self, idle: Callable[[], None]) -> tuple[int, int, int]:
         tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
@@ -186,28 +192,61 @@ class PythonWait:
         return tid, status, 0
 
 
+def read_open_flag_args() -> dict[int, int]:
+    """The fast rows that the hook filter stops at whatever their flags (open, openat), with
+    the argument that holds the flags the base filter tests: with none of WRITE_OPEN_FLAGS the
+    open is a read, which FileWatch.on_read records only for a credential."""
+    return {
+        row.number: row.arg
+        for row in TABLE
+        if row.hook and row.when is When.WRITE_FLAGS and row.action is Action.FILE and row.name in READS
+    }
+
+
 class CompiledLoop:
     """The tracer's wait, through the compiled loop: batched stops decoded and handled here,
-    the first other stop handed back to the tracer unresumed."""
+    the first other stop handed back to the tracer unresumed.
 
-    def __init__(self, entries: Mapping[int, tuple[Decoder, Handler]], threads: dict[int, TracedThread]) -> None:
+    A hook's read-only open of a path that no credential pattern can match (it starts with none
+    of ``credential_prefixes(home)``) is resumed in C and never built into a Python object: on
+    apt, man-db's trigger makes tens of thousands of them. ``reads_judged_in_loop`` counts them."""
+
+    def __init__(
+        self, entries: Mapping[int, tuple[Decoder, Handler]], threads: dict[int, TracedThread], home: str
+    ) -> None:
         self._entries = entries
         self._threads = threads
         self._rows: dict[int, tuple[_Read, ...]] = {
             row.number: READS[row.name] for row in TABLE if row.action is Action.FILE and row.name in READS
         }
+        self._read_opens = read_open_flag_args()
+        self._credential_prefixes = tuple(os.fsencode(prefix) for prefix in credential_prefixes(home))
+        self.reads_judged_in_loop = 0
 
     @staticmethod
-    def open(entries: Mapping[int, tuple[Decoder, Handler]], threads: dict[int, TracedThread]) -> CompiledLoop | None:
+    def open(
+        entries: Mapping[int, tuple[Decoder, Handler]], threads: dict[int, TracedThread], home: str
+    ) -> CompiledLoop | None:
         """The compiled loop, or None for the Python one (not built, or not wanted)."""
-        return CompiledLoop(entries, threads) if compiled_loop_state() == _COMPILED else None
+        return CompiledLoop(entries, threads, home) if compiled_loop_state() == _COMPILED else None
 
     def next_stop(self, idle: Callable[[], None]) -> tuple[int, int, int]:
         assert _stoploop is not None
         handled = 0
         block = False  # a first look without blocking: idle() only when nothing is waiting
         while True:
-            batch, tid, status = _stoploop.next_batch(self._rows, self._threads, BATCH_LIMIT, block, HOLD_NS)
+            batch, tid, status, judged = _stoploop.next_batch(
+                self._rows,
+                self._threads,
+                BATCH_LIMIT,
+                block,
+                self._read_opens,
+                WRITE_OPEN_FLAGS,
+                self._credential_prefixes,
+                HOLD_NS,
+            )
+            handled += judged
+            self.reads_judged_in_loop += judged
             if batch:
                 handled += len(batch)
                 self._handle(batch)

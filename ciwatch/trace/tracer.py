@@ -105,12 +105,18 @@ class Tracer:
         self._entries: dict[int, _Entry] = {row.number: (row.decode, handlers[row.action]) for row in TABLE}
         """The table as the SECCOMP stop reads it: number -> (decoder, handler)."""
         # Write stops handled in compiled code (none with fanotify: writes don't stop there).
-        compiled = CompiledLoop.open(self._entries, self.threads) if self.fan is None else None
+        compiled = CompiledLoop.open(self._entries, self.threads, options.home) if self.fan is None else None
         self._waiter: StopWaiter = compiled or PythonWait(self.fan)
         # A hook's thread followed syscall by syscall sees the hook rows at their entry, where
         # every open is a read (the writes have already stopped at the filter).
         # (The hook rows are all opens.)
         self._hook_entries: dict[int, _Entry] = {row.number: (row.decode, files.on_read) for row in TABLE if row.hook}
+
+    @property
+    def reads_judged_in_loop(self) -> int:
+        """A hook's read-only opens of paths that can't be credentials, resumed by the compiled
+        loop without reaching Python (they are stops: counted in ``stops`` too)."""
+        return self._waiter.reads_judged_in_loop
 
     def redirect_through(self, redirector: Redirector | None) -> None:
         """Send connect()s and DNS to the proxy's listeners from now on (None: directly)."""
