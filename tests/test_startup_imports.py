@@ -196,3 +196,24 @@ def test_the_built_in_policy_is_default_yaml_read() -> None:
     built_in = default_policy(known_rules=RULE_CATALOGUE)
     assert built_in == dataclasses.replace(parse_policy(text, "x", known_rules=RULE_CATALOGUE), source=built_in.source)
     assert built_in.source == "<built-in default>"
+
+
+def test_discovery_sees_a_failing_tool_fail(tmp_path: Path) -> None:
+    """Discovery's tools are children of the tracer process, as the build is: the tracer's wait
+    must leave them to discovery's own. Reaped by the tracer, a tool that failed (here after
+    printing a registry) was taken for one that succeeded, its exit code lost."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "npm-ran"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\n'
+        'if [ "$1" = config ]; then echo \'{"registry": "https://failed.registry.test/"}\'; exit 1; fi\n'
+    )
+    npm.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    # The build keeps the tracer waiting (in waitpid) while discovery's tool ends.
+    command = ["--net", "off", "--no-discovery-cache", "--", "sh", "-c", "npm ci; sleep 2"]
+    run = run_ciwatch(command, tmp_path / "out", cwd=tmp_path, env=env)
+    assert run.code == 0, run.stderr
+    assert "config list --json" in log.read_text()
+    assert "failed.registry.test" not in [event.host for event in run.events(RegistryAllowed)]

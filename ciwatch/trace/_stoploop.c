@@ -564,7 +564,7 @@ static pid_t wait_held(int *status, long hold) {
     hold_arm(hold);
     int error;
     Py_BEGIN_ALLOW_THREADS;
-    tid = waitpid(-1, status, __WALL);
+    tid = waitpid(-1, status, __WALL | __WNOTHREAD); /* as wait_any */
     error = errno;
     hold_arm(0); /* disarmed before the GIL is taken again */
     Py_END_ALLOW_THREADS;
@@ -580,7 +580,8 @@ static pid_t wait_any(int *status, int options) {
     for (;;) {
         pid_t tid;
         Py_BEGIN_ALLOW_THREADS;
-        tid = waitpid(-1, status, options);
+        /* The tracer thread's children and tracees only (ciwatch.trace.idlewait.TRACEE_WAIT). */
+        tid = waitpid(-1, status, options | __WNOTHREAD);
         Py_END_ALLOW_THREADS;
         if (tid >= 0 || errno != EINTR)
             return tid;

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ciwatch.facts.paths import credential_prefixes
 from ciwatch.trace.fanwatch import FanWatch
+from ciwatch.trace.idlewait import TRACEE_WAIT
 from ciwatch.trace.table import TABLE, WRITE_OPEN_FLAGS, Action, Decoder, When
 from ciwatch.trace.tasks import TracedThread
 
@@ -163,8 +164,6 @@ class Snapshot:
 
 Handler = Callable[[TracedThread, Any], None]
 
-_WALL = 0x40000000
-
 
 class StopWaiter(Protocol):
     reads_judged_in_loop: int
@@ -185,10 +184,10 @@ class PythonWait:
         self.reads_judged_in_loop = 0
 
     def next_stop(self, idle: Callable[[], None]) -> tuple[int, int, int]:
-        tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
+        tid, status = os.waitpid(-1, TRACEE_WAIT | os.WNOHANG)
         if tid == 0:
             idle()
-            tid, status = self._fan.wait(idle) if self._fan else os.waitpid(-1, _WALL)
+            tid, status = self._fan.wait(idle) if self._fan else os.waitpid(-1, TRACEE_WAIT)
         return tid, status, 0
 
 

@@ -18,13 +18,17 @@ import signal
 import threading
 from collections.abc import Callable
 
-_WALL = 0x40000000
+#: waitpid's flags for the tracer: every tracee (``__WALL``: threads and clone children too),
+#: and only the tracer thread's own children and tracees (``__WNOTHREAD``): the registry
+#: discovery thread's tools are children of this process too, and a wait for any child would
+#: reap them under that thread's feet (it then takes a failed tool's exit code for 0).
+TRACEE_WAIT = 0x40000000 | 0x20000000
 #: How often the queue is drained while the build runs without stopping.
 DRAIN_INTERVAL_MS = 20
 
 
 class IdleWaiter:
-    """``wait`` is ``waitpid(-1, __WALL)`` that calls ``on_tick`` every DRAIN_INTERVAL_MS."""
+    """``wait`` is ``waitpid(-1, TRACEE_WAIT)`` that calls ``on_tick`` every DRAIN_INTERVAL_MS."""
 
     def __init__(self) -> None:
         self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -39,9 +43,9 @@ class IdleWaiter:
 
     def wait(self, on_tick: Callable[[], None]) -> tuple[int, int]:
         if not self.active:
-            return os.waitpid(-1, _WALL)
+            return os.waitpid(-1, TRACEE_WAIT)
         while True:
-            tid, status = os.waitpid(-1, _WALL | os.WNOHANG)
+            tid, status = os.waitpid(-1, TRACEE_WAIT | os.WNOHANG)
             if tid != 0:
                 return tid, status
             if not self._poll.poll(DRAIN_INTERVAL_MS):
