@@ -65,15 +65,15 @@ def test_the_default_mode_imports_the_rules_and_reports_only_after_the_build_ran
     assert "ciwatch.verdict" in after
 
 
-def _fake_npm(tmp_path: Path) -> tuple[Path, Path]:
+def _fake_npm(tmp_path: Path, registry: str = "npm.registry.test", exit_code: int = 0) -> tuple[Path, Path]:
     """A directory whose ``npm`` answers discovery's ``config list --json`` with a registry of
-    the test internet and notes each time it runs; and that note."""
+    the test internet (and then exits with ``exit_code``) and notes each time it runs; and that note."""
     bin_dir, log = tmp_path / "bin", tmp_path / "npm-ran"
     bin_dir.mkdir()
     npm = bin_dir / "npm"
     npm.write_text(
         f'#!/bin/sh\necho "$@" >> {log}\n'
-        'if [ "$1" = config ]; then echo \'{"registry": "https://npm.registry.test/"}\'; fi\n'
+        f'if [ "$1" = config ]; then echo \'{{"registry": "https://{registry}/"}}\'; exit {exit_code}; fi\n'
     )
     npm.chmod(0o755)
     return bin_dir, log
@@ -202,14 +202,7 @@ def test_discovery_sees_a_failing_tool_fail(tmp_path: Path) -> None:
     """Discovery's tools are children of the tracer process, as the build is: the tracer's wait
     must leave them to discovery's own. Reaped by the tracer, a tool that failed (here after
     printing a registry) was taken for one that succeeded, its exit code lost."""
-    bin_dir, log = tmp_path / "bin", tmp_path / "npm-ran"
-    bin_dir.mkdir()
-    npm = bin_dir / "npm"
-    npm.write_text(
-        f'#!/bin/sh\necho "$@" >> {log}\n'
-        'if [ "$1" = config ]; then echo \'{"registry": "https://failed.registry.test/"}\'; exit 1; fi\n'
-    )
-    npm.chmod(0o755)
+    bin_dir, log = _fake_npm(tmp_path, "failed.registry.test", exit_code=1)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     # The build keeps the tracer waiting (in waitpid) while discovery's tool ends.
     command = ["--net", "off", "--no-discovery-cache", "--", "sh", "-c", "npm ci; sleep 2"]
