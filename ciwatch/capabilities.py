@@ -68,7 +68,7 @@ def _probe_trace() -> Probe:
         "from ciwatch.trace.spawn import spawn_waiting, release, read_exec_error\n"
         "events=[]\n"
         "root=spawn_waiting(['true'])\n"
-        "t=Tracer(events.append); t.start(root.pid, os.getpid()); release(root, os.environ)\n"
+        "t=Tracer(events.extend); t.start(root.pid, os.getpid()); release(root, os.environ)\n"
         "b=t.run_until_root_exits(); e=read_exec_error(root)\n"
         "print('ok' if b.exit_code==0 and e is None else f'fail {b} {e}')\n"
     )

@@ -27,4 +27,4 @@ def new_tracer(plan: RunPlan, env: Mapping[str, str], recording: Recording) -> T
         own_network_namespace=plan.net.traits.network_namespace,
         dns_via_namespace=blocking and plan.net.traits.dns is DnsRoute.NAMESPACE,
     )
-    return Tracer(recording.sink, options, recording.sink_all)
+    return Tracer(recording.sink_all, options)

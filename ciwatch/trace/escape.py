@@ -20,8 +20,9 @@ from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace.decode.escapes import Escape
 from ciwatch.trace.decode.network import Messages, UnixConnect
 from ciwatch.trace.options import TracerOptions
+from ciwatch.trace.ptrace_api import AUDIT_ARCH_I386
 from ciwatch.trace.refuse import refuse_as_evasion
-from ciwatch.trace.table import ACTED_ON
+from ciwatch.trace.table import ACTED_ON, X32_SYSCALL_BIT, name_i386, name_x86_64
 from ciwatch.trace.tasks import TracedThread
 
 
@@ -33,10 +34,15 @@ class EscapeWatch:
         self._sandbox: int | None = None
         """The inode of the sandbox's network namespace (0: not in a sandbox), once known."""
 
-    def on_foreign_abi(self, thread: TracedThread, name: str, detail: str) -> None:
+    def on_foreign_abi(self, thread: TracedThread, arch: int, number: int) -> None:
         """A syscall of another ABI (i386 int 0x80, x32): its arguments aren't decoded, so
         block mode refuses the ones the tracer acts on in x86_64 (a connect it can't redirect,
         an open it can't see), rather than let them pass unjudged."""
+        if arch == AUDIT_ARCH_I386:
+            name, abi = name_i386(number), "i386 (int 0x80)"
+        else:
+            name, abi = name_x86_64(number & ~X32_SYSCALL_BIT), "x32"
+        detail = f"{abi} syscall {name}"
         self._emit(Anomaly(pid=thread.tgid, anomaly=AnomalyKind.FOREIGN_ABI, detail=detail))
         if self._blocking and name in ACTED_ON:
             refuse_as_evasion(thread, AnomalyKind.FOREIGN_ABI, detail, self._emit)

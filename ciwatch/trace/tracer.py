@@ -38,7 +38,7 @@ from ciwatch.trace.netredirect import NetworkWatch
 from ciwatch.trace.options import TracerOptions
 from ciwatch.trace.redirect import Redirector
 from ciwatch.trace.selfguard import SelfGuard
-from ciwatch.trace.table import TABLE, X32_SYSCALL_BIT, Action, Decoder, name_i386, name_x86_64
+from ciwatch.trace.table import TABLE, X32_SYSCALL_BIT, Action, Decoder
 from ciwatch.trace.tasks import Injection, TracedProcess, TracedThread
 
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
@@ -53,19 +53,15 @@ class BuildExit:
     signal: int | None
 
 
-EventSink = Callable[[Event], None]
-BatchSink = Callable[[list[Event]], None]
+EventSink = Callable[[list[Event]], None]
+"""Takes the events of a stop, or of a batch of stops, at once (the recording's ``sink_all``)."""
 
 
 class Tracer:
     """Traces one build. ``start`` seizes the root; ``run_until_root_exits`` is the loop."""
 
-    def __init__(
-        self, sink: EventSink, options: TracerOptions | None = None, batch_sink: BatchSink | None = None
-    ) -> None:
+    def __init__(self, sink: EventSink, options: TracerOptions | None = None) -> None:
         self.sink = sink
-        self.batch_sink = batch_sink
-        """Takes the events of a stop, or of a batch of stops, at once (the record's, in a run)."""
         self.options = options = options or TracerOptions()
         self._pending: list[Event] = []
         self._on_idle = options.on_idle
@@ -130,7 +126,7 @@ class Tracer:
         self.root_pid = root_pid
         self.threads[root_pid] = TracedThread(root_pid, root_pid, started=True)
         self.processes[root_pid] = TracedProcess(root_pid, parent_pid)
-        self.sink(ProcessStart(pid=root_pid, ppid=parent_pid))
+        self.sink([ProcessStart(pid=root_pid, ppid=parent_pid)])
 
     def run_until_root_exits(self) -> BuildExit:
         while self.root_exit is None and self.threads:
@@ -189,11 +185,7 @@ class Tracer:
         """Hand the events gathered so far to the sink (the loop does it after each stop)."""
         if self._pending:
             events, self._pending = self._pending, []
-            if self.batch_sink is not None:
-                self.batch_sink(events)
-            else:
-                for event in events:
-                    self.sink(event)
+            self.sink(events)
 
     def _step(self) -> None:
         try:
@@ -381,20 +373,13 @@ class Tracer:
     def _on_seccomp(self, thread: TracedThread) -> None:
         info = pt.syscall_info(thread.tid)
         if info.arch != pt.AUDIT_ARCH_X86_64 or info.nr & X32_SYSCALL_BIT:
-            self._on_foreign_abi(thread, info.arch, info.nr)
+            self._escape.on_foreign_abi(thread, info.arch, info.nr)
         else:
             entry = self._entries.get(info.nr)
             if entry is not None:
                 decode, handle = entry
                 handle(thread, decode(thread.tgid, info.args, thread.memory))
         self._resume(thread)
-
-    def _on_foreign_abi(self, thread: TracedThread, arch: int, number: int) -> None:
-        if arch == pt.AUDIT_ARCH_I386:
-            name, abi = name_i386(number), "i386 (int 0x80)"
-        else:
-            name, abi = name_x86_64(number & ~X32_SYSCALL_BIT), "x32"
-        self._escape.on_foreign_abi(thread, name, f"{abi} syscall {name}")
 
     # -- handlers of the table's actions (the network's are NetworkWatch's) --------------
 
