@@ -73,6 +73,8 @@ class AfterBuildEnd(Event):
     not be written)."""
     error: str | None = None
     tracer_stops: int = 0
+    tracer_reads_judged_in_loop: int = 0
+    """As ``End``'s: since the build started, the second segment included."""
     record_complete: bool = True
     """As ``End``'s, for the second segment."""
     lines_lost: int = 0

@@ -108,6 +108,7 @@ def follow_leftovers(plan: RunPlan, recording: Recording, tracer: Tracer, pids: 
         verdict=None,
         error=error,
         tracer_stops=tracer.stops,
+        tracer_reads_judged_in_loop=tracer.reads_judged_in_loop,
         record_complete=recording.writer.complete,  # so that block mode fails closed on a full disk
         lines_lost=recording.writer.lines_lost,
     )

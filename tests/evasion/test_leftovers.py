@@ -98,6 +98,10 @@ def test_audit_records_and_judges_what_the_daemon_did_after_the_build(stage: Sta
     assert "ciwatch follows them" in watched.stderr
     record = _followed(watched)
     assert record.after_build_end is not None and record.after_build_end.clean
+    # Its counters run on from the build's start, as `end`'s do.
+    assert record.end is not None
+    assert record.after_build_end.tracer_stops > record.end.tracer_stops
+    assert record.after_build_end.tracer_reads_judged_in_loop >= record.end.tracer_reads_judged_in_loop
     later = _second_segment(record)
     connects = [e for _, e in later if isinstance(e, NetConnect) and e.address == stage.evil_ip]
     assert connects and connects[0].via is ConnectVia.DIRECT
