@@ -1,7 +1,8 @@
 """The proxy's listening sockets, bound before the build starts and handed to mitmproxy and
 the DNS forwarder once they have started.
 
-Starting mitmproxy (importing it alone) takes most of a second; the build doesn't wait for it.
+Starting mitmproxy (importing it alone) takes most of a second; the build doesn't wait for it,
+and a build that never connects doesn't start it at all (``EgressProxy``).
 Its listeners exist from the start: a connection the build makes meanwhile completes into the
 listener's backlog, a DNS query waits in the socket's receive queue, and both are served once
 the proxy runs. Nothing can go around the proxy while it starts, since the addresses the

@@ -112,6 +112,8 @@ class EgressProxy:
         self._state = threading.Lock()
         """Makes the end of the start (running, failed or abandoned) happen once."""
         self._deadline: threading.Timer | None = None
+        self._wake: Callable[[], None] | None = None
+        """Ends the wait for the build's first connection (set while the proxy's loop waits)."""
 
     def pid_lookup(self, peer: tuple[str, int]) -> int | None:
         return find_pid_for_socket(peer, self.build_pids)
@@ -141,16 +143,22 @@ class EgressProxy:
         self._dns_listeners = self._listeners.dns_addresses
 
     def begin_start(self) -> None:
-        """Start mitmproxy on its thread, on the listeners bound by ``listen``. The build may be
-        released at once: what it sends them waits until the proxy runs
-        (``ciwatch.egress.listeners``); ``check_started`` says how that went."""
+        """Start the proxy's thread on the listeners bound by ``listen``: DNS at once, mitmproxy
+        when the build first connects to a listener. The build may be released at once: what it
+        sends them waits until the proxy runs (``ciwatch.egress.listeners``); ``check_started``
+        says how that went."""
         self._thread = threading.Thread(target=self._thread_main, name="ciwatch-proxy", daemon=True)
         self._thread.start()
-        # A proxy that hangs while starting would leave the build's connections waiting: failed.
-        timeout = TimeoutError(f"it did not start within {_START_TIMEOUT_S:.0f} s")
-        self._deadline = threading.Timer(_START_TIMEOUT_S, self._fail, args=(timeout,))
-        self._deadline.daemon = True
-        self._deadline.start()
+
+    def _start_deadline(self) -> None:
+        """A proxy that hangs while starting would leave the build's connections waiting: failed."""
+        with self._state:
+            if self._ready.is_set():
+                return
+            timeout = TimeoutError(f"it did not start within {_START_TIMEOUT_S:.0f} s")
+            self._deadline = threading.Timer(_START_TIMEOUT_S, self._fail, args=(timeout,))
+            self._deadline.daemon = True
+            self._deadline.start()
 
     def check_started(self) -> None:
         """Raise if the proxy failed to start (its listeners were closed then, so what the build
@@ -167,6 +175,8 @@ class EgressProxy:
                 self._deadline.cancel()
             self._failure = error
             self._abandoned = abandon
+            if self._wake is not None:
+                self._wake()  # a proxy waiting for its first connection ends now
             self._listeners.close()
             self._remove_confdir()
             self._ready.set()
@@ -220,12 +230,44 @@ class EgressProxy:
             self.dns.gate = self.enforcer.dns_allowed
         await self.dns.serve(self._listeners.dns)
         try:
+            # mitmproxy costs most of a second of CPU and ~50 MB to start: a build that never
+            # connects (a cached install, a compile, tests) shouldn't pay for it. The first
+            # connection waits in the listener's backlog while it starts, as any did before.
+            await self._first_connection()
             if self._abandoned:
-                return  # the build has ended (a short step): mitmproxy's import would be CPU for nothing
+                return  # the build has ended: mitmproxy's import would be CPU for nothing
+            self._start_deadline()
             await asyncio.to_thread(_load_mitmproxy)
             await self._run_mitmproxy()
         finally:
             self.dns.close()
+
+    async def _first_connection(self) -> None:
+        """Return once a connection waits on one of the TCP listeners, or the proxy has been
+        stopped. The sockets are only watched here (readable: a connection in the backlog),
+        never accepted from: mitmproxy takes them over as they are."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        arrived = asyncio.Event()
+        descriptors = [sock.fileno() for sock in self._listeners.tcp.values()]
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(arrived.set)
+
+        with self._state:
+            if self._ready.is_set():
+                return  # stopped already
+            self._wake = wake
+        for descriptor in descriptors:
+            loop.add_reader(descriptor, arrived.set)
+        try:
+            await arrived.wait()
+        finally:
+            for descriptor in descriptors:
+                loop.remove_reader(descriptor)
+            with self._state:
+                self._wake = None
 
     def _unless_abandoned(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The loop's errors, unless the proxy was abandoned (the build ended while it started):

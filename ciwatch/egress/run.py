@@ -171,13 +171,14 @@ class EgressRun:
                 upstream_addresses=sorted(config.job_proxy_addresses),
             )
         )
-        # mitmproxy itself starts once the build is released (``begin_start``).
+        # The proxy's thread starts once the build is released, mitmproxy at its first connection.
         return additions
 
     def begin_start(self) -> None:
-        """Start mitmproxy on its thread, the build released: its import holds the interpreter
-        lock for most of a second, and what is left before the release (the hooks the project
-        approves, the release itself) would wait for the lock at every turn."""
+        """Start the proxy's thread, the build released (mitmproxy loads at the build's first
+        connection): its import holds the interpreter lock for most of a second, and what is
+        left before the release (the hooks the project approves, the release itself) would
+        wait for the lock at every turn."""
         if self.proxy is not None:
             self.proxy.begin_start()
 
