@@ -7,12 +7,12 @@
  * (errno says why) or lands in /proc. */
 static int landed_directory(const char *path, char *out, size_t size, int *fd_out) {
     struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
-    int fd = syscall(SYS_openat2, AT_FDCWD_, path, &how, sizeof how);
+    int fd = RETRY(syscall(SYS_openat2, AT_FDCWD_, path, &how, sizeof how));
     if (fd < 0)
         return 0;
     char self[64];
     snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-    ssize_t got = readlink(self, out, size - 1);
+    ssize_t got = RETRY(readlink(self, out, size - 1));
     out[got < 0 ? 0 : got] = 0;
     if (got <= 0 || strncmp(out, "/proc/", 6) == 0 || strcmp(out, "/proc") == 0) {
         close(fd);
@@ -39,11 +39,11 @@ int landing(const struct gathered *g, char *out, size_t size) {
     int fd;
     if (g->follow) {
         struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
-        fd = syscall(SYS_openat2, AT_FDCWD_, g->joined, &how, sizeof how);
+        fd = RETRY(syscall(SYS_openat2, AT_FDCWD_, g->joined, &how, sizeof how));
         if (fd >= 0) {
             char self[64];
             snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-            ssize_t got = readlink(self, found, sizeof found - 1);
+            ssize_t got = RETRY(readlink(self, found, sizeof found - 1));
             close(fd);
             found[got < 0 ? 0 : got] = 0;
             if (got <= 0 || strncmp(found, "/proc", 5) == 0)
@@ -80,7 +80,7 @@ int landing(const struct gathered *g, char *out, size_t size) {
             return 0;
         }
         char one;
-        int is_link = readlinkat(fd, parts[kept], &one, 1) >= 0;
+        int is_link = RETRY(readlinkat(fd, parts[kept], &one, 1)) >= 0;
         close(fd);
         /* A symlink where the walk goes on (or the followed last component) is followed by it. */
         if (is_link && (kept < count - 1 || g->follow))

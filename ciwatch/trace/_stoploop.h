@@ -38,6 +38,17 @@ enum { READ_PATH = 1, READ_STRING = 2, READ_FD = 3 };
 /* When a path's last component is followed. */
 enum { FOLLOW_NEVER = 0, FOLLOW_ALWAYS = 1, FOLLOW_OPEN_FLAGS = 2, FOLLOW_AT_FLAG = 3 };
 
+/* A syscall retried when a signal interrupted it: the hold's timer ticks while a batch is
+ * held (_stoploop.c), and a lookup on a network or FUSE file system can be interrupted. */
+#define RETRY(call)                                                                                                    \
+    ({                                                                                                                 \
+        long retried_;                                                                                                 \
+        do                                                                                                             \
+            retried_ = (long)(call);                                                                                   \
+        while (retried_ < 0 && errno == EINTR);                                                                        \
+        retried_;                                                                                                      \
+    })
+
 /* At most this many reads per row (a rename's or a link's two paths). */
 #define MAX_READS 2
 

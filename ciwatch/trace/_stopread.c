@@ -20,7 +20,7 @@ static size_t read_cstring(pid_t tid, unsigned long address, char *buffer) {
         if (want > STRING_LIMIT - length)
             want = STRING_LIMIT - length;
         struct iovec local = {buffer + length, want}, remote = {(void *)address, want};
-        ssize_t got = process_vm_readv(tid, &local, 1, &remote, 1, 0);
+        ssize_t got = RETRY(process_vm_readv(tid, &local, 1, &remote, 1, 0));
         if (got <= 0)
             break;
         char *nul = memchr(buffer + length, 0, got);
@@ -36,7 +36,7 @@ static size_t read_cstring(pid_t tid, unsigned long address, char *buffer) {
 static void proc_link(pid_t tid, const char *what, char *out, size_t size) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/%s", tid, what);
-    ssize_t got = readlink(path, out, size - 1);
+    ssize_t got = RETRY(readlink(path, out, size - 1));
     out[got < 0 ? 0 : got] = 0;
 }
 
@@ -59,17 +59,17 @@ int canonical_fast(const char *joined, int follow, char *out, size_t size) {
         directory[head] = 0;
     }
     struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_NO_MAGICLINKS};
-    int fd = syscall(SYS_openat2, AT_FDCWD_, directory, &how, sizeof how);
+    int fd = RETRY(syscall(SYS_openat2, AT_FDCWD_, directory, &how, sizeof how));
     if (fd < 0)
         return 0;
     char one;
-    if (!whole && follow && readlinkat(fd, last, &one, 1) >= 0) {
+    if (!whole && follow && RETRY(readlinkat(fd, last, &one, 1)) >= 0) {
         close(fd);
         return 0; /* the last component is a symlink the syscall follows */
     }
     char self[64], found[PATH_BUF];
     snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-    ssize_t got = readlink(self, found, sizeof found - 1);
+    ssize_t got = RETRY(readlink(self, found, sizeof found - 1));
     close(fd);
     if (got <= 0)
         return 0;
@@ -108,7 +108,7 @@ static int canonical_bare(pid_t tid, const char *via, const char *base, const ch
         char link[PATH_BUF], one;
         if ((size_t)snprintf(link, sizeof link, "/proc/%d/%s/%s", tid, via, name) >= sizeof link)
             return 0;
-        if (readlink(link, &one, 1) >= 0)
+        if (RETRY(readlink(link, &one, 1)) >= 0)
             return 0; /* the last component is a symlink the syscall follows */
     }
     while (length > 1 && base[length - 1] == '/')
