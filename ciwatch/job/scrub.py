@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from ciwatch.fields import field_names
+from ciwatch.fields import field_names, field_values
 from ciwatch.job.encodings import AnyOf, needles, normalise, normalised_with_positions, probe_view
 
 REDACTED = "[REDACTED]"
@@ -189,8 +189,7 @@ class Scrubber:
         in a single search; only a batch where something is found is scrubbed one by one."""
         texts: list[str] = []
         for event in events:
-            for name in field_names(type(event)):
-                value = getattr(event, name)
+            for value in field_values(event):
                 if isinstance(value, str):
                     texts.append(value)
                 elif value is not None and not isinstance(value, (int, float)):

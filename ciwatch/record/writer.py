@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ciwatch.record.closing import AfterBuildEnd, End
+from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.events import Event, Header
 from ciwatch.record.lines import LineEncoder
 from ciwatch.record.log import Record
@@ -38,6 +38,8 @@ from ciwatch.record.vocabulary import EventKind
 RECORD_FILE = "record.jsonl"
 #: The lines that frame a segment rather than say what the build did: not counted.
 _FRAMING = frozenset({EventKind.HEADER, EventKind.END, EventKind.AFTER_BUILD, EventKind.AFTER_BUILD_END})
+#: Their classes: a batch holding one is appended line by line (Record.take places them).
+_FRAMING_TYPES = frozenset({Header, End, AfterBuild, AfterBuildEnd})
 #: Bytes of record lines the tracer's thread may hold before it writes them.
 _FLUSH_AT = 64 * 1024
 #: Space set aside beside the record, given back for the closing line and verdict.json once a
@@ -117,7 +119,8 @@ class RecordWriter:
         """Write events in order, under one hold of the lock (the tracer's batches: their lines
         spelled at once, in C where built, all stamped with the moment they are written)."""
         with self._lock:
-            if any(isinstance(event, (End, AfterBuildEnd, Header)) for event in events):
+            kinds: Counter[type[Event]] = Counter(map(type, events))
+            if not kinds.keys().isdisjoint(_FRAMING_TYPES):
                 for event in events:  # a closing line seals what precedes it: one by one
                     self._append(event)
                 return
@@ -126,19 +129,15 @@ class RecordWriter:
             now = round(time.time(), 6)
             writing = self._fd >= 0
             if writing and self.kept is not None:
-                take = self.kept.take
-                for seq, event in enumerate(events, first):
-                    take(seq, now, event)
+                self.kept.events.add_all(first, now, events)
             data = self._lines.lines(first, now, events)
             if writing:
                 self._buffer += data
                 self._buffered += sum(map(len, data))
                 if self._buffered >= _FLUSH_AT or threading.get_ident() != self._owner:
                     self._write_buffer()
-            counts = self.counts
-            for event in events:
-                if event.kind not in _FRAMING:
-                    counts[str(event.kind)] += 1
+            for cls, count in kinds.items():
+                self.counts[str(cls.kind)] += count
 
     def _append(self, event: Event) -> int:
         closing = isinstance(event, (End, AfterBuildEnd))
