@@ -104,22 +104,24 @@ static int thread_is_fast(PyObject *threads, pid_t tid, PyObject **found) {
 /* Holding a batch while the build is busy. A build that makes one syscall at a time stops
  * again a few tens of microseconds after it is resumed: handing each stop to Python as it
  * came (a batch of one, then the record written before the next wait) cost more than the stop.
- * So once the batch holds a stop, the loop goes on waiting and goes back to Python only when
- * the build has been quiet for a while, when the batch is full, or at a stop it doesn't handle.
- * The record then trails the build by at most one such burst, as before.
+ * So once the batch holds a stop, the loop waits for the next one up to `hold` nanoseconds
+ * (a one-shot timer signal aimed at this thread interrupts the wait) and goes back to Python
+ * only when the build has been quiet that long, when the batch is full, or at a stop it doesn't
+ * handle. The record then trails the build by at most one such burst, as before.
  *
- * "Quiet" is told by a periodic timer, armed once for the batch (not once a stop: arming and
- * disarming a one-shot timer around each wait were two of a stop's ten syscalls), whose signal,
- * aimed at this thread, interrupts the wait: a tick finding no stop handled since the tick
- * before ends the batch. Ticks come every hold/2, so a quiet build gets its batch to Python
- * within `hold`. The loop's other syscalls retry on EINTR (_stoploop.h's RETRY). */
-static volatile sig_atomic_t hold_ticks;
+ * The timer is armed before each wait and disarmed only when the batch ends: arming it again
+ * replaces the deadline, so it fires only when the build is quiet (a disarm after each wait,
+ * and a look without waiting before it, were two of a stop's syscalls). A periodic timer,
+ * armed once a batch, was tried and is dearer in a VM: each tick is a timer interrupt. The
+ * loop's other syscalls retry on EINTR (_stoploop.h's RETRY), should the deadline pass while
+ * it reads. */
+static volatile sig_atomic_t hold_expired;
 static timer_t hold_timer;
 static int hold_state; /* 0: not made yet, 1: ready, -1: unavailable (each stop goes to Python) */
 
-static void on_hold_tick(int signal_number) {
+static void on_hold_expired(int signal_number) {
     (void)signal_number;
-    hold_ticks++;
+    hold_expired = 1;
 }
 
 static int hold_ready(void) {
@@ -129,7 +131,7 @@ static int hold_ready(void) {
     /* A real-time signal nothing else in ciwatch uses; no SA_RESTART, so that the wait ends. */
     int signal_number = SIGRTMAX - 2;
     struct sigaction action = {0};
-    action.sa_handler = on_hold_tick;
+    action.sa_handler = on_hold_expired;
     sigemptyset(&action.sa_mask);
     if (sigaction(signal_number, &action, NULL) != 0)
         return 0;
@@ -143,53 +145,27 @@ static int hold_ready(void) {
     return 1;
 }
 
-/* A batch being held: the tick last looked at, and how many stops were handled by then. */
-struct hold {
-    long period; /* nanoseconds between ticks; 0: not armed */
-    sig_atomic_t tick;
-    Py_ssize_t handled;
-};
-
-static void hold_arm(struct hold *h, long period, Py_ssize_t handled) {
-    struct itimerspec every = {{period / 1000000000L, period % 1000000000L}, {period / 1000000000L, period % 1000000000L}};
-    h->period = period;
-    h->tick = hold_ticks;
-    h->handled = handled;
-    timer_settime(hold_timer, 0, &every, NULL);
+static void hold_arm(long nanoseconds) {
+    struct itimerspec when = {{0, 0}, {nanoseconds / 1000000000L, nanoseconds % 1000000000L}};
+    timer_settime(hold_timer, 0, &when, NULL);
 }
 
-static void hold_disarm(struct hold *h) {
-    if (h->period == 0)
-        return;
-    struct itimerspec never = {{0, 0}, {0, 0}};
-    timer_settime(hold_timer, 0, &never, NULL);
-    h->period = 0;
-}
-
-/* The next stop of a held batch: its tid, 0 when a tick found no stop handled since the tick
- * before (or another signal arrived: Python's own handlers then run as soon as the batch is
- * back in Python), -1 when no tracee is left. The GIL is released while waiting. */
-static pid_t wait_held(int *status, struct hold *h, Py_ssize_t handled) {
-    for (;;) {
-        if (h->tick != hold_ticks) {
-            if (handled == h->handled)
-                return 0; /* quiet for a whole tick */
-            h->tick = hold_ticks;
-            h->handled = handled;
-        }
-        pid_t tid;
-        int error;
-        Py_BEGIN_ALLOW_THREADS;
-        tid = waitpid(-1, status, __WALL | __WNOTHREAD); /* as wait_any */
-        error = errno;
-        Py_END_ALLOW_THREADS;
-        if (tid >= 0 || error != EINTR) {
-            errno = error;
-            return tid;
-        }
-        if (h->tick == hold_ticks)
-            return 0; /* not the timer's signal */
-    }
+/* The next stop within `hold` nanoseconds: its tid, 0 when none came (or any signal arrived:
+ * Python's own handlers then run as soon as the batch is back in Python), -1 when no tracee is
+ * left. The GIL is released while waiting; the timer is left armed (next_batch disarms it). */
+static pid_t wait_held(int *status, long hold) {
+    pid_t tid;
+    hold_expired = 0;
+    hold_arm(hold);
+    int error;
+    Py_BEGIN_ALLOW_THREADS;
+    tid = waitpid(-1, status, __WALL | __WNOTHREAD); /* as wait_any */
+    error = errno;
+    Py_END_ALLOW_THREADS;
+    if (tid < 0 && error == EINTR)
+        return 0;
+    errno = error;
+    return tid;
 }
 
 /* waitpid(-1) over every tracee, the GIL released; EINTR lets Python run its signal handlers
@@ -280,18 +256,16 @@ static PyObject *next_batch(PyObject *self, PyObject *args) {
     if (batch == NULL)
         return NULL;
     Py_ssize_t judged = 0; /* plain reads resumed here, never handed to Python */
-    struct hold held = {0, 0, 0};
+    int armed = 0;
     PyObject *result = NULL;
     for (;;) {
         int status = 0;
         pid_t tid;
-        Py_ssize_t handled = PyList_GET_SIZE(batch) + judged;
         if (PyList_GET_SIZE(batch) == 0) {
             tid = wait_any(&status, __WALL | (block ? 0 : WNOHANG));
         } else if (hold > 0) {
-            if (held.period == 0)
-                hold_arm(&held, hold / 2 > 0 ? hold / 2 : 1, handled);
-            tid = wait_held(&status, &held, handled);
+            armed = 1;
+            tid = wait_held(&status, hold);
         } else {
             tid = wait_any(&status, __WALL | WNOHANG);
         }
@@ -364,7 +338,8 @@ static PyObject *next_batch(PyObject *self, PyObject *args) {
 error:
     Py_DECREF(batch);
 out:
-    hold_disarm(&held);
+    if (armed)
+        hold_arm(0);
     return result;
 }
 

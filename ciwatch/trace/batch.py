@@ -41,9 +41,9 @@ except ImportError:  # not built: the Python loop
 
 #: Stops read and resumed in C before Python decodes them (bounds the events held back).
 BATCH_LIMIT = 256
-#: How long the compiled loop, holding a batch, waits for the build's next stop before it hands
-#: the batch to Python (which writes the record before it waits): a build making one syscall at
-#: a time stops again within tens of microseconds, and a batch of one cost more than the stop.
+#: How long the build may be quiet before the compiled loop, holding a batch, hands it to
+#: Python (which writes the record before it waits): a build making one syscall at a time stops
+#: again within tens of microseconds, and a batch of one cost more than the stop.
 HOLD_NS = int(os.environ.get("CIWATCH_STOP_HOLD_US", "2000")) * 1000
 
 # What a row's decoder reads, as the compiled loop takes it: (kind, a, b, follow, flag_arg).
