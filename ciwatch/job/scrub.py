@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from ciwatch.fields import field_names, field_values
 from ciwatch.job.encodings import AnyOf, needles, normalise, normalised_with_positions, probe_view
 
 REDACTED = "[REDACTED]"
@@ -115,7 +116,6 @@ class Scrubber:
         # record is written at every traced syscall.
         self._suspect = AnyOf([*_TOKEN_PREFIXES, *spellings])
         self._spelled = AnyOf(spellings)
-        self._fields: dict[type, tuple[str, ...]] = {}
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> Scrubber:
@@ -174,7 +174,7 @@ class Scrubber:
     def event(self, event: T) -> T:
         """The event with every string field scrubbed (the same object when nothing changed)."""
         changes = {}
-        for name in self._names(event):
+        for name in field_names(type(event)):
             current = getattr(event, name)
             if isinstance(current, (str, list, dict)):
                 scrubbed = self.value(current)
@@ -189,8 +189,7 @@ class Scrubber:
         in a single search; only a batch where something is found is scrubbed one by one."""
         texts: list[str] = []
         for event in events:
-            for name in self._names(event):
-                value = getattr(event, name)
+            for value in field_values(event):
                 if isinstance(value, str):
                     texts.append(value)
                 elif value is not None and not isinstance(value, (int, float)):
@@ -199,9 +198,3 @@ class Scrubber:
         if ("%" in probe and self._needles is not None) or self._suspect.found(probe):
             return [self.event(event) for event in events]
         return events
-
-    def _names(self, event: object) -> tuple[str, ...]:
-        names = self._fields.get(type(event))
-        if names is None:
-            names = self._fields[type(event)] = tuple(f.name for f in dataclasses.fields(event))  # type: ignore[arg-type]
-        return names

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from ciwatch import fields
 from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.events import (
     AllowlistLearned,
@@ -71,15 +72,10 @@ EVENT_TYPES: dict[EventKind, type[Event]] = {
     )
 }
 
-_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
-
 
 def field_names(cls: type[Event]) -> tuple[str, ...]:
     """The names of an event class's fields, in order (looked up once per class)."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    return names
+    return fields.field_names(cls)
 
 
 def to_json_dict(event: Event) -> dict[str, Any]:

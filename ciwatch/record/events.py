@@ -126,7 +126,9 @@ class FileWrite(Event):
 
     def __post_init__(self) -> None:
         # Most of a record: the path is the file's own, the rest repeats (spelled out: this
-        # runs at every stop that writes).
+        # runs at every stop that writes). The compiled loop makes its FileWrites without
+        # __init__ (trace/_stopdecode.c: slots set, pid and flags shared the same way): what is
+        # added here must be added there (tests/test_stop_decode.py compares them).
         object.__setattr__(self, "pid", shared_int(self.pid))
         if self.flags is not None:
             object.__setattr__(self, "flags", shared_int(self.flags))

@@ -8,7 +8,9 @@ builds a new encoder for each call when given separators) was most of a stop's c
 Python. Here each event class's field names are laid out once, and scalar values (the bulk
 of a line: ints, strings, None) are spelled by the same C functions ``json`` uses; anything
 else (lists, dicts, floats that aren't finite) goes through the ``json`` encoder itself.
-``tests/unit/record/test_lines.py`` holds the two routes to the same bytes.
+A batch's lines (the tracer's) are spelled in C where the package was built with a compiler
+(``_lines.c``: the same layouts, Python's ``json_value`` for what C doesn't spell).
+``tests/unit/record/test_lines.py`` holds every route to the same bytes.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ from __future__ import annotations
 import json
 import math
 from json.encoder import encode_basestring_ascii
+from types import ModuleType
 from typing import Any
 
 from ciwatch.record.codec import field_names
 from ciwatch.record.events import Event
+
+_compiled: ModuleType | None
+try:
+    from ciwatch.record import _lines as _compiled  # type: ignore[attr-defined,no-redef]
+except ImportError:  # not built: every line spelled in Python
+    _compiled = None
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 #: The keys a line puts before the event's own fields.
@@ -43,25 +52,42 @@ def json_value(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+_Layout = tuple[str, tuple[tuple[str, str], ...]]
+
+
 class LineEncoder:
     """The record lines of one job."""
 
-    def __init__(self, job_key: str) -> None:
+    def __init__(self, job_key: str, compiled: bool = True) -> None:
         self._job = json_value(job_key)
-        self._layouts: dict[type[Event], tuple[str, tuple[tuple[str, str], ...]]] = {}
+        self._layouts: dict[type[Event], _Layout] = {}
+        self._compiled = _compiled if compiled else None
 
     def line(self, seq: int, t: float, event: Event) -> bytes:
-        layout = self._layouts.get(type(event))
-        if layout is None:
-            layout = self._layouts[type(event)] = _layout(type(event))
-        kind, fields = layout
-        parts = [f'{{"seq":{seq},"t":{json_value(t)},"job":{self._job}{kind}']
+        return self.lines(seq, t, [event])[0]
+
+    def lines(self, first_seq: int, t: float, events: list[Event]) -> list[bytes]:
+        """The lines of ``events``, numbered from ``first_seq``, all written at ``t``."""
+        head_tail = f',"t":{json_value(t)},"job":{self._job}'
+        if self._compiled is not None:
+            return self._compiled.lines(events, first_seq, head_tail, self._layouts, self._layout_of, json_value)  # type: ignore[no-any-return]
+        return [self._line(seq, head_tail, event) for seq, event in enumerate(events, first_seq)]
+
+    def _line(self, seq: int, head_tail: str, event: Event) -> bytes:
+        kind, fields = self._layout_of(type(event))
+        parts = [f'{{"seq":{seq}{head_tail}{kind}']
         parts += [key + json_value(getattr(event, name)) for key, name in fields]
         parts.append("}\n")
         return "".join(parts).encode("ascii")
 
+    def _layout_of(self, cls: type[Event]) -> _Layout:
+        layout = self._layouts.get(cls)
+        if layout is None:
+            layout = self._layouts[cls] = _layout(cls)
+        return layout
 
-def _layout(cls: type[Event]) -> tuple[str, tuple[tuple[str, str], ...]]:
+
+def _layout(cls: type[Event]) -> _Layout:
     """What every line of ``cls`` starts its fields with, and each field's key and name."""
     names = field_names(cls)
     if clash := sorted(_LINE_KEYS & set(names)):

@@ -110,16 +110,22 @@ class EventLog:
         """A view's lengths: events, objects, file writes."""
 
     def add(self, seq: int, t: float, event: Event) -> None:
+        self.add_all(seq, t, [event])
+
+    def add_all(self, first_seq: int, t: float, events: list[Event]) -> None:
+        """``add`` for events numbered from ``first_seq``, all at ``t`` (the writer's batches)."""
         if self._ends is not None:
             raise TypeError("a view of an event log is read-only")
-        if type(event) is FileWrite:
-            self._writes.add(seq, t, event)
-            self._order.append(_WRITE)
-        else:
-            self._objects.append(event)
-            self._object_seqs.append(seq)
-            self._object_times.append(t)
-            self._order.append(_OBJECT)
+        writes, order = self._writes, self._order
+        for seq, event in enumerate(events, first_seq):
+            if type(event) is FileWrite:
+                writes.add(seq, t, event)
+                order.append(_WRITE)
+            else:
+                self._objects.append(event)
+                self._object_seqs.append(seq)
+                self._object_times.append(t)
+                order.append(_OBJECT)
 
     def append(self, item: RecordedEvent) -> None:
         self.add(item.seq, item.t, item.event)

@@ -27,10 +27,9 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
-from ciwatch.record.closing import AfterBuildEnd, End
+from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.events import Event, Header
 from ciwatch.record.lines import LineEncoder
 from ciwatch.record.log import Record
@@ -39,6 +38,8 @@ from ciwatch.record.vocabulary import EventKind
 RECORD_FILE = "record.jsonl"
 #: The lines that frame a segment rather than say what the build did: not counted.
 _FRAMING = frozenset({EventKind.HEADER, EventKind.END, EventKind.AFTER_BUILD, EventKind.AFTER_BUILD_END})
+#: Their classes: a batch holding one is appended line by line (Record.take places them).
+_FRAMING_TYPES = frozenset({Header, End, AfterBuild, AfterBuildEnd})
 #: Bytes of record lines the tracer's thread may hold before it writes them.
 _FLUSH_AT = 64 * 1024
 #: Space set aside beside the record, given back for the closing line and verdict.json once a
@@ -114,11 +115,29 @@ class RecordWriter:
         with self._lock:
             return self._append(event)
 
-    def append_all(self, events: Iterable[Event]) -> None:
-        """Write events in order, under one hold of the lock (the tracer's batches)."""
+    def append_all(self, events: list[Event]) -> None:
+        """Write events in order, under one hold of the lock (the tracer's batches: their lines
+        spelled at once, in C where built, all stamped with the moment they are written)."""
         with self._lock:
-            for event in events:
-                self._append(event)
+            kinds: Counter[type[Event]] = Counter(map(type, events))
+            if not kinds.keys().isdisjoint(_FRAMING_TYPES):
+                for event in events:  # a closing line seals what precedes it: one by one
+                    self._append(event)
+                return
+            first = self._seq + 1
+            self._seq += len(events)
+            now = round(time.time(), 6)
+            writing = self._fd >= 0
+            if writing and self.kept is not None:
+                self.kept.events.add_all(first, now, events)
+            data = self._lines.lines(first, now, events)
+            if writing:
+                self._buffer += data
+                self._buffered += sum(map(len, data))
+                if self._buffered >= _FLUSH_AT or threading.get_ident() != self._owner:
+                    self._write_buffer()
+            for cls, count in kinds.items():
+                self.counts[str(cls.kind)] += count
 
     def _append(self, event: Event) -> int:
         closing = isinstance(event, (End, AfterBuildEnd))

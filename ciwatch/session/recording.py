@@ -40,18 +40,15 @@ class Recording:
         self.writer.flush()
 
     def sink(self, event: Event) -> None:
+        """One event on its way to the record (the proxy's, the session's): as a batch of one."""
+        self.sink_all([event])
+
+    def sink_all(self, events: list[Event]) -> None:
+        """Events in order, scrubbed, taken in by the runtime allowlist, written (the tracer's
+        batches: mostly file writes)."""
         # Between the end line and the second segment (processes left running, followed once
         # the front is released: session/leftovers.py) the writer is closed; nothing happens
         # then, since no tracee runs while the tracer isn't looping.
-        if not self.writer.closed:
-            event = self.scrubber.event(event)
-            self.allowlist.observe(event)
-            self.writer.append(event)
-            if isinstance(event, ProcessExec):
-                self.registries.saw_exec(event)  # a package manager's first run: its registries
-
-    def sink_all(self, events: list[Event]) -> None:
-        """``sink`` for a batch of events, in order (the tracer's: mostly file writes)."""
         if self.writer.closed:
             return
         events = self.scrubber.events(events)
@@ -63,7 +60,8 @@ class Recording:
                 self.writer.append_all(events[written : index + 1])
                 written = index + 1
                 self.registries.saw_exec(event)
-        self.writer.append_all(events[written:] if written else events)
+        if written < len(events):
+            self.writer.append_all(events[written:] if written else events)
 
     def end(self, end: End | AfterBuildEnd) -> None:
         """Write a segment's closing line (the build's ``end``, or the leftovers') and close."""

@@ -22,6 +22,10 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from ciwatch.facts.paths import credential_prefixes
+from ciwatch.fields import field_names
+from ciwatch.record.events import FileWrite
+from ciwatch.record.sharing import shared_int
+from ciwatch.record.vocabulary import FileOp
 from ciwatch.trace.fanwatch import FanWatch
 from ciwatch.trace.idlewait import TRACEE_WAIT
 from ciwatch.trace.table import TABLE, WRITE_OPEN_FLAGS, Action, Decoder, When
@@ -37,9 +41,9 @@ except ImportError:  # not built: the Python loop
 
 #: Stops read and resumed in C before Python decodes them (bounds the events held back).
 BATCH_LIMIT = 256
-#: How long the compiled loop, holding a batch, waits for the build's next stop before it hands
-#: the batch to Python (which writes the record before it waits): a build making one syscall at
-#: a time stops again within tens of microseconds, and a batch of one cost more than the stop.
+#: How long the build may be quiet before the compiled loop, holding a batch, hands it to
+#: Python (which writes the record before it waits): a build making one syscall at a time stops
+#: again within tens of microseconds, and a batch of one cost more than the stop.
 HOLD_NS = int(os.environ.get("CIWATCH_STOP_HOLD_US", "2000")) * 1000
 
 # What a row's decoder reads, as the compiled loop takes it: (kind, a, b, follow, flag_arg).
@@ -89,6 +93,46 @@ READS: dict[str, tuple[_Read, ...]] = {
     "truncate": (_path(_CWD, 0, _ALWAYS),),
     "memfd_create": (_string(0),),
 }
+
+
+# How the loop builds a row's FileWrite itself once its reads are settled (_stopdecode.c, the
+# twin of the row's decoder in ciwatch.trace.decode.files): which read is what, and the flags.
+_ONE, _TWO, _SYMLINK, _FD_PATH, _MEMFD = 0, 1, 2, 3, 4
+"""The shapes: the path (READS[0]); path and target (a rename's, a link's two ends); a symlink
+(its target text, then the link's path); an fd's link (fchmod); a memfd's name."""
+_NO_FLAGS = -1
+_MASK32, _MODE = 0xFFFFFFFF, 0o7777
+
+#: (op, shape, the flags' argument, its mask) of each row in READS (tests/test_stoploop.py
+#: holds them to the decoders).
+DECODED: dict[str, tuple[FileOp, int, int, int]] = {
+    "creat": (FileOp.CREAT, _ONE, 1, _MODE),
+    "open": (FileOp.OPEN, _ONE, 1, _MASK32),
+    "openat": (FileOp.OPEN, _ONE, 2, _MASK32),
+    "rename": (FileOp.RENAME, _TWO, _NO_FLAGS, 0),
+    "renameat": (FileOp.RENAME, _TWO, _NO_FLAGS, 0),
+    "renameat2": (FileOp.RENAME, _TWO, _NO_FLAGS, 0),
+    "link": (FileOp.LINK, _TWO, _NO_FLAGS, 0),
+    "linkat": (FileOp.LINK, _TWO, _NO_FLAGS, 0),
+    "symlink": (FileOp.SYMLINK, _SYMLINK, _NO_FLAGS, 0),
+    "symlinkat": (FileOp.SYMLINK, _SYMLINK, _NO_FLAGS, 0),
+    "chmod": (FileOp.CHMOD, _ONE, 1, _MODE),
+    "fchmod": (FileOp.CHMOD, _FD_PATH, 1, _MODE),
+    "fchmodat": (FileOp.CHMOD, _ONE, 2, _MODE),
+    "fchmodat2": (FileOp.CHMOD, _ONE, 2, _MODE),
+    "unlink": (FileOp.UNLINK, _ONE, _NO_FLAGS, 0),
+    "unlinkat": (FileOp.UNLINK, _ONE, 2, _MASK32),
+    "truncate": (FileOp.TRUNCATE, _ONE, _NO_FLAGS, 0),
+    "memfd_create": (FileOp.MEMFD, _MEMFD, 1, _MASK32),
+}
+
+
+def decoding() -> tuple[dict[int, tuple[FileOp, int, int, int]], type, tuple[Any, ...], Callable[[int], int]]:
+    """What the loop needs to build the FileWrite of a decoded row: the rows by number, the
+    class and its fields' slot descriptors in order, and the int sharing its __post_init__ does."""
+    rows = {row.number: DECODED[row.name] for row in TABLE if row.action is Action.FILE and row.name in DECODED}
+    setters = tuple(getattr(FileWrite, name) for name in field_names(FileWrite))
+    return rows, FileWrite, setters, shared_int
 
 
 _COMPILED = "compiled (write stops, and a hook's reads that can't be of credentials, are resumed in C)"
@@ -220,6 +264,7 @@ class CompiledLoop:
         }
         self._read_opens = read_open_flag_args()
         self._credential_prefixes = tuple(os.fsencode(prefix) for prefix in credential_prefixes(home))
+        self._decoding = decoding()
         self.reads_judged_in_loop = 0
 
     @staticmethod
@@ -243,6 +288,7 @@ class CompiledLoop:
                 WRITE_OPEN_FLAGS,
                 self._credential_prefixes,
                 HOLD_NS,
+                self._decoding,
             )
             handled += judged
             self.reads_judged_in_loop += judged
@@ -261,4 +307,7 @@ class CompiledLoop:
         for item in batch:
             thread = threads[item[0]]
             decode, handle = entries[item[1]]
-            handle(thread, decode(thread.tgid, item[2], Snapshot(thread, item)))
+            if len(item) == 3:  # (tid, number, the FileWrite the loop built)
+                handle(thread, item[2])
+            else:
+                handle(thread, decode(thread.tgid, item[2], Snapshot(thread, item)))

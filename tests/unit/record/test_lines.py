@@ -1,6 +1,7 @@
-"""A record line built field by field (ciwatch.record.lines) is byte for byte the line the
-generic route writes (a dict of the fields through ``json.dumps``), for every event class and
-any values its fields may hold; and a batch scrubbed at once is the batch scrubbed one by one."""
+"""A record line built field by field (ciwatch.record.lines), in Python or in C (_lines.c, a
+batch at a time), is byte for byte the line the generic route writes (a dict of the fields
+through ``json.dumps``), for every event class and any values its fields may hold; and a batch
+scrubbed at once is the batch scrubbed one by one."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import dataclasses
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ciwatch.job import Scrubber
+from ciwatch.record import lines
 from ciwatch.record.codec import EVENT_TYPES, to_json_dict
 from ciwatch.record.events import Event, FileWrite
 from ciwatch.record.lines import LineEncoder
@@ -50,6 +53,17 @@ def _any_fields(cls: type[Event], values: list[Any]) -> Event:
     return event
 
 
+def test_the_compiled_route_is_built() -> None:
+    # Built in place for the tests and by pip on install (setup.py); without it every test
+    # below would compare the Python route with itself.
+    assert lines._compiled is not None
+
+
+#: Both routes: C (a batch at a time) and Python (the fallback without a compiler).
+ROUTES = pytest.mark.parametrize("compiled", [True, False], ids=["c", "python"])
+
+
+@ROUTES
 @SETTINGS
 @given(
     data=st.data(),
@@ -58,11 +72,51 @@ def _any_fields(cls: type[Event], values: list[Any]) -> Event:
     t=st.floats(0, 2e9),
     job=st.text(max_size=20),
 )
-def test_every_event_class_any_values_same_bytes(data: st.DataObject, kind: Any, seq: int, t: float, job: str) -> None:
+def test_every_event_class_any_values_same_bytes(
+    compiled: bool, data: st.DataObject, kind: Any, seq: int, t: float, job: str
+) -> None:
     count = len(dataclasses.fields(EVENT_TYPES[kind]))
     values = data.draw(st.lists(st.one_of(_scalars, _values), min_size=count, max_size=count))
     event = _any_fields(EVENT_TYPES[kind], values)
-    assert LineEncoder(job).line(seq, t, event) == _generic(seq, t, job, event)
+    assert LineEncoder(job, compiled).line(seq, t, event) == _generic(seq, t, job, event)
+
+
+#: Paths as a tracee may spell them: undecodable bytes (surrogate escapes, as the tracer decodes
+#: them), control characters, quotes, backslashes, DEL, characters beyond the BMP, long ones.
+_AWKWARD_BYTES = [
+    b"/tmp/\xff\xfe/x",
+    b"/tmp/caf\xc3\xa9/\xe9t\xe9",
+    bytes(range(1, 32)) + b"/x",
+    b'/tmp/"quoted" \\back\\slash\\',
+    b"/tmp/del\x7f/x\x80",
+    "/tmp/\U0001f600/\u202e/\u00a0".encode(),
+    b"/" + b"d" * 255 + b"/" + b"e" * 4000,
+    b"",
+]
+_paths = st.one_of(
+    st.sampled_from(_AWKWARD_BYTES),
+    st.binary(max_size=40),
+).map(lambda raw: raw.decode("utf-8", "surrogateescape"))
+
+
+@ROUTES
+@SETTINGS
+@given(
+    items=st.lists(
+        st.tuples(_paths, st.none() | _paths, st.none() | st.integers(0, 2**32), st.sampled_from(list(FileOp))),
+        max_size=6,
+    ),
+    first=st.integers(1, 2**40),
+    t=st.floats(0, 2e9),
+)
+def test_a_batch_of_awkward_paths_same_bytes(
+    compiled: bool, items: list[tuple[str, str | None, int | None, FileOp]], first: int, t: float
+) -> None:
+    events: list[Event] = [
+        FileWrite(pid=7, op=op, path=path, as_written=written, flags=flags) for path, written, flags, op in items
+    ]
+    got = LineEncoder("job", compiled).lines(first, t, events)
+    assert got == [_generic(seq, t, "job", event) for seq, event in enumerate(events, first)]
 
 
 def test_a_file_write_line() -> None:
