@@ -9,8 +9,8 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.modes import NetMode
 
 CAP_NET_ADMIN = 12

@@ -13,9 +13,9 @@ proxy's error (``EgressProxy``).
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
 from typing import Any
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.errors import EnvironmentNotSupported
 
 #: Connections the kernel completes before the proxy accepts them; more wait for a SYN retry.

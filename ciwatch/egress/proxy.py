@@ -14,10 +14,10 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.egress.buildpeers import BuildPeers, tcp_client_inode
 from ciwatch.egress.listeners import Listeners, serve_prebound_in_mitmproxy
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode

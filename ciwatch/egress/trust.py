@@ -19,9 +19,9 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from ciwatch.dataclass import dataclass
 from ciwatch.egress.rundirs import RUN_DIR_PREFIX, make_run_dir, remove_run_dir, sweep_stale_run_dirs
 
 # Re-exported: the run directories were defined here first.

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from ciwatch.dataclass import dataclass
 from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.events import (
     AllowlistLearned,
@@ -233,7 +234,7 @@ def _plural(expected: str) -> str:
     return _PLURALS.get(expected, expected)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class _FieldReader:
     name: str
     expected: str

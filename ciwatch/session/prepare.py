@@ -8,9 +8,9 @@ import fcntl
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.egress.sandbox import check_sandbox_possible
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import POLICY_FAILED

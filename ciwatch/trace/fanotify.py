@@ -19,9 +19,9 @@ import os
 import select
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ciwatch.capabilities import user_namespace
+from ciwatch.dataclass import dataclass
 
 log = logging.getLogger(__name__)
 
