@@ -352,11 +352,10 @@ def _use_in_memory_authority(authority: RunAuthority | None, confdir: Path | Non
     """Hand mitmproxy the run's CA in memory: its own loader reads (or creates) a key file in
     the confdir, and a key file is what a killed run would leave behind."""
     from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
     from mitmproxy import certs
 
     assert authority is not None and confdir is not None
-    key = load_pem_private_key(authority.key_pem, None)
+    key = authority.key
     cert = certs.Cert(x509.load_pem_x509_certificate(authority.cert_pem))
     # Diffie-Hellman parameters are public; mitmproxy wants them as a file.
     dhparams = certs.CertStore.load_dhparam(confdir / "dhparam.pem")
