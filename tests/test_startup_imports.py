@@ -55,6 +55,9 @@ def test_net_off_imports_the_rules_and_reports_only_after_the_build_ran(tmp_path
     assert "yaml" not in before  # the built-in policy is data (policy/builtin.py), no package.json here
     # Nor the readers of a policy file's hosts, package specs and version ranges: it has none.
     assert not {"ciwatch.policy.values", "ciwatch.policy.versions"} & set(before)
+    # Nor subprocess, which only `ciwatch doctor`'s probes and the sandbox's set-up use.
+    assert "ciwatch.egress.sandbox" not in before
+    assert "subprocess" not in before[before.index("ciwatch") :]
     # The check sees the tracer's imports: the verdict is judged after the build, by the rules.
     assert "ciwatch.verdict" in after and "ciwatch.rules" in after
     # Nothing of the proxy without one.
