@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
+#: How long the proxy's thread waits for the build to use a listener before it loads the proxy
+#: all the same: a step that ends sooner (``true``, a cache hit, a linter) never needs it.
+_UNUSED_START_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,10 @@ class EgressProxy:
     # -- the proxy's thread --------------------------------------------------------------
 
     def _thread_main(self) -> None:
+        # Loading asyncio, the DNS forwarder and mitmproxy is CPU time, and the interpreter
+        # lock taken from the tracer, for nothing when the build ends within its first tens of
+        # milliseconds; what the build sends the listeners meanwhile ends the wait at once.
+        self._listeners.wait_for_use(_UNUSED_START_S)
         if self._abandoned:
             return  # the build ended before this thread ran: nothing will use the proxy
         try:
