@@ -75,7 +75,9 @@ def dataclass(
         if repr and "__repr__" not in own:
             _set_method(made, "__repr__", _repr_method(tuple(f.name for f in fields if f.repr)))
         if eq:
-            _add_equality(made, own, tuple(f.name for f in fields if f.compare), frozen)
+            compared = tuple(f.name for f in fields if f.compare)
+            hashed = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
+            _add_equality(made, own, compared, hashed, frozen)
         return made
 
     return make if cls is None else make(cls)
@@ -99,9 +101,11 @@ def _key_getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
     return lambda instance: ()
 
 
-def _add_equality(made: type, own: dict[str, Any], compared: tuple[str, ...], frozen: bool) -> None:
+def _add_equality(
+    made: type, own: dict[str, Any], compared: tuple[str, ...], hashed: tuple[str, ...], frozen: bool
+) -> None:
     """``__eq__`` over the compared fields, and ``__hash__`` by the standard decorator's rules
-    (unsafe_hash False): over the same fields when frozen, None (unhashable) when not; a
+    (unsafe_hash False): over the hashed fields when frozen, None (unhashable) when not; a
     ``__hash__`` written in the class body is kept (one that is None only because the body
     wrote ``__eq__`` doesn't count)."""
     key = _key_getter(compared)
@@ -120,8 +124,10 @@ def _add_equality(made: type, own: dict[str, Any], compared: tuple[str, ...], fr
         made.__hash__ = None  # type: ignore[assignment]
         return
 
+    hash_key = _key_getter(hashed)
+
     def __hash__(self: object) -> int:
-        return hash(key(self))
+        return hash(hash_key(self))
 
     _set_method(made, "__hash__", __hash__)
 

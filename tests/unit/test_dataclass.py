@@ -128,3 +128,13 @@ def test_a_recursive_value_repr_stops() -> None:
     value = ours(1, [])
     value.argv.append(value)
     assert repr(value).endswith("Sample(pid=1, argv=[...])")
+
+
+def test_a_field_left_out_of_the_hash_is_left_out_as_the_standard_decorator_does() -> None:
+    body = {
+        "__annotations__": {"pid": "int", "argv": "tuple[str, ...]", "note": "str"},
+        "note": dataclasses.field(default="", hash=False),
+    }
+    standard, ours = _both(body, frozen=True)
+    assert hash(ours(1, ("x",), "a")) == hash(standard(1, ("x",), "a")) == hash((1, ("x",)))
+    assert ours(1, ("x",), "a") != ours(1, ("x",), "b")  # still compared
