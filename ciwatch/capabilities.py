@@ -6,12 +6,14 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.modes import NetMode
+
+# ``subprocess`` is imported by the probes that start processes (``ciwatch doctor``): the record
+# header's facts start none, and ``ciwatch run --net off`` needs it nowhere else.
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -72,6 +74,8 @@ def _probe_trace() -> Probe:
         "b=t.run_until_root_exits(); e=read_exec_error(root)\n"
         "print('ok' if b.exit_code==0 and e is None else f'fail {b} {e}')\n"
     )
+    import subprocess
+
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
@@ -118,6 +122,8 @@ def _try_sandbox_setup() -> str | None:
     here into it, an nftables NAT table and the route_localnet sysctl inside. None when all of it
     worked, else what failed. `unshare --net` alone succeeds in places (a user namespace) where
     the veth into this namespace is then refused, so only the whole set-up proves the mode."""
+    import subprocess
+
     child = subprocess.Popen(["unshare", "--net", "--", "sleep", "30"], stderr=subprocess.PIPE, text=True)
     link = f"cwdoc{child.pid % 100000}"
     try:

@@ -8,8 +8,9 @@ mode's implications are in one row of ``_TRAITS``: adding a mode is adding a row
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+from ciwatch.dataclass import dataclass
 
 
 class LeftoverAction(StrEnum):

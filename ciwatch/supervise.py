@@ -101,18 +101,27 @@ def _tracer_main(work: TracerWork, write_fd: int, front_pid: int) -> None:
         sys.stderr.flush()
         if after is not None:
             _set_parent_death_signal(0)
+        _let_go_of_the_jobs_streams()
         os.write(write_fd, f"exit {code}\n".encode())
         os.close(write_fd)
     if after is not None:
-        # The front has returned; don't hold the job's terminal or pipes open.
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
         try:
             after()
         finally:
             os._exit(0)
     os._exit(0)
+
+
+def _let_go_of_the_jobs_streams() -> None:
+    """Hand back the job's terminal and pipes before the front returns: whoever reads them (a CI
+    runner waits for the end of a step's output, as does a shell's ``$(...)``) sees their end
+    with the front's exit, not after this process's, which waits for the kernel to tear down its
+    fanotify groups (tens of milliseconds, more on a busy machine), or for leftovers to end."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
 
 
 def _resume_if_stopped(pid: int) -> None:

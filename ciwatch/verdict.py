@@ -9,7 +9,6 @@ import datetime
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from ciwatch.analysis.network import contacts
 from ciwatch.analysis.tree import ProcessTree
 from ciwatch.analysis.writes import hook_writes
+from ciwatch.dataclass import dataclass
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Exception_, Mode, Policy, Severity
 from ciwatch.record.events import Refusal

@@ -53,6 +53,11 @@ def test_net_off_imports_the_rules_and_reports_only_after_the_build_ran(tmp_path
     before, after = _imports_around_the_build(tmp_path, "--net", "off", "--file-events", "ptrace")
     assert _judging(before) == []
     assert "yaml" not in before  # the built-in policy is data (policy/builtin.py), no package.json here
+    # Nor the readers of a policy file's hosts, package specs and version ranges: it has none.
+    assert not {"ciwatch.policy.values", "ciwatch.policy.versions"} & set(before)
+    # Nor subprocess, which only `ciwatch doctor`'s probes and the sandbox's set-up use.
+    assert "ciwatch.egress.sandbox" not in before
+    assert "subprocess" not in before[before.index("ciwatch") :]
     # The check sees the tracer's imports: the verdict is judged after the build, by the rules.
     assert "ciwatch.verdict" in after and "ciwatch.rules" in after
     # Nothing of the proxy without one.
@@ -138,17 +143,24 @@ def test_the_run_ca_written_by_hand_is_the_certificate_cryptography_would_make()
     build): read back, it is a valid self-signed v3 CA certificate of the run's key, with the
     extensions CertificateBuilder gave it, whose signature verifies."""
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
     from cryptography.x509.oid import NameOID
 
     from ciwatch.egress.trust import generate_run_ca
 
     authority = generate_run_ca()
     cert = x509.load_pem_x509_certificate(authority.cert_pem)
-    key = load_pem_private_key(authority.key_pem, None)
+    key = authority.key
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     assert cert.public_key() == key.public_key()
+    # The key's SubjectPublicKeyInfo written by hand is cryptography's.
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert (
+        cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        == spki
+        and spki in cert.tbs_certificate_bytes
+    )
     assert cert.version is x509.Version.v3
     assert cert.issuer == cert.subject
     assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "ciwatch"
@@ -176,6 +188,22 @@ def test_openssl_takes_the_run_ca_as_a_ca(tmp_path: Path) -> None:
         ["openssl", "verify", "-x509_strict", "-CAfile", str(ca), str(ca)], capture_output=True, text=True
     )
     assert done.returncode == 0 and ": OK" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_run_ca_is_made_without_cryptographys_backend_or_serialization_package() -> None:
+    """The CA exists before the build's first instruction; cryptography's OpenSSL backend (its
+    cffi library built at import) and the package ``serialization`` (its SSH, PKCS7 and PKCS12
+    code and the ciphers) are mitmproxy's to load once it starts, after a short build has ended."""
+    code = (
+        "import sys\n"
+        "from ciwatch.egress.trust import generate_run_ca\n"
+        "generate_run_ca()\n"
+        "prefixes = ('cryptography.hazmat.primitives.serialization', 'cryptography.hazmat.backends.openssl')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_built_in_policy_is_default_yaml_read() -> None:

@@ -3,10 +3,11 @@ joined to the process, and through it to the hook, that made it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
 
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.dataclass import dataclass
 from ciwatch.net.address import is_loopback
 from ciwatch.record.events import DnsAnswer, DnsQuery, EgressFlow, Event, NetConnect, NetSend
 

@@ -8,9 +8,9 @@ variables further down are not trusted, since a hook can give its children any e
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 
 from ciwatch.attribution.hooks import HookAttribution, detect_hook
+from ciwatch.dataclass import dataclass, field
 from ciwatch.facts.programs import SCRIPT_RUNNERS, package_manager_of
 from ciwatch.record.events import ProcessExec, ProcessExit, ProcessStart
 from ciwatch.record.reader import Record

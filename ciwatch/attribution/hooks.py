@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.facts.programs import package_manager_of
 from ciwatch.record.events import ProcessExec

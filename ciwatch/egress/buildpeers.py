@@ -17,8 +17,8 @@ import ipaddress
 import os
 import threading
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.egress.origdst import parse_proc_net_address
 from ciwatch.net.sockdiag import tcp_socket_inode
 

@@ -13,10 +13,12 @@ proxy's error (``EgressProxy``).
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
-from dataclasses import dataclass, field
 from typing import Any
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.errors import EnvironmentNotSupported
 
 #: Connections the kernel completes before the proxy accepts them; more wait for a SYN retry.
@@ -77,6 +79,12 @@ class Listeners:
     @property
     def dns_addresses(self) -> list[tuple[str, int]]:
         return [_address(sock) for sock in self.dns]
+
+    def wait_for_use(self, timeout: float) -> None:
+        """Return once something waits on a listener (a connection in a backlog, a query in a
+        DNS socket's queue), or after ``timeout`` seconds; soon after they are closed."""
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: the build has ended
+            select.select([*self.tcp.values(), *self.dns], [], [], timeout)
 
     def close(self) -> None:
         """Refuse whatever waits (a connection in the backlog gets a reset)."""

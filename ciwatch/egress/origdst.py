@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from dataclasses import dataclass
+
+from ciwatch.dataclass import dataclass
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.egress.buildpeers import BuildPeers, tcp_client_inode
 from ciwatch.egress.listeners import Listeners, serve_prebound_in_mitmproxy
+from ciwatch.egress.mitmsetup import load_mitmproxy, regular_mode, use_in_memory_authority
 from ciwatch.egress.origdst import OriginalDestination, OriginalDestinations, lookup_in_namespace, socket_inode
 from ciwatch.egress.trust import RunAuthority, generate_run_ca, make_run_dir, remove_run_dir
 from ciwatch.egress.upstream import JobProxy
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
+#: How long the proxy's thread waits for the build to use a listener before it loads the proxy
+#: all the same: a step that ends sooner (``true``, a cache hit, a linter) never needs it.
+_UNUSED_START_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,10 @@ class EgressProxy:
     # -- the proxy's thread --------------------------------------------------------------
 
     def _thread_main(self) -> None:
+        # Loading asyncio, the DNS forwarder and mitmproxy is CPU time, and the interpreter
+        # lock taken from the tracer, for nothing when the build ends within its first tens of
+        # milliseconds; what the build sends the listeners meanwhile ends the wait at once.
+        self._listeners.wait_for_use(_UNUSED_START_S)
         if self._abandoned:
             return  # the build ended before this thread ran: nothing will use the proxy
         try:
@@ -237,7 +245,7 @@ class EgressProxy:
             if self._abandoned:
                 return  # the build has ended: mitmproxy's import would be CPU for nothing
             self._start_deadline()
-            await asyncio.to_thread(_load_mitmproxy)
+            await asyncio.to_thread(load_mitmproxy)
             await self._run_mitmproxy()
         finally:
             self.dns.close()
@@ -285,11 +293,11 @@ class EgressProxy:
         from ciwatch.egress.hookchain import HookIndex, needed_default_addons
 
         self.mitmproxy_version = mitmproxy_version.VERSION
-        _use_in_memory_authority(self._authority, self._confdir)
+        use_in_memory_authority(self._authority, self._confdir)
         serve_prebound_in_mitmproxy(self._listeners)
         modes = [f"transparent@{host}:{port}" for host, port in self.transparent_listeners]
         if self.regular_listener is not None:
-            modes.append(_regular_mode(self.regular_listener, self.config.job_proxy))
+            modes.append(regular_mode(self.regular_listener, self.config.job_proxy))
         opts = options.Options(mode=modes, confdir=str(self._confdir))
         instance = master.Master(opts)
         HookIndex.install(instance.addons)  # per-event dispatch: the proxy's CPU per request
@@ -388,46 +396,3 @@ class _ReadySignal:
 
     def running(self) -> None:
         self.proxy.on_running()
-
-
-def _use_in_memory_authority(authority: RunAuthority | None, confdir: Path | None) -> None:
-    """Hand mitmproxy the run's CA in memory: its own loader reads (or creates) a key file in
-    the confdir, and a key file is what a killed run would leave behind."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-    from mitmproxy import certs
-
-    assert authority is not None and confdir is not None
-    key = load_pem_private_key(authority.key_pem, None)
-    cert = certs.Cert(x509.load_pem_x509_certificate(authority.cert_pem))
-    # Diffie-Hellman parameters are public; mitmproxy wants them as a file.
-    dhparams = certs.CertStore.load_dhparam(confdir / "dhparam.pem")
-    if hasattr(certs, "dummy_crl"):  # mitmproxy 12 serves a CRL signed by the CA
-        store = certs.CertStore(key, cert, None, certs.dummy_crl(key, cert._cert), dhparams)
-    else:
-        store = certs.CertStore(key, cert, None, dhparams)
-
-    def from_store(cls: type, path: object, basename: object, key_size: object, passphrase: object = None) -> object:
-        return store
-
-    certs.CertStore.from_store = classmethod(from_store)
-
-
-def _regular_mode(listener: tuple[str, int], job: JobProxy | None) -> str:
-    """The listener ``--net env`` points the build's proxy variables at: a regular proxy, or,
-    when the job has a proxy of its own (a corporate network that lets only it out), one that
-    forwards everything through that proxy (mitmproxy's upstream mode), so the build keeps
-    working as it did without ciwatch. Requests are still judged by their own hosts."""
-    host, port = listener
-    if job is None:
-        return f"regular@{host}:{port}"
-    return f"upstream:{job.upstream.scheme}://{job.upstream.hostport}@{host}:{port}"
-
-
-def _load_mitmproxy() -> None:
-    """Import mitmproxy and ciwatch's addons (the slow part of the proxy's start)."""
-    import mitmproxy.addons
-    import mitmproxy.master  # noqa: F401
-
-    import ciwatch.egress.addons
-    import ciwatch.egress.hookchain  # noqa: F401

@@ -19,6 +19,7 @@ _SEQUENCE, _SET = 0x30, 0x31
 _INTEGER, _BIT_STRING, _OCTET_STRING, _OID, _UTF8, _UTC_TIME, _BOOLEAN = 0x02, 0x03, 0x04, 0x06, 0x0C, 0x17, 0x01
 
 _ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
+_EC_PUBLIC_KEY, _PRIME256V1 = "1.2.840.10045.2.1", "1.2.840.10045.3.1.7"
 _ORGANIZATION, _COMMON_NAME = "2.5.4.10", "2.5.4.3"
 _BASIC_CONSTRAINTS, _KEY_USAGE, _SUBJECT_KEY_ID = "2.5.29.19", "2.5.29.15", "2.5.29.14"
 #: keyCertSign (bit 5) and cRLSign (bit 6): one byte, its last bit unused.
@@ -62,6 +63,15 @@ def _time(moment: datetime.datetime) -> bytes:
 def _extension(oid: str, value: bytes, critical: bool) -> bytes:
     flag = _tlv(_BOOLEAN, b"\xff") if critical else b""
     return _tlv(_SEQUENCE, _oid(oid) + flag + _tlv(_OCTET_STRING, value))
+
+
+def p256_public_key(x: int, y: int) -> tuple[bytes, bytes]:
+    """The SubjectPublicKeyInfo (DER) of the P-256 public key (``x``, ``y``), and its
+    uncompressed point (RFC 5480): what the key's ``public_bytes`` gives, without the import of
+    cryptography's ``serialization`` package that it makes."""
+    point = b"\x04" + x.to_bytes(32, "big") + y.to_bytes(32, "big")
+    algorithm = _tlv(_SEQUENCE, _oid(_EC_PUBLIC_KEY) + _oid(_PRIME256V1))
+    return _tlv(_SEQUENCE, algorithm + _tlv(_BIT_STRING, b"\x00" + point)), point
 
 
 def ca_certificate_tbs(

@@ -21,8 +21,9 @@ import os
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+
+from ciwatch.dataclass import dataclass
 
 #: Prefix of every run directory, so a later run can sweep those of killed runs.
 RUN_DIR_PREFIX = "ciwatch-run-"

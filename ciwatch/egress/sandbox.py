@@ -15,9 +15,9 @@ import ipaddress
 import logging
 import shutil
 import subprocess
-from dataclasses import dataclass
 
 from ciwatch.capabilities import CAP_NET_ADMIN, CAP_SYS_ADMIN, has_capability
+from ciwatch.dataclass import dataclass
 from ciwatch.errors import EnvironmentNotSupported
 
 log = logging.getLogger(__name__)

@@ -19,13 +19,17 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ciwatch.dataclass import dataclass
 from ciwatch.egress.rundirs import RUN_DIR_PREFIX, make_run_dir, remove_run_dir, sweep_stale_run_dirs
 
 # Re-exported: the run directories were defined here first.
 from ciwatch.lifetime import dying_with_this_thread
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 __all__ = ["RUN_DIR_PREFIX", "make_run_dir", "remove_run_dir", "sweep_stale_run_dirs"]
 
@@ -52,35 +56,55 @@ def system_bundle() -> Path | None:
 @dataclass(frozen=True)
 class RunAuthority:
     cert_pem: bytes
-    key_pem: bytes
+    key: ec.EllipticCurvePrivateKey
+    """Handed to mitmproxy as it is: never written anywhere, not even encoded."""
 
 
 def generate_run_ca() -> RunAuthority:
-    """A CA for this run only: valid for two days, its key never written anywhere but the
-    proxy's private confdir (removed once loaded). Its certificate is written by
-    ``egress/runca.py``: ``cryptography.x509`` is imported by mitmproxy once the build runs."""
+    """A CA for this run only: valid for two days, its key never written anywhere. Its
+    certificate is written by ``egress/runca.py``: ``cryptography.x509`` is imported by
+    mitmproxy once the build runs, and so is the package ``serialization`` (its SSH, PKCS7 and
+    PKCS12 code and the ciphers), which the key's encoders would import now."""
     import datetime
 
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from ciwatch.egress.runca import ca_certificate_tbs, signed_certificate
+    from ciwatch.egress.runca import ca_certificate_tbs, p256_public_key, signed_certificate
 
     # P-256: made in a millisecond, where RSA-2048 takes 60-150 ms of the build's start (the CA
     # must exist before the build does), and as strong as RSA-3072. mitmproxy signs the
     # certificates it makes for each host with it and gives them this key (ECDSA): every TLS
     # 1.2 and 1.3 client accepts that.
     key = ec.generate_private_key(ec.SECP256R1())
-    public = key.public_key()
-    spki = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    numbers = key.public_key().public_numbers()
+    spki, point = p256_public_key(numbers.x, numbers.y)
     now = datetime.datetime.now(datetime.UTC)
     tbs = ca_certificate_tbs(spki, point, "ciwatch", f"ciwatch run CA {os.getpid()}", now)
-    der = signed_certificate(tbs, key.sign(tbs, ec.ECDSA(hashes.SHA256())))
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    )
-    return RunAuthority(_pem("CERTIFICATE", der), key_pem)
+    der = signed_certificate(tbs, key.sign(tbs, _ecdsa_with_sha256()))
+    return RunAuthority(_pem("CERTIFICATE", der), key)
+
+
+def _ecdsa_with_sha256() -> ec.ECDSA:
+    """``ec.ECDSA(hashes.SHA256())`` (randomised, not deterministic), made without
+    ``ECDSA.__init__``, which imports cryptography's OpenSSL backend (~15 ms of the build's
+    start) only to check the deterministic signing this doesn't ask for. The signer reads the
+    two properties; mitmproxy imports the backend once it starts, and a short build ends first."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    class Sha256Ecdsa(ec.ECDSA):
+        def __init__(self) -> None:
+            """Nothing to check: SHA-256, a randomised signature."""
+
+        @property
+        def algorithm(self) -> hashes.HashAlgorithm:
+            return hashes.SHA256()
+
+        @property
+        def deterministic_signing(self) -> bool:
+            return False
+
+    return Sha256Ecdsa()
 
 
 def _pem(label: str, der: bytes) -> bytes:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 from base64 import b64decode, b64encode
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
+
+from ciwatch.dataclass import dataclass, field
 
 # Most specific first: a transparent connection may carry TLS or not, and a job that sets
 # HTTPS_PROXY means it for everything that leaves (a CI network that only allows its proxy).

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.facts.programs import SCRIPT_RUNNERS, program_name
 
 

@@ -6,8 +6,9 @@ import getpass
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
+
+from ciwatch.dataclass import dataclass
 
 
 class Provider(StrEnum):

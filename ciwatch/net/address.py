@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+
+from ciwatch.dataclass import dataclass
 
 AF_UNIX = 1
 AF_INET = 2

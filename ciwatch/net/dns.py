@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+
+from ciwatch.dataclass import dataclass
 
 #: DNS record types worth naming; anything else is shown as TYPE<n>.
 _QTYPES = {

@@ -8,9 +8,9 @@ import datetime
 import fnmatch
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.facts.ecosystems import Ecosystem
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ciwatch.dataclass import dataclass
 
 if TYPE_CHECKING:
     import yaml

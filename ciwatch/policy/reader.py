@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from ciwatch.policy.model import Allowlist, Exception_, HostPattern, Mode, PackageSpec, Policy, Severity
 from ciwatch.policy.problems import line_of, quote
-from ciwatch.policy.values import host_problem, parse_package
 
+# ``ciwatch.policy.values`` (host names, package specs and their version ranges: two modules and
+# their patterns) is imported where a value is read: the built-in policy has none.
 if TYPE_CHECKING:
     import yaml
 
@@ -34,7 +35,15 @@ def _items(data: object, *path: str) -> list[object]:
 
 
 def _package_problem(text: str) -> str | None:
+    from ciwatch.policy.values import parse_package
+
     return parse_package(text.strip())[1]
+
+
+def _host_problem(text: str) -> str | None:
+    from ciwatch.policy.values import host_problem
+
+    return host_problem(text)
 
 
 def date_problem(text: str) -> str | None:
@@ -50,7 +59,7 @@ def date_problem(text: str) -> str | None:
 
 _EXCEPTION_CHECKS: tuple[tuple[str, _Check], ...] = (
     ("package", _package_problem),
-    ("host", host_problem),
+    ("host", _host_problem),
     ("expires", date_problem),
 )
 
@@ -62,7 +71,7 @@ def value_problems(data: object, root: yaml.Node) -> Iterator[Problem]:
     """Each host, package spec and date in ``data`` that is text but not a good one."""
     checks: list[tuple[Path, object, _Check]] = []
     for index, host in enumerate(_items(data, "allow", "hosts")):
-        checks.append((("allow", "hosts", index), host, host_problem))
+        checks.append((("allow", "hosts", index), host, _host_problem))
     for index, package in enumerate(_items(data, "hooks", "allowed")):
         checks.append((("hooks", "allowed", index), package, _package_problem))
     for index, exception in enumerate(_items(data, "exceptions")):
@@ -113,6 +122,8 @@ def build_policy(data: dict[str, Any], root: yaml.Node | None, source: str) -> P
 
 
 def _package(text: str) -> PackageSpec:
+    from ciwatch.policy.values import parse_package
+
     spec, wrong = parse_package(text.strip())
     assert spec is not None, wrong
     return spec

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from ciwatch.dataclass import dataclass
 from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.policy.problems import quote
 

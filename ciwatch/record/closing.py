@@ -4,9 +4,9 @@ closing line carries the hash of every byte before it (``ciwatch check``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.record.events import Event
 from ciwatch.record.vocabulary import EventKind
 

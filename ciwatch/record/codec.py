@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from ciwatch import fields
+from ciwatch.dataclass import dataclass
 from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.events import (
     AllowlistLearned,
@@ -229,7 +230,7 @@ def _plural(expected: str) -> str:
     return _PLURALS.get(expected, expected)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class _FieldReader:
     name: str
     expected: str

@@ -8,9 +8,9 @@ process (paths, argv) may hold bytes that are not UTF-8: they are decoded with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.modes import NetMode
 from ciwatch.record.sharing import share_fields, shared_int, shared_str
 from ciwatch.record.vocabulary import (

@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.record.reader import LARGE_LINE, MAX_LINE_BYTES, resolve_record_path
 from ciwatch.record.vocabulary import EventKind
 

@@ -25,9 +25,9 @@ from __future__ import annotations
 import dataclasses
 from array import array
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
 from typing import TypeVar, overload
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.record.closing import AfterBuild, AfterBuildEnd, End
 from ciwatch.record.events import Event, FileWrite, Header, Leftover
 from ciwatch.record.vocabulary import FileOp, LeftoverOutcome

@@ -18,11 +18,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.lifetime import dying_with_this_thread
 
 log = logging.getLogger("ciwatch.registries")

@@ -11,9 +11,9 @@ for their own implicit default (:func:`default_index`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from ciwatch.dataclass import dataclass
 from ciwatch.registries._base import (
     Context,
     RegistrySource,

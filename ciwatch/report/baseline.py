@@ -15,11 +15,11 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from ciwatch.analysis.network import contacts
 from ciwatch.analysis.tree import ProcessTree
+from ciwatch.dataclass import dataclass
 from ciwatch.facts.ecosystems import Ecosystem
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.loader import parse_policy

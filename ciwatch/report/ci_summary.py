@@ -4,9 +4,9 @@ CI system: a Markdown summary, and the job's verdict as step outputs (GitHub) or
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
+from ciwatch.dataclass import dataclass
 from ciwatch.policy.model import Policy
 from ciwatch.record import read_record
 from ciwatch.record.integrity import verify_record

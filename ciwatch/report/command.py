@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.errors import UsageError
 from ciwatch.policy.model import Policy
 from ciwatch.record import Record, read_record

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.dataclass import dataclass, field
 from ciwatch.record.events import FileHash
 from ciwatch.record.reader import Record
 from ciwatch.record.vocabulary import FileOp

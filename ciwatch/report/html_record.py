@@ -9,10 +9,10 @@ build is made in well under a second; the renderer (``html.py``) only formats it
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 from ciwatch.analysis.network import Contact, contacts
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.dataclass import dataclass, field
 from ciwatch.record.events import (
     DnsAnswer,
     DnsQuery,

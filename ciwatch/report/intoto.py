@@ -19,12 +19,12 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ciwatch import __version__
+from ciwatch.dataclass import dataclass
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.policy.model import Policy
 from ciwatch.record.reader import Record

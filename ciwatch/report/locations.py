@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+from ciwatch.dataclass import dataclass
 
 #: Files bigger than this are not searched (a lockfile of 50 000 packages is about 30 MB).
 _MAX_BYTES = 64 * 1024 * 1024

@@ -12,8 +12,8 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.report.model import FindingGroup, Report, group_findings
 
 #: GitHub refuses a step summary over 1 MiB; leave room for what else the step writes.

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ciwatch import __version__
+from ciwatch.dataclass import dataclass
 from ciwatch.report.gitlab import fingerprint
 from ciwatch.report.locations import Location, ci_location, package_location, repository_root
 from ciwatch.report.model import FindingItem, Report

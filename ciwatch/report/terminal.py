@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import click
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.report.executables import Executables
 from ciwatch.report.model import FindingGroup, HostGroup, Report, RunInfo, VerdictInfo, group_findings
 

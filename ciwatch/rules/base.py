@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from ciwatch.analysis.network import Contact
 from ciwatch.analysis.tree import ProcessNode, ProcessTree
+from ciwatch.dataclass import dataclass, field
 from ciwatch.facts.ecosystems import purl
 from ciwatch.gate.allowlist import RuntimeAllowlist
 from ciwatch.policy.model import Policy, Severity

@@ -16,9 +16,8 @@ user's build script), or have been on disk before the run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ciwatch.analysis.tree import ProcessNode
+from ciwatch.dataclass import dataclass
 from ciwatch.facts.programs import package_manager_name
 from ciwatch.record.events import FileHash
 from ciwatch.record.vocabulary import FileOp

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.errors import UsageError
 
 

@@ -4,10 +4,10 @@ allowlist must hold before the build's first request."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ciwatch.dataclass import dataclass
 from ciwatch.record.events import HooksAllowed
 from ciwatch.session.prepare import RunPlan
 from ciwatch.session.recording import Recording

@@ -6,10 +6,10 @@ import dataclasses
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.exitcodes import INTERNAL_ERROR, from_wait_status
 from ciwatch.policy.model import Mode
 from ciwatch.record.closing import End

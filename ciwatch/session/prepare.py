@@ -8,10 +8,9 @@ import fcntl
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from ciwatch.egress.sandbox import check_sandbox_possible
+from ciwatch.dataclass import dataclass, field
 from ciwatch.errors import EnvironmentNotSupported, UsageError
 from ciwatch.exitcodes import POLICY_FAILED
 from ciwatch.modes import FileEvents, LeftoverAction, NetMode
@@ -75,6 +74,8 @@ def prepare(options: RunOptions) -> RunPlan:
     if not options.command:
         raise UsageError("no command to run", hint="Put the build command after `--`: ciwatch run -- npm ci")
     if options.net.traits.needs_privilege:
+        from ciwatch.egress.sandbox import check_sandbox_possible  # its tools and subprocess: sandbox only
+
         check_sandbox_possible()  # before --out exists: a refused run leaves nothing behind
     fanotify = _use_fanotify(options.file_events)
     build_user = resolve_build_user(options.user, options.env)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from ptrace import PtraceError
 
+from ciwatch.dataclass import dataclass
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.policy.model import Mode
 from ciwatch.session.prepare import RunPlan

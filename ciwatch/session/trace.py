@@ -8,8 +8,8 @@ import gc
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.errors import EnvironmentNotSupported
 from ciwatch.modes import LeftoverAction
 from ciwatch.record.events import Event, Leftover

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
+
+from ciwatch.dataclass import dataclass
 
 
 @dataclass(frozen=True)

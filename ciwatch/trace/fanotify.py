@@ -19,9 +19,9 @@ import os
 import select
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ciwatch.capabilities import user_namespace
+from ciwatch.dataclass import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +120,64 @@ def unavailable_reason() -> str | None:
         if code == errno.EPERM:
             return "fanotify needs CAP_SYS_ADMIN in the initial user namespace (root outside a container)"
         return f"fanotify with FAN_REPORT_DFID_NAME is not available: {os.strerror(code)}"
-    os.close(fd)
-    group = FanotifyGroup(WRITE_MASK)
-    group.close()
+    os.close(fd)  # no marks yet: closed at once
+    return _unmarked_reason_off_the_path()
+
+
+def _unmarked_reason(group: FanotifyGroup) -> str | None:
     if group.unmarked:
         # Writes there would go unseen: the stops see every filesystem.
         unmarked = ", ".join(f"{point} ({why})" for point, why in sorted(group.unmarked.items()))
         return f"fanotify can't watch every writable filesystem: {unmarked}"
     return None
+
+
+def _unmarked_reason_off_the_path() -> str | None:
+    """Whether a group can mark every writable filesystem, tried by a process of its own.
+
+    Closing a group that has filesystem marks waits for the kernel's grace period (~15 ms, half
+    a second on a busy machine), before the build could start; the trial group is left to that
+    process's exit instead, which nothing waits for (it is orphaned at once, as the tracer
+    process may be: the reaper of orphans takes it). Called before ciwatch starts a thread."""
+    read_fd, write_fd = os.pipe()
+    try:
+        middle = os.fork()
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        group = FanotifyGroup(WRITE_MASK)
+        group.close()
+        return _unmarked_reason(group)
+    if middle == 0:
+        try:
+            if os.fork() == 0:
+                _answer_and_exit(write_fd)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_fd, "rb") as answer:
+        said = answer.read()
+    if not said:
+        return "fanotify's trial group failed (its process ended without an answer)"
+    return None if said == b"ok" else said.decode(errors="replace")
+
+
+def _answer_and_exit(write_fd: int) -> None:
+    """The trial process: holds nothing of the run's (its terminal, pipes, the --out lock to
+    come) while its exit waits for the kernel, and says ``ok`` or why not."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(null, std)
+    os.closerange(3, write_fd)
+    os.closerange(write_fd + 1, 1 << 16)
+    try:
+        reason = _unmarked_reason(FanotifyGroup(WRITE_MASK))
+    except BaseException as error:  # noqa: BLE001 - said to the run, which then doesn't use fanotify
+        reason = f"fanotify's trial group failed: {error}"
+    os.write(write_fd, b"ok" if reason is None else reason.encode(errors="replace"))
+    os.close(write_fd)
+    os._exit(0)  # the group is closed by the exit, which nobody waits for
 
 
 def _unescape(field: str) -> str:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.trace.fanotify import FAN_CREATE, FAN_DELETE, FAN_ONDIR, FAN_RENAME, HandleKey, RawEvent
 
 _DELETED = " (deleted)"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ciwatch.dataclass import dataclass
 from ciwatch.trace.redirect import TrafficGate
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from dataclasses import dataclass
 
 from ptrace import PtraceError
 from ptrace.binding.func import ptrace
+
+from ciwatch.dataclass import dataclass
 
 PTRACE_CONT = 7
 PTRACE_SYSCALL = 24

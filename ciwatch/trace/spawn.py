@@ -13,9 +13,9 @@ import errno
 import os
 import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from ciwatch import terminal
+from ciwatch.dataclass import dataclass
 from ciwatch.trace.seccomp import build_filter, install_filter
 from ciwatch.trace.unreachable import drop_ptrace_capability, make_reachable
 

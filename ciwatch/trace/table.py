@@ -13,10 +13,10 @@ rows: the filter hands all of their syscalls to the tracer, which reports them b
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ciwatch.dataclass import dataclass
 from ciwatch.trace.decode import Args, MemoryReader
 from ciwatch.trace.decode import escapes as e
 from ciwatch.trace.decode import files as f

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.net.address import SocketAddress
 from ciwatch.record.events import ProcessExec
 from ciwatch.trace.memory import TraceeMemory

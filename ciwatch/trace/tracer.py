@@ -18,11 +18,11 @@ import errno
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ptrace import PtraceError
 
 from ciwatch.attribution.hooks import detect_hook
+from ciwatch.dataclass import dataclass
 from ciwatch.record.events import Anomaly, Event, ProcessExit, ProcessStart
 from ciwatch.record.vocabulary import AnomalyKind
 from ciwatch.trace import procfs

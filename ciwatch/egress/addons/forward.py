@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from mitmproxy import connection, http
 from mitmproxy.proxy import layer
@@ -33,6 +32,7 @@ from mitmproxy.proxy.layers.http import HTTPMode
 from mitmproxy.proxy.layers.http._upstream_proxy import HttpUpstreamProxy
 from mitmproxy.proxy.mode_specs import ProxyMode
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.egress.addons.peers import FORWARD_PROXY_CLIENTS, ClientPids
 from ciwatch.egress.upstream import JobProxy
 from ciwatch.gate.allowlist import FORWARD_PROXY_SCHEME, RuntimeAllowlist, normalise_host

@@ -5,9 +5,9 @@ target is one of ciwatch's own processes is the self-guard's question
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
+from ciwatch.dataclass import dataclass
 from ciwatch.record.events import Anomaly, FileRead
 from ciwatch.trace.decode import Args, MemoryReader, signed32, signed64
 from ciwatch.trace.decode.processes import decode_process_vm_readv as decode_memory_read
