@@ -171,7 +171,8 @@ def run(
         say_outcome(result, plan.leftovers, out_dir, quiet)
         return result.exit_code, result.follow
 
-    supervise.exit_front(supervise.run_split(in_tracer))
+    group = plan.fanotify_group
+    supervise.exit_front(supervise.run_split(in_tracer, group.drop_copy if group is not None else lambda: None))
 
 
 @main.command()

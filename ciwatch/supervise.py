@@ -50,8 +50,10 @@ def _set_parent_death_signal(sig: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
-def run_split(work: TracerWork) -> int:
-    """Fork the tracer process, forward signals to the build, return the build's exit code."""
+def run_split(work: TracerWork, handed_over: Callable[[], None] = lambda: None) -> int:
+    """Fork the tracer process, forward signals to the build, return the build's exit code.
+    ``handed_over`` runs in the front once the tracer exists: what it drops that the tracer
+    keeps using (the fanotify group, whose last close would wait for the kernel)."""
     front_pid = os.getpid()
     # Before the fork, so that both processes are: the build can't read or write their memory
     # or open their /proc files (:mod:`ciwatch.trace.unreachable`).
@@ -63,6 +65,7 @@ def run_split(work: TracerWork) -> int:
         os.close(read_fd)
         _tracer_main(work, write_fd, front_pid)
     os.close(write_fd)
+    handed_over()
     return _front_main(read_fd, pid)
 
 

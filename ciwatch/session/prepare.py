@@ -17,7 +17,7 @@ from ciwatch.modes import FileEvents, LeftoverAction, NetMode
 from ciwatch.policy.model import Policy
 from ciwatch.record import RECORD_FILE
 from ciwatch.session.builduser import BuildUser, resolve_build_user
-from ciwatch.trace.fanotify import unavailable_reason
+from ciwatch.trace.fanotify import FanotifyGroup, open_write_group
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class RunPlan:
     fail_exit_code: int = POLICY_FAILED
     fanotify: bool = False
     """File writes (and hooks' reads) come from fanotify: ``--file-events`` resolved."""
+    fanotify_group: FanotifyGroup | None = None
+    """With fanotify: the write group opened to decide it, which the tracer process reads."""
     build_user: BuildUser | None = None
     """Whom the build runs as when not as ciwatch (root under sudo gives it back its user)."""
     discovery_cache: bool = True
@@ -77,7 +79,7 @@ def prepare(options: RunOptions) -> RunPlan:
         from ciwatch.egress.sandbox import check_sandbox_possible  # its tools and subprocess: sandbox only
 
         check_sandbox_possible()  # before --out exists: a refused run leaves nothing behind
-    fanotify = _use_fanotify(options.file_events)
+    fanotify_group = _fanotify_group(options.file_events)
     build_user = resolve_build_user(options.user, options.env)
     record_path = _prepare_out_dir(options.out_dir)
     lock_fd = _lock_out_dir(options.out_dir)
@@ -91,24 +93,26 @@ def prepare(options: RunOptions) -> RunPlan:
         extra_cas=tuple(options.extra_cas),
         verbose=options.verbose,
         fail_exit_code=options.fail_exit_code,
-        fanotify=fanotify,
+        fanotify=fanotify_group is not None,
+        fanotify_group=fanotify_group,
         build_user=build_user,
         discovery_cache=options.discovery_cache,
         lock_fd=lock_fd,
     )
 
 
-def _use_fanotify(choice: FileEvents) -> bool:
-    """``auto`` takes fanotify wherever this process may open the group it needs."""
+def _fanotify_group(choice: FileEvents) -> FanotifyGroup | None:
+    """The write group, when fanotify is chosen: ``auto`` takes it wherever this process may
+    open it and mark every writable filesystem."""
     if choice is FileEvents.PTRACE:
-        return False
-    reason = unavailable_reason()
-    if reason is not None and choice is FileEvents.FANOTIFY:
+        return None
+    found = open_write_group()
+    if isinstance(found, str) and choice is FileEvents.FANOTIFY:
         raise EnvironmentNotSupported(
-            f"--file-events fanotify: {reason}",
+            f"--file-events fanotify: {found}",
             hint="Run ciwatch as root (sudo) outside a container's user namespace, or use --file-events ptrace.",
         )
-    return reason is None
+    return None if isinstance(found, str) else found
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:

@@ -24,6 +24,7 @@ def new_tracer(plan: RunPlan, env: Mapping[str, str], recording: Recording) -> T
         gate=recording.enforcer if blocking else None,
         gate_direct_tcp=blocking and plan.net.traits.tracer_gates_direct_tcp,
         fanotify=plan.fanotify,
+        fanotify_group=plan.fanotify_group,
         own_network_namespace=plan.net.traits.network_namespace,
         dns_via_namespace=blocking and plan.net.traits.dns is DnsRoute.NAMESPACE,
     )

@@ -110,74 +110,37 @@ libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, cty
 libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 
 
-def unavailable_reason() -> str | None:
-    """None when this process can open the group ciwatch needs; else why not."""
+def open_write_group() -> FanotifyGroup | str:
+    """The run's write group, marked on every writable filesystem, or why it can't be.
+
+    ``--file-events auto`` decides by opening it, before the build, and the run keeps it: the
+    tracer process, forked afterwards, reads it (the front then drops its copy,
+    :meth:`FanotifyGroup.drop_copy`). A trial group closed again would cost the close of a group
+    with marks, which waits for the kernel's grace period (~15 ms, half a second on a busy
+    machine), on the way to the build's exec."""
     if user_namespace():
         return "inside a user namespace (a rootless container): fanotify's filesystem marks need the initial one"
-    fd = libc.fanotify_init(INIT_FLAGS, os.O_RDONLY | os.O_LARGEFILE)
-    if fd < 0:
-        code = ctypes.get_errno()
-        if code == errno.EPERM:
+    try:
+        group = FanotifyGroup(WRITE_MASK)
+    except OSError as error:
+        if error.errno == errno.EPERM:
             return "fanotify needs CAP_SYS_ADMIN in the initial user namespace (root outside a container)"
-        return f"fanotify with FAN_REPORT_DFID_NAME is not available: {os.strerror(code)}"
-    os.close(fd)  # no marks yet: closed at once
-    return _unmarked_reason_off_the_path()
-
-
-def _unmarked_reason(group: FanotifyGroup) -> str | None:
+        return f"fanotify with FAN_REPORT_DFID_NAME is not available: {os.strerror(error.errno or 0)}"
     if group.unmarked:
         # Writes there would go unseen: the stops see every filesystem.
         unmarked = ", ".join(f"{point} ({why})" for point, why in sorted(group.unmarked.items()))
-        return f"fanotify can't watch every writable filesystem: {unmarked}"
-    return None
-
-
-def _unmarked_reason_off_the_path() -> str | None:
-    """Whether a group can mark every writable filesystem, tried by a process of its own.
-
-    Closing a group that has filesystem marks waits for the kernel's grace period (~15 ms, half
-    a second on a busy machine), before the build could start; the trial group is left to that
-    process's exit instead, which nothing waits for (it is orphaned at once, as the tracer
-    process may be: the reaper of orphans takes it). Called before ciwatch starts a thread."""
-    read_fd, write_fd = os.pipe()
-    try:
-        middle = os.fork()
-    except OSError:
-        os.close(read_fd)
-        os.close(write_fd)
-        group = FanotifyGroup(WRITE_MASK)
         group.close()
-        return _unmarked_reason(group)
-    if middle == 0:
-        try:
-            if os.fork() == 0:
-                _answer_and_exit(write_fd)
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    os.waitpid(middle, 0)
-    with os.fdopen(read_fd, "rb") as answer:
-        said = answer.read()
-    if not said:
-        return "fanotify's trial group failed (its process ended without an answer)"
-    return None if said == b"ok" else said.decode(errors="replace")
+        return f"fanotify can't watch every writable filesystem: {unmarked}"
+    return group
 
 
-def _answer_and_exit(write_fd: int) -> None:
-    """The trial process: holds nothing of the run's (its terminal, pipes, the --out lock to
-    come) while its exit waits for the kernel, and says ``ok`` or why not."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for std in (0, 1, 2):
-        os.dup2(null, std)
-    os.closerange(3, write_fd)
-    os.closerange(write_fd + 1, 1 << 16)
-    try:
-        reason = _unmarked_reason(FanotifyGroup(WRITE_MASK))
-    except BaseException as error:  # noqa: BLE001 - said to the run, which then doesn't use fanotify
-        reason = f"fanotify's trial group failed: {error}"
-    os.write(write_fd, b"ok" if reason is None else reason.encode(errors="replace"))
-    os.close(write_fd)
-    os._exit(0)  # the group is closed by the exit, which nobody waits for
+def unavailable_reason() -> str | None:
+    """None when this process can open the group ciwatch needs; else why not (``doctor``)."""
+    found = open_write_group()
+    if isinstance(found, str):
+        return found
+    found.close()
+    return None
 
 
 def _unescape(field: str) -> str:
@@ -288,6 +251,14 @@ class FanotifyGroup:
         for fd in self._open_mounts.values():
             os.close(fd)
         self._open_mounts.clear()
+
+    def drop_copy(self) -> None:
+        """Close this process's descriptors of a group that a process forked after it was
+        opened reads from now on: not the last reference, so nothing waits for the kernel."""
+        self._mountinfo.close()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def close(self) -> None:
         self._mountinfo.close()

@@ -332,7 +332,7 @@ def open_fan_watch(options: TracerOptions, files: FileWatch, processes: Mapping[
     reads matter, opens of credentials."""
     if not options.fanotify:
         return None
-    group = FanotifyGroup(WRITE_MASK)
+    group = options.fanotify_group or FanotifyGroup(WRITE_MASK)
     closed = reads = None
     try:
         closed = ClosedFiles(group.mounts.values())

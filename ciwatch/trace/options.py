@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ciwatch.dataclass import dataclass
 from ciwatch.trace.redirect import TrafficGate
+
+if TYPE_CHECKING:
+    from ciwatch.trace.fanotify import FanotifyGroup
 
 
 def _nothing() -> None:
@@ -31,6 +35,8 @@ class TracerOptions:
     fanotify: bool = False
     """File writes (and a hook's reads) from fanotify, not from stops: the build's filter
     must then be built without the table's fanotify rows (:func:`ciwatch.trace.seccomp.build_filter`)."""
+    fanotify_group: FanotifyGroup | None = None
+    """The write group opened before the build (``open_write_group``); one is opened if None."""
     own_network_namespace: bool = False
     """Set in sandbox mode: the build's loopback is its namespace's, where only it runs."""
     dns_via_namespace: bool = False
