@@ -18,6 +18,7 @@ import logging
 import os
 import select
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -153,6 +154,10 @@ def writable_mounts(mountinfo: str) -> list[str]:
     return sorted(best.values())
 
 
+def _wanted_by_default(pid: int, mask: int) -> bool:
+    return True
+
+
 class FanotifyGroup:
     """The group: opened and marked once per run, read in batches, closed at the end."""
 
@@ -203,9 +208,11 @@ class FanotifyGroup:
             return
         self.mounts[fsid] = point
 
-    def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
-        """Every event queued now (none when the queue is empty), their pidfds closed but for
-        the pids ``keep`` names."""
+    def read(
+        self, keep: Callable[[int], bool] = lambda pid: False, wanted: Callable[[int, int], bool] = _wanted_by_default
+    ) -> list[RawEvent]:
+        """Every event queued now (none when the queue is empty) that ``wanted(pid, mask)``
+        accepts, their pidfds closed but for the pids ``keep`` names."""
         if self._mount_changes.poll(0):
             self._mark_mounts()
         events: list[RawEvent] = []
@@ -216,7 +223,7 @@ class FanotifyGroup:
                 return events
             if not data:
                 return events
-            parse_events(data, events, keep)
+            parse_events(data, events, keep, wanted)
 
     def open_handle(self, key: HandleKey) -> int:
         """An O_PATH descriptor of the object, or -1 (gone, or on a filesystem not marked)."""
@@ -248,43 +255,61 @@ class FanotifyGroup:
             self.fd = -1
 
 
+_FID_HEADER = struct.Struct("<IIIi")
+"""An info record's fsid (two 32-bit words) and its handle's size and type."""
+_PIDFD = struct.Struct("<i")
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def _fid(data: bytes, offset: int, end: int) -> tuple[HandleKey, int]:
     """The (fsid, handle) at ``offset``; returns it and the offset just past the handle."""
-    low, high = _FSID.unpack_from(data, offset)
-    size, _ = _HANDLE_HEADER.unpack_from(data, offset + 8)
+    low, high, size, _ = _FID_HEADER.unpack_from(data, offset)
     stop = min(offset + 16 + size, end)
-    fsid = (low & 0xFFFFFFFF) | ((high & 0xFFFFFFFF) << 32)
-    return (fsid, bytes(data[offset + 8 : stop])), stop
+    return (low | (high << 32), data[offset + 8 : stop]), stop
 
 
 def _name(data: bytes, offset: int, end: int) -> str:
-    raw = data[offset:end]
-    return os.fsdecode(raw.split(b"\0", 1)[0])
+    nul = data.find(b"\0", offset, end)
+    return data[offset : end if nul < 0 else nul].decode(_FS_ENCODING, _FS_ERRORS)
 
 
-def parse_events(data: bytes, into: list[RawEvent], keep: Callable[[int], bool]) -> None:
-    """Append the events of one read() to ``into``; close their pidfds but ``keep``'s."""
+def parse_events(
+    data: bytes,
+    into: list[RawEvent],
+    keep: Callable[[int], bool],
+    wanted: Callable[[int, int], bool] = _wanted_by_default,
+) -> None:
+    """Append the events of one read() to ``into``; close their pidfds but ``keep``'s. An
+    event ``wanted(pid, mask)`` refuses is not decoded at all (its pidfd is closed): with every
+    filesystem marked, most of a busy machine's events are other processes'."""
     offset = 0
+    metadata, header, pidfd_info = METADATA.unpack_from, _INFO_HEADER.unpack_from, _PIDFD.unpack_from
     while offset + METADATA.size <= len(data):
-        event_len, _version, _reserved, metadata_len, mask, _fd, pid = METADATA.unpack_from(data, offset)
+        event_len, _version, _reserved, metadata_len, mask, _fd, pid = metadata(data, offset)
         if event_len < metadata_len:
             return
         end = offset + event_len
+        decode = wanted(pid, mask)
         event = RawEvent(pid=pid, mask=mask, pidfd=-1)
         info = offset + metadata_len
         while info + _INFO_HEADER.size <= end:
-            kind, _, length = _INFO_HEADER.unpack_from(data, info)
+            kind, _, length = header(data, info)
             if length == 0:
                 break
             stop = info + length
             body = info + _INFO_HEADER.size
             if kind == _INFO_PIDFD:
-                (event.pidfd,) = struct.unpack_from("<i", data, body)
+                (event.pidfd,) = pidfd_info(data, body)
+            elif not decode:
+                pass
             elif kind == _INFO_FID:
                 event.obj, _ = _fid(data, body, stop)
-            elif kind in (_INFO_DFID_NAME, _INFO_DFID):
+            elif kind == _INFO_DFID_NAME:
                 event.directory, after = _fid(data, body, stop)
-                event.name = _name(data, after, stop) if kind == _INFO_DFID_NAME else ""
+                event.name = _name(data, after, stop)
+            elif kind == _INFO_DFID:
+                event.directory, _ = _fid(data, body, stop)
             elif kind == _INFO_OLD_DFID_NAME:
                 event.old_directory, after = _fid(data, body, stop)
                 event.old_name = _name(data, after, stop)
@@ -292,10 +317,11 @@ def parse_events(data: bytes, into: list[RawEvent], keep: Callable[[int], bool])
                 event.new_directory, after = _fid(data, body, stop)
                 event.new_name = _name(data, after, stop)
             info = stop
-        if event.pidfd >= 0 and not keep(pid):
+        if event.pidfd >= 0 and not (decode and keep(pid)):
             os.close(event.pidfd)
             event.pidfd = -1
-        into.append(event)
+        if decode:
+            into.append(event)
         offset = end
 
 
