@@ -170,6 +170,8 @@ class FanotifyGroup:
         self.mask = mask
         self.mounts: dict[int, str] = {}
         """The marked filesystems: fsid -> a mount point showing all of it."""
+        self.events_read = 0
+        """Every event read, every process's on the machine: what the watch cost."""
         self.unmarked: dict[str, str] = {}
         """Writable mount points that could not be marked (overlayfs without file handles, a
         FUSE filesystem...), with why: writes there would be missed."""
@@ -223,7 +225,7 @@ class FanotifyGroup:
                 return events
             if not data:
                 return events
-            parse_events(data, events, keep, wanted)
+            self.events_read += parse_events(data, events, keep, wanted)
 
     def open_handle(self, key: HandleKey) -> int:
         """An O_PATH descriptor of the object, or -1 (gone, or on a filesystem not marked)."""
@@ -279,18 +281,23 @@ def parse_events(
     into: list[RawEvent],
     keep: Callable[[int], bool],
     wanted: Callable[[int, int], bool] = _wanted_by_default,
-) -> None:
+) -> int:
     """Append the events of one read() to ``into``; close their pidfds but ``keep``'s. An
     event ``wanted(pid, mask)`` refuses is not decoded at all (its pidfd is closed): with every
-    filesystem marked, most of a busy machine's events are other processes'."""
-    offset = 0
+    filesystem marked, most of a busy machine's events are other processes'. Returns how many
+    events the read held."""
+    offset = count = 0
     metadata, header, pidfd_info = METADATA.unpack_from, _INFO_HEADER.unpack_from, _PIDFD.unpack_from
     while offset + METADATA.size <= len(data):
         event_len, _version, _reserved, metadata_len, mask, _fd, pid = metadata(data, offset)
         if event_len < metadata_len:
-            return
+            return count
         end = offset + event_len
-        decode = wanted(pid, mask)
+        count += 1
+        if not wanted(pid, mask):
+            _close_pidfd(data, offset + metadata_len, end)
+            offset = end
+            continue
         event = RawEvent(pid=pid, mask=mask, pidfd=-1)
         info = offset + metadata_len
         while info + _INFO_HEADER.size <= end:
@@ -301,8 +308,6 @@ def parse_events(
             body = info + _INFO_HEADER.size
             if kind == _INFO_PIDFD:
                 (event.pidfd,) = pidfd_info(data, body)
-            elif not decode:
-                pass
             elif kind == _INFO_FID:
                 event.obj, _ = _fid(data, body, stop)
             elif kind == _INFO_DFID_NAME:
@@ -317,12 +322,26 @@ def parse_events(
                 event.new_directory, after = _fid(data, body, stop)
                 event.new_name = _name(data, after, stop)
             info = stop
-        if event.pidfd >= 0 and not (decode and keep(pid)):
+        if event.pidfd >= 0 and not keep(pid):
             os.close(event.pidfd)
             event.pidfd = -1
-        if decode:
-            into.append(event)
+        into.append(event)
         offset = end
+    return count
+
+
+def _close_pidfd(data: bytes, info: int, end: int) -> None:
+    """Close the pidfd of an event not decoded (its info records walked for it alone)."""
+    while info + _INFO_HEADER.size <= end:
+        kind, _, length = _INFO_HEADER.unpack_from(data, info)
+        if length == 0:
+            return
+        if kind == _INFO_PIDFD:
+            (pidfd,) = _PIDFD.unpack_from(data, info + _INFO_HEADER.size)
+            if pidfd >= 0:
+                os.close(pidfd)
+            return
+        info += length
 
 
 def has_exited(pidfd: int) -> bool:

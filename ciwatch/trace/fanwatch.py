@@ -107,14 +107,12 @@ class FanWatch:
         """(pid, file) of each open for writing seen and not yet closed: its later events are
         the same open."""
         self._deferred: list[RawEvent] = []
-        self.events = 0
-        """Events read from the group, every process's on the machine: what the watch cost."""
         self._waiter = IdleWaiter()
         self._drained = 0.0
         """When the last drain began (``time.monotonic``)."""
 
     def wait(self, on_tick: Callable[[], None]) -> tuple[int, int]:
-        """``waitpid(-1, __WALL)``, calling ``on_tick`` (a drain) every few milliseconds."""
+        """``waitpid(-1, __WALL)``, calling ``on_tick`` (a drain when due) every DRAIN_INTERVAL_MS."""
         return self._waiter.wait(on_tick)
 
     def expect(self, pid: int, path: str) -> None:
@@ -223,14 +221,13 @@ class FanWatch:
             self._files.record_write(removal.pid, removal)
 
     def _counted(self, reaped: int) -> Callable[[int, int], bool]:
-        """Which events read are worth decoding (each one counted in ``events``): the build's
+        """Which events read are worth decoding: the build's
         own (or one that may yet be, under a pid just reaped), or a directory's, whoever made
         it (a rename or a removal of a directory changes the paths of the events before it).
         The rest of the machine's file events are dropped undecoded: handling them cost the
         tracer a busy machine's every write (the group reports every process's)."""
 
         def wanted(pid: int, mask: int) -> bool:
-            self.events += 1
             return bool(mask & FAN_ONDIR) or pid == reaped or self._is_build(pid)
 
         return wanted

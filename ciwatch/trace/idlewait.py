@@ -3,7 +3,7 @@
 With file events from fanotify a build may run for seconds without a single stop (a compiler
 writing thousands of files). A tracer blocked in ``waitpid`` would then find every event at
 once when the build ends, and spend the run's last seconds on them. So while it waits, it
-drains the queue every few milliseconds, and wakes at once for a stop: every ptrace stop and
+drains the queue every DRAIN_INTERVAL_MS, and wakes at once for a stop: every ptrace stop and
 exit sends the tracer SIGCHLD, whose handler writes to a pipe (Python's wakeup fd) that the
 wait polls along with its timer. A stop that comes between the last ``waitpid`` and the poll
 has already written its byte: it is not missed.
