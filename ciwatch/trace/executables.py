@@ -27,10 +27,23 @@ def file_state(info: os.stat_result) -> FileState:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode)
 
 
-def inspect_executable(path: str, fd: int | None = None) -> tuple[ExecutableFile, FileState] | None:
+#: What says a file is as it was when looked at, content included: the ctime moves with every
+#: write and every change of times or mode, and no process can set it back (utimensat sets
+#: the mtime, not the ctime).
+PlainState = tuple[int, int, int, int, int, int]
+
+
+def plain_state(info: os.stat_result) -> PlainState:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode)
+
+
+def inspect_executable(
+    path: str, fd: int | None = None, info: os.stat_result | None = None
+) -> tuple[ExecutableFile, FileState] | None:
     """The file's type and hash if it is an ELF, a ``#!`` script or has an execute bit, with
     the state it was read in; None for anything else (or a file that is gone). ``fd``: the
-    file already open for reading (left open), else ``path`` is opened."""
+    file already open for reading (left open), else ``path`` is opened; ``info``: its fstat,
+    if the caller has it."""
     # os-level calls: thousands of files are looked at when a build ends (npm writes one per
     # file of every package), and ciwatch returns only after.
     if fd is None:
@@ -43,7 +56,8 @@ def inspect_executable(path: str, fd: int | None = None) -> tuple[ExecutableFile
         finally:
             os.close(own)
     try:
-        info = os.fstat(fd)
+        if info is None:
+            info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
         head = os.pread(fd, 4, 0)

@@ -17,7 +17,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 
-from ciwatch.facts.paths import is_credential_path
+from ciwatch.facts.paths import credential_prefixes, is_credential_path
 from ciwatch.trace.fanotify import (
     AT_FDCWD,
     FAN_CLOEXEC,
@@ -117,6 +117,10 @@ class HookReads:
     def __init__(self, home: str, places: Iterable[str]) -> None:
         self.fd = _open_group()
         self._home = home
+        self._prefixes = tuple(prefix for prefix in credential_prefixes(home) if not prefix.startswith("/proc/"))
+        """What every credential path outside /proc starts with: ``made`` is asked of every file
+        the build creates (npm creates thousands), and matching each against every credential
+        pattern cost the tracer more than the rest of the event's handling."""
         self._files: dict[tuple[int, int], str] = {}
         """(device, inode) of each credential file marked: its path, whatever name it is
         opened by (a hard link, a bind mount, /proc/self/root/...)."""
@@ -144,7 +148,7 @@ class HookReads:
 
     def made(self, path: str) -> None:
         """A file made or moved into place during the run: watched if it is a credential."""
-        if is_credential_path(path, self._home) and not path.startswith("/proc/"):
+        if path.startswith(self._prefixes) and is_credential_path(path, self._home):
             self.mark(path)
 
     def watch(self, on: bool) -> None:

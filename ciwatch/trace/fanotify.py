@@ -18,6 +18,7 @@ import logging
 import os
 import select
 import struct
+import sys
 from collections.abc import Callable
 
 from ciwatch.capabilities import user_namespace
@@ -166,6 +167,10 @@ def writable_mounts(mountinfo: str) -> list[str]:
     return sorted(best.values())
 
 
+def _wanted_by_default(pid: int, mask: int) -> bool:
+    return True
+
+
 class FanotifyGroup:
     """The group: opened and marked once per run, read in batches, closed at the end."""
 
@@ -178,6 +183,8 @@ class FanotifyGroup:
         self.mask = mask
         self.mounts: dict[int, str] = {}
         """The marked filesystems: fsid -> a mount point showing all of it."""
+        self.events_read = 0
+        """Every event read, every process's on the machine: what the watch cost."""
         self.unmarked: dict[str, str] = {}
         """Writable mount points that could not be marked (overlayfs without file handles, a
         FUSE filesystem...), with why: writes there would be missed."""
@@ -216,9 +223,11 @@ class FanotifyGroup:
             return
         self.mounts[fsid] = point
 
-    def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
-        """Every event queued now (none when the queue is empty), their pidfds closed but for
-        the pids ``keep`` names."""
+    def read(
+        self, keep: Callable[[int], bool] = lambda pid: False, wanted: Callable[[int, int], bool] = _wanted_by_default
+    ) -> list[RawEvent]:
+        """Every event queued now (none when the queue is empty) that ``wanted(pid, mask)``
+        accepts, their pidfds closed but for the pids ``keep`` names."""
         if self._mount_changes.poll(0):
             self._mark_mounts()
         events: list[RawEvent] = []
@@ -229,7 +238,7 @@ class FanotifyGroup:
                 return events
             if not data:
                 return events
-            parse_events(data, events, keep)
+            self.events_read += parse_events(data, events, keep, wanted)
 
     def open_handle(self, key: HandleKey) -> int:
         """An O_PATH descriptor of the object, or -1 (gone, or on a filesystem not marked)."""
@@ -269,43 +278,64 @@ class FanotifyGroup:
             self.fd = -1
 
 
+_FID_HEADER = struct.Struct("<IIIi")
+"""An info record's fsid (two 32-bit words) and its handle's size and type."""
+_PIDFD = struct.Struct("<i")
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def _fid(data: bytes, offset: int, end: int) -> tuple[HandleKey, int]:
     """The (fsid, handle) at ``offset``; returns it and the offset just past the handle."""
-    low, high = _FSID.unpack_from(data, offset)
-    size, _ = _HANDLE_HEADER.unpack_from(data, offset + 8)
+    low, high, size, _ = _FID_HEADER.unpack_from(data, offset)
     stop = min(offset + 16 + size, end)
-    fsid = (low & 0xFFFFFFFF) | ((high & 0xFFFFFFFF) << 32)
-    return (fsid, bytes(data[offset + 8 : stop])), stop
+    return (low | (high << 32), data[offset + 8 : stop]), stop
 
 
 def _name(data: bytes, offset: int, end: int) -> str:
-    raw = data[offset:end]
-    return os.fsdecode(raw.split(b"\0", 1)[0])
+    nul = data.find(b"\0", offset, end)
+    return data[offset : end if nul < 0 else nul].decode(_FS_ENCODING, _FS_ERRORS)
 
 
-def parse_events(data: bytes, into: list[RawEvent], keep: Callable[[int], bool]) -> None:
-    """Append the events of one read() to ``into``; close their pidfds but ``keep``'s."""
-    offset = 0
+def parse_events(
+    data: bytes,
+    into: list[RawEvent],
+    keep: Callable[[int], bool],
+    wanted: Callable[[int, int], bool] = _wanted_by_default,
+) -> int:
+    """Append the events of one read() to ``into``; close their pidfds but ``keep``'s. An
+    event ``wanted(pid, mask)`` refuses is not decoded at all (its pidfd is closed): with every
+    filesystem marked, most of a busy machine's events are other processes'. Returns how many
+    events the read held."""
+    offset = count = 0
+    metadata, header, pidfd_info = METADATA.unpack_from, _INFO_HEADER.unpack_from, _PIDFD.unpack_from
     while offset + METADATA.size <= len(data):
-        event_len, _version, _reserved, metadata_len, mask, _fd, pid = METADATA.unpack_from(data, offset)
+        event_len, _version, _reserved, metadata_len, mask, _fd, pid = metadata(data, offset)
         if event_len < metadata_len:
-            return
+            return count
         end = offset + event_len
+        count += 1
+        if not wanted(pid, mask):
+            _close_pidfd(data, offset + metadata_len, end)
+            offset = end
+            continue
         event = RawEvent(pid=pid, mask=mask, pidfd=-1)
         info = offset + metadata_len
         while info + _INFO_HEADER.size <= end:
-            kind, _, length = _INFO_HEADER.unpack_from(data, info)
+            kind, _, length = header(data, info)
             if length == 0:
                 break
             stop = info + length
             body = info + _INFO_HEADER.size
             if kind == _INFO_PIDFD:
-                (event.pidfd,) = struct.unpack_from("<i", data, body)
+                (event.pidfd,) = pidfd_info(data, body)
             elif kind == _INFO_FID:
                 event.obj, _ = _fid(data, body, stop)
-            elif kind in (_INFO_DFID_NAME, _INFO_DFID):
+            elif kind == _INFO_DFID_NAME:
                 event.directory, after = _fid(data, body, stop)
-                event.name = _name(data, after, stop) if kind == _INFO_DFID_NAME else ""
+                event.name = _name(data, after, stop)
+            elif kind == _INFO_DFID:
+                event.directory, _ = _fid(data, body, stop)
             elif kind == _INFO_OLD_DFID_NAME:
                 event.old_directory, after = _fid(data, body, stop)
                 event.old_name = _name(data, after, stop)
@@ -318,6 +348,21 @@ def parse_events(data: bytes, into: list[RawEvent], keep: Callable[[int], bool])
             event.pidfd = -1
         into.append(event)
         offset = end
+    return count
+
+
+def _close_pidfd(data: bytes, info: int, end: int) -> None:
+    """Close the pidfd of an event not decoded (its info records walked for it alone)."""
+    while info + _INFO_HEADER.size <= end:
+        kind, _, length = _INFO_HEADER.unpack_from(data, info)
+        if length == 0:
+            return
+        if kind == _INFO_PIDFD:
+            (pidfd,) = _PIDFD.unpack_from(data, info + _INFO_HEADER.size)
+            if pidfd >= 0:
+                os.close(pidfd)
+            return
+        info += length
 
 
 def has_exited(pidfd: int) -> bool:

@@ -28,6 +28,7 @@ import contextlib
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -44,13 +45,13 @@ from ciwatch.trace.fanotify import (
     FAN_RENAME,
     WRITE_MASK,
     FanotifyGroup,
-    HandleKey,
     RawEvent,
     has_exited,
 )
 from ciwatch.trace.fanpaths import Located, PathResolver
+from ciwatch.trace.fanrepeats import Writing, without_repeats
 from ciwatch.trace.filewatch import FileWatch
-from ciwatch.trace.idlewait import IdleWaiter
+from ciwatch.trace.idlewait import DRAIN_INTERVAL_MS, IdleWaiter
 from ciwatch.trace.options import TracerOptions
 from ciwatch.trace.tasks import TracedProcess, TracedThread
 
@@ -102,16 +103,16 @@ class FanWatch:
         machine is an event, and only a hook's reads matter)."""
         self._paths = PathResolver(group.open_handle)
         self._expected: set[tuple[int, str]] = set()
-        self._writing: set[tuple[int, HandleKey | str]] = set()
+        self._writing: set[Writing] = set()
         """(pid, file) of each open for writing seen and not yet closed: its later events are
         the same open."""
         self._deferred: list[RawEvent] = []
-        self.events = 0
-        """Events read from the group, every process's on the machine: what the watch cost."""
         self._waiter = IdleWaiter()
+        self._drained = 0.0
+        """When the last drain began (``time.monotonic``)."""
 
     def wait(self, on_tick: Callable[[], None]) -> tuple[int, int]:
-        """``waitpid(-1, __WALL)``, calling ``on_tick`` (a drain) every few milliseconds."""
+        """``waitpid(-1, __WALL)``, calling ``on_tick`` (a drain when due) every DRAIN_INTERVAL_MS."""
         return self._waiter.wait(on_tick)
 
     def expect(self, pid: int, path: str) -> None:
@@ -147,9 +148,17 @@ class FanWatch:
             self._reading = on
             self._reads.watch(on)
 
+    def tick(self) -> None:
+        """Drain if the last drain is half DRAIN_INTERVAL_MS old (the build is idle, or between
+        stops that need no drain; the waiter's timer calls this at least once an interval): the
+        record keeps up, and a burst of stops doesn't drain after each one."""
+        if time.monotonic() - self._drained >= DRAIN_INTERVAL_MS / 2000:
+            self.drain()
+
     def drain(self, reaped: int = 0) -> None:
         """Record every event queued now. ``reaped``: a pid whose process has just been
         reaped; an event under it from a live process is another process's."""
+        self._drained = time.monotonic()
         hook_ended = self._reading and self._in_hook(reaped)  # the reaped one isn't marked exited yet
         try:
             self._drain(reaped)
@@ -185,21 +194,19 @@ class FanWatch:
 
     def _drain_writes(self, reaped: int) -> None:
         held = {id(raw) for raw in self._deferred}
-        batch = self._deferred + self._group.read(keep=lambda pid: pid == reaped)
+        batch = self._deferred + self._group.read(keep=lambda pid: pid == reaped, wanted=self._counted(reaped))
         self._deferred = []
         if not batch:
             return
-        self.events += len(batch)
-        batch = [raw for raw in batch if self._located(raw, reaped, held)]
+        batch = self._without_repeats(batch, reaped, held)
         located, complete = self._paths.locate(batch)
         for _ in range(_RETRIES):
             if complete:
                 break
-            more = self._group.read()  # a directory gone since: its removal is queued by now
+            more = self._group.read(wanted=self._counted(reaped))  # a directory gone since: its removal is queued
             if not more:
                 break
-            self.events += len(more)
-            batch += [raw for raw in more if self._located(raw, reaped, held)]
+            batch += more
             located, complete = self._paths.locate(batch)
         recorded = _Batch()
         for where in located:
@@ -213,13 +220,34 @@ class FanWatch:
         for removal in sorted(recorded.removed_directories, key=lambda w: -w.path.count("/")):
             self._files.record_write(removal.pid, removal)
 
-    def _located(self, raw: RawEvent, reaped: int, held: set[int]) -> bool:
-        """Whether an event's paths are worth finding: the build's own (or one that may yet be,
-        under a pid just reaped or held back), or a directory's, whoever made it (a rename or a
-        removal of a directory changes the paths of the events before it). The rest of the
-        machine's file events are dropped unresolved: resolving them cost the tracer a busy
-        machine's every write (the group reports every process's; their pidfds are closed)."""
-        return bool(raw.mask & FAN_ONDIR) or raw.pid == reaped or id(raw) in held or self._is_build(raw.pid)
+    def _counted(self, reaped: int) -> Callable[[int, int], bool]:
+        """Which events read are worth decoding: the build's
+        own (or one that may yet be, under a pid just reaped), or a directory's, whoever made
+        it (a rename or a removal of a directory changes the paths of the events before it).
+        The rest of the machine's file events are dropped undecoded: handling them cost the
+        tracer a busy machine's every write (the group reports every process's)."""
+
+        def wanted(pid: int, mask: int) -> bool:
+            return bool(mask & FAN_ONDIR) or pid == reaped or self._is_build(pid)
+
+        return wanted
+
+    def _without_repeats(self, batch: list[RawEvent], reaped: int, held: set[int]) -> list[RawEvent]:
+        """The batch without the events of opens recorded already (:mod:`fanrepeats`), but for
+        those to be held back (a reused pid) and those of a process a stop expects a change
+        from (:meth:`expect`: the change is the stop's)."""
+        if not self._writing:
+            return batch
+        expecting = {pid for pid, _ in self._expected}
+
+        def kept_anyway(raw: RawEvent) -> bool:
+            return raw.pid in expecting or raw.pid == reaped or id(raw) in held
+
+        return without_repeats(batch, self._writing, self._parent_of, kept_anyway)
+
+    def _parent_of(self, pid: int) -> int:
+        process = self._processes.get(pid)
+        return process.ppid if process is not None else -1
 
     def _hold(self, raw: RawEvent, reaped: int, held: bool) -> bool:
         """Whether to hold the event back: its pid was just reaped (or, held already, is

@@ -4,14 +4,19 @@ opens for reading (which only a hook's processes stop at) recorded when of a cre
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 
 from ciwatch.facts.paths import is_credential_path
 from ciwatch.record.events import Event, FileHash, FileRead, FileWrite
 from ciwatch.record.vocabulary import FileOp, ReadHow
-from ciwatch.trace.executables import FileState, inspect_executable
+from ciwatch.trace.executables import FileState, PlainState, inspect_executable, plain_state
 from ciwatch.trace.table import WRITE_OPEN_FLAGS
 from ciwatch.trace.tasks import TracedThread
+
+#: At most this many files remembered as not executables (some 270 bytes each).
+_PLAIN_LIMIT = 50_000
 
 
 class FileWatch:
@@ -22,6 +27,9 @@ class FileWatch:
         """Paths written during the run (after renames), with the pid that wrote them last."""
         self._hashed: dict[str, FileState] = {}
         """Executables hashed, with the state of the file their hash was read from."""
+        self._plain: set[PlainState] = set()
+        """Files found not to be executables when closed after writing (fanotify), as they were
+        then: one still so at the end of the run needn't be opened and read again."""
 
     def on_file(self, thread: TracedThread, event: FileWrite) -> None:
         if event.op is FileOp.OPEN and not (event.flags or 0) & WRITE_OPEN_FLAGS:
@@ -58,6 +66,12 @@ class FileWatch:
     def hash_written(self, path: str) -> None:
         """Record the digest of a written file, if it is an executable or a script (when it
         is run, and at the end of the run)."""
+        if self._plain:
+            try:
+                if plain_state(os.stat(path)) in self._plain:
+                    return  # not an executable when closed, and unchanged since
+            except OSError:
+                return  # gone: nothing to hash
         found = self.hash_of(path, self.written.get(path, 0))
         if found is not None:
             self._emit(found)
@@ -69,8 +83,18 @@ class FileWatch:
         """The digest event of a written executable or script (read from ``fd`` if given: a
         file fanotify reports closed after writing, whose path is asked for only if it is an
         executable), or None: not one, or hashed already in the state it is in now."""
-        found = inspect_executable(path if isinstance(path, str) else "", fd)
+        info = None
+        if fd is not None:
+            try:
+                info = os.fstat(fd)
+            except OSError:
+                return None
+        found = inspect_executable(path if isinstance(path, str) else "", fd, info)
         if found is None:
+            if info is not None and stat.S_ISREG(info.st_mode):
+                if len(self._plain) >= _PLAIN_LIMIT:  # only saves work: forgetting is safe
+                    self._plain.clear()
+                self._plain.add(plain_state(info))
             return None
         executable, state = found
         if not isinstance(path, str):

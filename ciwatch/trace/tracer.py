@@ -194,8 +194,9 @@ class Tracer:
             self.flush()
 
     def _idle(self) -> None:
-        """Nothing to do until the build stops again: record fanotify's events, write the record."""
-        self.drain_file_events()
+        """Nothing to do until the build stops again: record fanotify's events (when due), write the record."""
+        if self.fan is not None:
+            self.fan.tick()
         self.flush()
         self._on_idle()
 

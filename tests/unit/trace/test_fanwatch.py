@@ -49,9 +49,12 @@ class FakeGroup:
         self.queue: list[RawEvent] = []
         self.mounts: dict[int, str] = {}
 
-    def read(self, keep: Callable[[int], bool] = lambda pid: False) -> list[RawEvent]:
-        """The queue; the pidfds of events not kept are closed, as the group does."""
-        events, self.queue = self.queue, []
+    def read(
+        self, keep: Callable[[int], bool] = lambda pid: False, wanted: Callable[[int, int], bool] = lambda p, m: True
+    ) -> list[RawEvent]:
+        """The queue's events ``wanted`` accepts; the pidfds of events not kept are closed, as
+        the group does."""
+        events, self.queue = [event for event in self.queue if wanted(event.pid, event.mask)], []
         for event in events:
             if event.pidfd >= 0 and not keep(event.pid):
                 os.close(event.pidfd)
