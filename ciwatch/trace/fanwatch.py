@@ -30,8 +30,8 @@ import os
 import stat
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
+from ciwatch.dataclass import dataclass, field
 from ciwatch.facts.paths import credential_places
 from ciwatch.record.events import FileHash, FileWrite
 from ciwatch.record.vocabulary import FileOp
